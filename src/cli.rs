@@ -1,0 +1,96 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+pub const USAGE: &str = "\
+Usage: portables-generator [--root DIR] NORMAL_DIR [EARLY_DIR LATE_DIR]
+       portables-generator [--root DIR] --dry-run
+       portables-generator --help | --version
+
+Attaches the portable service images found in /etc/portables, /run/portables,
+/var/lib/portables, /usr/local/lib/portables and /usr/lib/portables: writes their
+units, profile and image drop-ins and [Install] symlinks into NORMAL_DIR, as
+`portablectl attach --enable` would into /etc/systemd/system.attached.
+
+  --root DIR   read every path below DIR instead of /
+  --dry-run    print what would be written (files with their contents, symlinks
+               with their targets) instead of writing it
+";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Generator mode: write into the normal output directory.
+    Generate { normal: PathBuf },
+    DryRun,
+    Help,
+    Version,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    pub root: Option<PathBuf>,
+    pub mode: Mode,
+}
+
+/// Parse arguments (without argv\[0\]). The error is a one-line usage message.
+pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Options, String> {
+    let mut root = None;
+    let mut dry_run = false;
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    let mut args = args.into_iter();
+    let mut only_positional = false;
+    while let Some(arg) = args.next() {
+        let text = arg.to_str().unwrap_or("");
+        if only_positional || !text.starts_with("--") {
+            dirs.push(arg.into());
+            continue;
+        }
+        match text {
+            "--" => only_positional = true,
+            "--help" | "-h" => return Ok(Options { root: None, mode: Mode::Help }),
+            "--version" => return Ok(Options { root: None, mode: Mode::Version }),
+            "--dry-run" => dry_run = true,
+            "--root" => {
+                let dir = args.next().ok_or("--root needs a directory")?;
+                root = Some(PathBuf::from(dir));
+            }
+            _ => match text.strip_prefix("--root=") {
+                Some(dir) if !dir.is_empty() => root = Some(PathBuf::from(dir)),
+                _ => return Err(format!("unknown option {text}")),
+            },
+        }
+    }
+    let mode = match (dry_run, dirs.len()) {
+        (true, 0) => Mode::DryRun,
+        (true, _) => return Err("--dry-run takes no output directory".into()),
+        (false, 1 | 3) => Mode::Generate { normal: dirs.swap_remove(0) },
+        (false, 0) => return Err("an output directory is required".into()),
+        (false, n) => return Err(format!("expected 1 or 3 output directories, got {n}")),
+    };
+    Ok(Options { root, mode })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Options, String> {
+        parse(args.iter().map(|a| a.into()))
+    }
+
+    #[test]
+    fn generator_mode() {
+        assert_eq!(p(&["/run/g"]).unwrap().mode, Mode::Generate { normal: "/run/g".into() });
+        assert_eq!(p(&["/a", "/b", "/c"]).unwrap().mode, Mode::Generate { normal: "/a".into() });
+        let o = p(&["--root", "/r", "/a"]).unwrap();
+        assert_eq!(o.root, Some("/r".into()));
+        assert_eq!(p(&["--root=/r", "--dry-run"]).unwrap().mode, Mode::DryRun);
+    }
+
+    #[test]
+    fn usage_errors() {
+        for bad in [&[][..], &["/a", "/b"], &["--bogus", "/a"], &["--root"], &["--dry-run", "/a"]] {
+            assert!(p(bad).is_err(), "{bad:?}");
+        }
+    }
+}

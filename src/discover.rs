@@ -1,0 +1,180 @@
+//! Finding images in the search paths (DESIGN §3).
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::unix::fs::FileTypeExt;
+use std::path::PathBuf;
+
+use log::debug;
+
+use crate::image::open::ImageKind;
+use crate::names::image_name_is_valid;
+use crate::root::Root;
+
+/// Where images are looked for, in order; the first directory holding a name wins
+/// (`image_search_path[IMAGE_PORTABLE]` in systemd's discover-image.c).
+pub const SEARCH_PATHS: [&str; 5] = [
+    "/etc/portables",
+    "/run/portables",
+    "/var/lib/portables",
+    "/usr/local/lib/portables",
+    "/usr/lib/portables",
+];
+
+/// An image found in a search path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    /// The directory entry's name, e.g. `foo_1.2.raw`: the value of `PORTABLE=`.
+    pub file_name: String,
+    /// The image name, `.raw` dropped (`foo_1.2`): names shadow each other across paths.
+    pub name: String,
+    /// The path as the booted system sees it (without `--root`), used in `RootImage=`.
+    pub path: PathBuf,
+    pub kind: ImageKind,
+}
+
+/// Something named like an image that can not be one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+/// A search directory that exists but can not be listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    pub dir: PathBuf,
+    pub reason: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Found {
+    /// In search-path order, then name order.
+    pub images: Vec<Image>,
+    pub refused: Vec<Refused>,
+    pub unreadable: Vec<Unreadable>,
+}
+
+enum Entry {
+    Image(Image),
+    Refused(Refused),
+    Ignored,
+}
+
+/// Look at every entry of every search directory below `root`.
+pub fn discover(root: &Root) -> Found {
+    let mut found = Found::default();
+    let mut seen = BTreeSet::new();
+    for dir in SEARCH_PATHS {
+        let real = root.join(dir);
+        let listing = match fs::read_dir(&real) {
+            Ok(l) => l,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                debug!("Search directory {dir} does not exist.");
+                continue;
+            }
+            Err(e) => {
+                found.unreadable.push(Unreadable { dir: dir.into(), reason: e.to_string() });
+                continue;
+            }
+        };
+        let mut names = Vec::new();
+        for entry in listing {
+            match entry {
+                Ok(e) => names.push(e.file_name()),
+                Err(e) => {
+                    found.unreadable.push(Unreadable { dir: dir.into(), reason: e.to_string() });
+                    break;
+                }
+            }
+        }
+        names.sort();
+
+        let mut here: Vec<Image> = Vec::new();
+        for os_name in names {
+            let host_path = PathBuf::from(dir).join(&os_name);
+            let Some(file_name) = os_name.to_str() else {
+                found.refused.push(Refused {
+                    path: host_path,
+                    reason: "the name is not valid UTF-8".into(),
+                });
+                continue;
+            };
+            if file_name.starts_with('.') {
+                debug!("Ignoring hidden entry {}.", host_path.display());
+                continue;
+            }
+            match classify(root, &host_path, file_name) {
+                Entry::Image(image) => here.push(image),
+                Entry::Refused(r) => found.refused.push(r),
+                Entry::Ignored => {}
+            }
+        }
+        // image_find() tries NAME before NAME.raw within one directory.
+        here.sort_by_key(|i| (i.name.clone(), i.kind == ImageKind::Raw));
+        for image in here {
+            if seen.contains(&image.name) {
+                debug!(
+                    "Image {} is shadowed by an image of the same name earlier in the search path.",
+                    image.path.display()
+                );
+                continue;
+            }
+            seen.insert(image.name.clone());
+            found.images.push(image);
+        }
+    }
+    found
+}
+
+fn classify(root: &Root, host_path: &std::path::Path, file_name: &str) -> Entry {
+    let refuse = |reason: String| Entry::Refused(Refused { path: host_path.into(), reason });
+    let is_raw_name = file_name.ends_with(".raw");
+    let real = root.join(host_path);
+    // stat() follows symlinks without opening anything, so nothing here can block.
+    let meta = match fs::metadata(&real) {
+        Ok(m) => m,
+        Err(e) => {
+            let is_link = fs::symlink_metadata(&real).map(|m| m.is_symlink()).unwrap_or(false);
+            if !is_raw_name && !is_link {
+                debug!("Ignoring {}: {e}", host_path.display());
+                return Entry::Ignored;
+            }
+            return match e.raw_os_error() {
+                Some(libc::ENOENT) => refuse("dangling symbolic link".into()),
+                Some(libc::ELOOP) => refuse("symbolic link loop".into()),
+                _ => refuse(format!("cannot access: {e}")),
+            };
+        }
+    };
+    let ft = meta.file_type();
+    let (kind, name) = if ft.is_dir() {
+        if file_name.ends_with(".v") {
+            return refuse("versioned image directories (NAME.v/, NAME.raw.v/) are not supported yet".into());
+        }
+        (ImageKind::Directory, file_name)
+    } else if ft.is_block_device() {
+        (ImageKind::Block, file_name)
+    } else if is_raw_name {
+        if !ft.is_file() {
+            let what = if ft.is_fifo() {
+                "a FIFO"
+            } else if ft.is_socket() {
+                "a socket"
+            } else if ft.is_char_device() {
+                "a character device"
+            } else {
+                "not a regular file"
+            };
+            return refuse(format!("{what}, not a regular file"));
+        }
+        (ImageKind::Raw, &file_name[..file_name.len() - 4])
+    } else {
+        debug!("Ignoring {}: neither a directory, a .raw file nor a block device.", host_path.display());
+        return Entry::Ignored;
+    };
+    if !image_name_is_valid(name) || !image_name_is_valid(file_name) {
+        return refuse("invalid image name".into());
+    }
+    Entry::Image(Image { file_name: file_name.into(), name: name.into(), path: host_path.into(), kind })
+}

@@ -1,0 +1,182 @@
+//! What is taken from an image: its os-release and the unit files that match (DESIGN §5).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::image::chase::Tree;
+use crate::image::{FileKind, FsError, MAX_FILE_BYTES};
+use crate::os_release::{self, OsRelease};
+
+/// The image's system unit directories, highest priority first (systemd's lookup paths
+/// as portable.c resolves them inside the image, less the runtime-only ones).
+pub const IMAGE_UNIT_DIRS: [&str; 5] = [
+    "/etc/systemd/system",
+    "/run/systemd/system",
+    "/usr/local/lib/systemd/system",
+    "/usr/lib/systemd/system",
+    "/lib/systemd/system",
+];
+
+const OS_RELEASE_PATHS: [&str; 2] = ["/etc/os-release", "/usr/lib/os-release"];
+
+/// A unit file as found in an image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitSource {
+    pub name: String,
+    /// Where in the image it was found, e.g. `/usr/lib/systemd/system/foo.service`.
+    pub origin: PathBuf,
+    pub bytes: Vec<u8>,
+}
+
+/// A unit left out, with the reason; `warn` is false for deliberate cases (masked, empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitSkip {
+    pub name: String,
+    pub reason: String,
+    pub warn: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Units {
+    /// Sorted by name.
+    pub found: Vec<UnitSource>,
+    pub skipped: Vec<UnitSkip>,
+}
+
+/// Read the image's os-release: `/etc/os-release`, else `/usr/lib/os-release`; it must
+/// carry a non-empty `ID=`.
+pub fn read_os_release(tree: &Tree) -> Result<OsRelease, String> {
+    for path in OS_RELEASE_PATHS {
+        match tree.read_file(Path::new(path), MAX_FILE_BYTES) {
+            Ok(bytes) => {
+                let release = os_release::parse(&bytes).map_err(|e| format!("{path}: {e}"))?;
+                if release.non_empty("ID").is_none() {
+                    return Err(format!("os-release ({path}) lacks the ID= field"));
+                }
+                return Ok(release);
+            }
+            Err(FsError::NotFound) => continue,
+            Err(e) => return Err(format!("cannot read {path}: {e}")),
+        }
+    }
+    Err("image lacks os-release data (/etc/os-release or /usr/lib/os-release)".into())
+}
+
+/// Collect the units named by `wanted` from the top level of the image's unit
+/// directories, the first directory holding a name winning. Only names accepted by
+/// `wanted` are read, so an image with hundreds of units costs what its matches cost.
+pub fn read_units(tree: &Tree, wanted: impl Fn(&str) -> bool) -> Result<Units, String> {
+    let mut chosen: BTreeMap<String, (PathBuf, FileKind)> = BTreeMap::new();
+    let mut seen_dirs = Vec::new();
+    for dir in IMAGE_UNIT_DIRS {
+        let (resolved, entries) = match tree.read_dir(Path::new(dir)) {
+            Ok(r) => r,
+            Err(FsError::NotFound | FsError::NotADirectory) => continue,
+            Err(e) => return Err(format!("cannot list {dir}: {e}")),
+        };
+        // /lib is usually a link to /usr/lib: the same directory is read once.
+        if seen_dirs.contains(&resolved) {
+            continue;
+        }
+        seen_dirs.push(resolved);
+        for entry in entries {
+            let Ok(name) = String::from_utf8(entry.name) else { continue };
+            if !wanted(&name) || chosen.contains_key(&name) {
+                continue;
+            }
+            chosen.insert(name.clone(), (Path::new(dir).join(&name), entry.kind));
+        }
+    }
+
+    let mut units = Units::default();
+    for (name, (origin, kind)) in chosen {
+        let skip = |reason: String, warn: bool| UnitSkip { name: name.clone(), reason, warn };
+        match kind {
+            FileKind::File | FileKind::Symlink => {}
+            FileKind::Dir => {
+                units.skipped.push(skip(format!("{} is a directory", origin.display()), true));
+                continue;
+            }
+            FileKind::Other => {
+                units.skipped.push(skip(format!("{} is not a regular file", origin.display()), true));
+                continue;
+            }
+        }
+        if kind == FileKind::Symlink {
+            match tree.read_link(&origin) {
+                Ok(target) if target == b"/dev/null" => {
+                    units.skipped.push(skip(format!("{} is masked", origin.display()), false));
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    units.skipped.push(skip(format!("cannot read {}: {e}", origin.display()), true));
+                    continue;
+                }
+            }
+        }
+        match tree.read_file(&origin, MAX_FILE_BYTES) {
+            Ok(bytes) if bytes.is_empty() => {
+                units.skipped.push(skip(format!("{} is empty", origin.display()), false));
+            }
+            Ok(bytes) => units.found.push(UnitSource { name, origin, bytes }),
+            Err(e) => units.skipped.push(skip(format!("cannot read {}: {e}", origin.display()), true)),
+        }
+    }
+    Ok(units)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::chase::tests::MemFs;
+
+    fn tree(fs: MemFs) -> Tree {
+        Tree::new(Box::new(fs))
+    }
+
+    #[test]
+    fn os_release_order_and_id() {
+        let t = tree(MemFs::new().file("/usr/lib/os-release", b"ID=debian\n"));
+        assert_eq!(read_os_release(&t).unwrap().get("ID"), Some("debian"));
+        let t = tree(
+            MemFs::new()
+                .file("/etc/os-release", b"ID=etc\n")
+                .file("/usr/lib/os-release", b"ID=usr\n"),
+        );
+        assert_eq!(read_os_release(&t).unwrap().get("ID"), Some("etc"));
+        let t = tree(MemFs::new().file("/etc/os-release", b"NAME=x\n"));
+        assert!(read_os_release(&t).unwrap_err().contains("ID="));
+        assert!(read_os_release(&tree(MemFs::new())).unwrap_err().contains("lacks os-release"));
+    }
+
+    #[test]
+    fn units_first_dir_wins_and_links_follow() {
+        let t = tree(
+            MemFs::new()
+                .file("/etc/systemd/system/foo.service", b"etc")
+                .file("/usr/lib/systemd/system/foo.service", b"usr")
+                .link("/usr/lib/systemd/system/foo-alias.service", "foo.service")
+                .link("/usr/lib/systemd/system/foo-masked.service", "/dev/null")
+                .file("/usr/lib/systemd/system/foo-empty.service", b"")
+                .file("/usr/lib/systemd/system/bar.service", b"bar")
+                .dir("/usr/lib/systemd/system/foo.service.d")
+                .link("/lib", "usr/lib"),
+        );
+        let u = read_units(&t, |n| n.starts_with("foo")).unwrap();
+        let got: Vec<_> = u.found.iter().map(|u| (u.name.as_str(), u.bytes.as_slice())).collect();
+        assert_eq!(
+            got,
+            vec![("foo-alias.service", &b"usr"[..]), ("foo.service", &b"etc"[..])]
+        );
+        let skipped: Vec<_> = u.skipped.iter().map(|s| (s.name.as_str(), s.warn)).collect();
+        assert_eq!(
+            skipped,
+            vec![
+                ("foo-empty.service", false),
+                ("foo-masked.service", false),
+                ("foo.service.d", true)
+            ]
+        );
+    }
+}

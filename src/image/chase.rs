@@ -1,0 +1,265 @@
+//! Path resolution inside an image, as `chroot` would do it: absolute symlink targets start
+//! at the image root and `..` never climbs above it. Back-ends only ever see resolved paths.
+
+use std::collections::VecDeque;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use super::{DirEntry, FileKind, Fs, FsError, MAX_DIR_ENTRIES, MAX_SYMLINKS};
+
+/// An image's file system with symlink-following lookups confined to it.
+pub struct Tree {
+    fs: Box<dyn Fs>,
+}
+
+/// Where a path led.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The path with every symlink resolved (the last one too, when asked to follow it).
+    pub path: PathBuf,
+    pub kind: FileKind,
+}
+
+fn components(path: &[u8]) -> impl Iterator<Item = &[u8]> {
+    path.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".")
+}
+
+fn join(parts: &[Vec<u8>]) -> PathBuf {
+    let mut p = PathBuf::from("/");
+    for c in parts {
+        p.push(OsStr::from_bytes(c));
+    }
+    p
+}
+
+impl Tree {
+    pub fn new(fs: Box<dyn Fs>) -> Tree {
+        Tree { fs }
+    }
+
+    /// Resolve `path` (taken relative to the image root even when absolute). With
+    /// `follow_last` false a final symlink is returned as such.
+    pub fn resolve(&self, path: &Path, follow_last: bool) -> Result<Resolved, FsError> {
+        let mut todo: VecDeque<Vec<u8>> =
+            components(path.as_os_str().as_bytes()).map(<[u8]>::to_vec).collect();
+        let mut done: Vec<Vec<u8>> = Vec::new();
+        let mut links = 0usize;
+        let mut kind = FileKind::Dir;
+
+        while let Some(c) = todo.pop_front() {
+            if kind != FileKind::Dir {
+                return Err(FsError::NotADirectory);
+            }
+            if c == b".." {
+                done.pop();
+                continue;
+            }
+            done.push(c);
+            let here = join(&done);
+            kind = self.fs.lstat(&here)?.ok_or(FsError::NotFound)?;
+            if kind == FileKind::Symlink && (follow_last || !todo.is_empty()) {
+                links += 1;
+                if links > MAX_SYMLINKS {
+                    return Err(FsError::SymlinkLoop);
+                }
+                let target = self.fs.read_link(&here)?;
+                done.pop();
+                if target.first() == Some(&b'/') {
+                    done.clear();
+                }
+                for c in components(&target).collect::<Vec<_>>().into_iter().rev() {
+                    todo.push_front(c.to_vec());
+                }
+                // The link's directory is a directory; what the target names is found next.
+                kind = FileKind::Dir;
+            }
+        }
+        Ok(Resolved { path: join(&done), kind })
+    }
+
+    /// List the directory `path`, following symlinks on the way; entries sorted by name.
+    pub fn read_dir(&self, path: &Path) -> Result<(PathBuf, Vec<DirEntry>), FsError> {
+        let dir = self.resolve(path, true)?;
+        if dir.kind != FileKind::Dir {
+            return Err(FsError::NotADirectory);
+        }
+        let mut entries = self.fs.read_dir(&dir.path)?;
+        if entries.len() > MAX_DIR_ENTRIES {
+            return Err(FsError::TooLarge {
+                what: "directory",
+                size: entries.len() as u64,
+                limit: MAX_DIR_ENTRIES as u64,
+            });
+        }
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok((dir.path, entries))
+    }
+
+    /// Read the regular file at `path`, following symlinks, at most `limit` bytes.
+    pub fn read_file(&self, path: &Path, limit: u64) -> Result<Vec<u8>, FsError> {
+        let file = self.resolve(path, true)?;
+        match file.kind {
+            FileKind::File => self.fs.read_file(&file.path, limit),
+            FileKind::Dir => Err(FsError::Unsupported("is a directory".into())),
+            _ => Err(FsError::Unsupported("not a regular file".into())),
+        }
+    }
+
+    /// The raw target of the symlink at `path` (its parents resolved).
+    pub fn read_link(&self, path: &Path) -> Result<Vec<u8>, FsError> {
+        let link = self.resolve(path, false)?;
+        if link.kind != FileKind::Symlink {
+            return Err(FsError::Unsupported("not a symbolic link".into()));
+        }
+        self.fs.read_link(&link.path)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// An in-memory file system for tests of everything above the back-ends.
+    #[derive(Default)]
+    pub struct MemFs {
+        pub nodes: BTreeMap<PathBuf, Node>,
+    }
+
+    pub enum Node {
+        File(Vec<u8>),
+        Dir,
+        Link(Vec<u8>),
+        Other,
+    }
+
+    impl MemFs {
+        pub fn new() -> MemFs {
+            let mut fs = MemFs::default();
+            fs.nodes.insert(PathBuf::from("/"), Node::Dir);
+            fs
+        }
+        fn parents(&mut self, p: &Path) {
+            for a in p.ancestors().skip(1) {
+                self.nodes.entry(a.to_path_buf()).or_insert(Node::Dir);
+            }
+        }
+        pub fn file(mut self, p: &str, data: &[u8]) -> Self {
+            self.parents(Path::new(p));
+            self.nodes.insert(p.into(), Node::File(data.to_vec()));
+            self
+        }
+        pub fn link(mut self, p: &str, target: &str) -> Self {
+            self.parents(Path::new(p));
+            self.nodes.insert(p.into(), Node::Link(target.as_bytes().to_vec()));
+            self
+        }
+        pub fn dir(mut self, p: &str) -> Self {
+            self.parents(Path::new(p));
+            self.nodes.insert(p.into(), Node::Dir);
+            self
+        }
+        pub fn other(mut self, p: &str) -> Self {
+            self.parents(Path::new(p));
+            self.nodes.insert(p.into(), Node::Other);
+            self
+        }
+    }
+
+    fn kind(n: &Node) -> FileKind {
+        match n {
+            Node::File(_) => FileKind::File,
+            Node::Dir => FileKind::Dir,
+            Node::Link(_) => FileKind::Symlink,
+            Node::Other => FileKind::Other,
+        }
+    }
+
+    impl Fs for MemFs {
+        fn lstat(&self, path: &Path) -> Result<Option<FileKind>, FsError> {
+            Ok(self.nodes.get(path).map(kind))
+        }
+        fn read_dir(&self, path: &Path) -> Result<Vec<DirEntry>, FsError> {
+            Ok(self
+                .nodes
+                .iter()
+                .filter(|(p, _)| p.parent() == Some(path))
+                .map(|(p, n)| DirEntry {
+                    name: p.file_name().unwrap().as_bytes().to_vec(),
+                    kind: kind(n),
+                })
+                .collect())
+        }
+        fn read_link(&self, path: &Path) -> Result<Vec<u8>, FsError> {
+            match self.nodes.get(path) {
+                Some(Node::Link(t)) => Ok(t.clone()),
+                _ => Err(FsError::NotFound),
+            }
+        }
+        fn read_file(&self, path: &Path, limit: u64) -> Result<Vec<u8>, FsError> {
+            match self.nodes.get(path) {
+                Some(Node::File(d)) if d.len() as u64 > limit => {
+                    Err(FsError::TooLarge { what: "file", size: d.len() as u64, limit })
+                }
+                Some(Node::File(d)) => Ok(d.clone()),
+                _ => Err(FsError::NotFound),
+            }
+        }
+    }
+
+    fn tree() -> Tree {
+        Tree::new(Box::new(
+            MemFs::new()
+                .file("/usr/lib/os-release", b"ID=x\n")
+                .link("/etc/os-release", "../usr/lib/os-release")
+                .link("/lib", "usr/lib")
+                .link("/abs", "/usr/lib/os-release")
+                .link("/escape", "../../../../etc/os-release")
+                .link("/loop1", "loop2")
+                .link("/loop2", "loop1")
+                .link("/dangling", "/nowhere")
+                .link("/usr/lib/up", "..")
+                .dir("/empty"),
+        ))
+    }
+
+    #[test]
+    fn follows_links_inside_the_root() {
+        let t = tree();
+        for p in ["/etc/os-release", "/lib/os-release", "/abs", "/escape", "usr/lib/up/lib/os-release"] {
+            assert_eq!(t.read_file(Path::new(p), 100).unwrap(), b"ID=x\n", "{p}");
+        }
+        assert_eq!(t.resolve(Path::new("/../../usr/./lib"), true).unwrap().path, Path::new("/usr/lib"));
+    }
+
+    #[test]
+    fn does_not_follow_last_when_asked() {
+        let r = tree().resolve(Path::new("/lib/../etc/os-release"), false).unwrap();
+        assert_eq!(r.kind, FileKind::Symlink);
+        assert_eq!(r.path, Path::new("/etc/os-release"));
+    }
+
+    #[test]
+    fn errors() {
+        let t = tree();
+        assert!(matches!(t.read_file(Path::new("/loop1"), 10), Err(FsError::SymlinkLoop)));
+        assert!(matches!(t.read_file(Path::new("/dangling"), 10), Err(FsError::NotFound)));
+        assert!(matches!(t.read_file(Path::new("/abs/x"), 10), Err(FsError::NotADirectory)));
+        assert!(matches!(t.read_file(Path::new("/abs"), 2), Err(FsError::TooLarge { .. })));
+        assert!(matches!(t.read_dir(Path::new("/abs")), Err(FsError::NotADirectory)));
+        assert!(t.read_dir(Path::new("/empty")).unwrap().1.is_empty());
+    }
+
+    #[test]
+    fn link_chains_are_bounded() {
+        let mut fs = MemFs::new().file("/f", b"x");
+        for i in 0..41 {
+            let target = if i == 0 { "/f".to_string() } else { format!("/l{}", i - 1) };
+            fs = fs.link(&format!("/l{i}"), &target);
+        }
+        let t = Tree::new(Box::new(fs));
+        assert!(t.read_file(Path::new("/l39"), 10).is_ok());
+        assert!(matches!(t.read_file(Path::new("/l40"), 10), Err(FsError::SymlinkLoop)));
+    }
+}

@@ -1,0 +1,107 @@
+//! Reading portable images without mounting them.
+//!
+//! Every image kind is exposed as an [`Fs`]: a read-only file system addressed by absolute,
+//! normalised paths. Back-ends know nothing of units or systemd; symlinks are resolved
+//! inside the image by [`chase::Tree`], so a back-end only ever sees paths whose components,
+//! except possibly the last, are real directories.
+
+pub mod chase;
+pub mod dir;
+pub mod erofs;
+pub mod ext4;
+pub mod gpt;
+pub mod layered;
+pub mod open;
+pub mod probe;
+pub mod source;
+pub mod squashfs;
+
+use std::fmt;
+use std::path::Path;
+
+/// Largest unit file or os-release accepted from an image (DESIGN §4).
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+/// Most entries read from one directory of an image.
+pub const MAX_DIR_ENTRIES: usize = 65_536;
+/// Longest symlink target accepted (PATH_MAX).
+pub const MAX_LINK_BYTES: u64 = 4096;
+/// Symlinks followed while resolving one path, as the kernel's and systemd's chase().
+pub const MAX_SYMLINKS: usize = 40;
+
+/// What an entry is, as far as path resolution cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FileKind {
+    File,
+    Dir,
+    Symlink,
+    /// Device nodes, FIFOs, sockets: never read.
+    Other,
+}
+
+/// One entry of a directory listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    /// The raw file name (any bytes except `/` and NUL).
+    pub name: Vec<u8>,
+    pub kind: FileKind,
+}
+
+/// Why something inside an image could not be read.
+#[derive(Debug)]
+pub enum FsError {
+    NotFound,
+    NotADirectory,
+    /// A file, directory or link larger than the limit the caller gave.
+    TooLarge { what: &'static str, size: u64, limit: u64 },
+    /// More than [`MAX_SYMLINKS`] links on one path.
+    SymlinkLoop,
+    /// The on-disk structures are inconsistent.
+    Corrupt(String),
+    /// A file-system feature this reader does not implement.
+    Unsupported(String),
+    Io(std::io::Error),
+}
+
+impl fmt::Display for FsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FsError::NotFound => f.write_str("no such file or directory"),
+            FsError::NotADirectory => f.write_str("not a directory"),
+            FsError::TooLarge { what, size, limit } => {
+                write!(f, "{what} too large ({size} bytes, limit {limit})")
+            }
+            FsError::SymlinkLoop => write!(f, "more than {MAX_SYMLINKS} levels of symbolic links"),
+            FsError::Corrupt(why) => write!(f, "corrupt file system: {why}"),
+            FsError::Unsupported(why) => write!(f, "unsupported: {why}"),
+            FsError::Io(e) => write!(f, "I/O error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for FsError {}
+
+impl From<std::io::Error> for FsError {
+    fn from(e: std::io::Error) -> Self {
+        match e.kind() {
+            std::io::ErrorKind::NotFound => FsError::NotFound,
+            _ => FsError::Io(e),
+        }
+    }
+}
+
+/// A read-only file system inside an image.
+///
+/// Paths are absolute and normalised (`/usr/lib/os-release`, `/` for the root), and every
+/// component but the last is known to be a directory: callers go through [`chase::Tree`].
+/// Implementations must bound every allocation by the limits given or the constants above,
+/// and must never panic on corrupt data.
+pub trait Fs {
+    /// The kind of the entry at `path`, without following a final symlink; `None` if absent.
+    fn lstat(&self, path: &Path) -> Result<Option<FileKind>, FsError>;
+    /// The entries of the directory at `path`, without `.` and `..`, in any order.
+    fn read_dir(&self, path: &Path) -> Result<Vec<DirEntry>, FsError>;
+    /// The target of the symlink at `path` (at most [`MAX_LINK_BYTES`]).
+    fn read_link(&self, path: &Path) -> Result<Vec<u8>, FsError>;
+    /// The contents of the regular file at `path`; [`FsError::TooLarge`] if over `limit` bytes.
+    fn read_file(&self, path: &Path, limit: u64) -> Result<Vec<u8>, FsError>;
+}

@@ -1,0 +1,99 @@
+//! Opening an image of any kind as a [`Tree`]: directories directly, raw files and block
+//! devices through their partition table and file system.
+
+use std::fs::File;
+use std::io::{Seek, SeekFrom};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::Path;
+
+use super::chase::Tree;
+use super::dir::DirFs;
+use super::gpt::{self, Part, Selection};
+use super::layered::Layered;
+use super::probe::{self, FsType};
+use super::source::Source;
+use super::{Fs, erofs, ext4, squashfs};
+
+/// How an image is attached: decides `RootDirectory=` or `RootImage=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageKind {
+    Directory,
+    Raw,
+    Block,
+}
+
+/// Open the image at `path` (a path on this system, `--root` already applied).
+/// The error is a one-line reason, without the image name.
+pub fn open_image(path: &Path, kind: ImageKind) -> Result<Tree, String> {
+    match kind {
+        ImageKind::Directory => {
+            let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+            if !meta.is_dir() {
+                return Err("not a directory".into());
+            }
+            Ok(Tree::new(Box::new(DirFs::new(path.to_path_buf()))))
+        }
+        ImageKind::Raw | ImageKind::Block => open_raw(path, kind),
+    }
+}
+
+fn open_raw(path: &Path, kind: ImageKind) -> Result<Tree, String> {
+    // O_NONBLOCK: whatever is there now (a FIFO swapped in after discovery) must not block.
+    let mut file = File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| format!("cannot open: {e}"))?;
+    let ft = file.metadata().map_err(|e| e.to_string())?.file_type();
+    match kind {
+        ImageKind::Raw if !ft.is_file() => return Err("not a regular file".into()),
+        ImageKind::Block if !ft.is_block_device() => return Err("not a block device".into()),
+        _ => {}
+    }
+    // Seeking to the end gives the size of block devices too, without an ioctl.
+    let len = file.seek(SeekFrom::End(0)).map_err(|e| format!("cannot determine size: {e}"))?;
+    let src = Source::new(file, len);
+    match gpt::select(&src)? {
+        Selection::Whole => Ok(Tree::new(open_fs(src, None)?)),
+        Selection::Parts { root, usr } => {
+            let root = root.map(|p| open_part(&src, &p)).transpose()?;
+            match (root, usr) {
+                (Some(root), None) => Ok(Tree::new(root)),
+                (root, Some(usr)) => {
+                    let usr = open_part(&src, &usr)?;
+                    Ok(Tree::new(Box::new(Layered { root, usr })))
+                }
+                (None, None) => Err("no root or /usr partition".into()),
+            }
+        }
+    }
+}
+
+fn open_part(src: &Source, part: &Part) -> Result<Box<dyn Fs>, String> {
+    let window = src.slice(part.offset, part.size).ok_or_else(|| {
+        format!("partition {} ({}) extends past the end of the image", part.number, part.type_name)
+    })?;
+    open_fs(window, Some(part))
+}
+
+fn open_fs(src: Source, part: Option<&Part>) -> Result<Box<dyn Fs>, String> {
+    let where_ = match part {
+        Some(p) => format!(" in partition {} ({})", p.number, p.type_name),
+        None => String::new(),
+    };
+    let fstype = probe::sniff(&src).map_err(|e| format!("cannot read{where_}: {e}"))?;
+    let fs = match fstype {
+        FsType::Ext4 => ext4::open(src),
+        FsType::Squashfs => squashfs::open(src),
+        FsType::Erofs => erofs::open(src),
+        FsType::Btrfs | FsType::Xfs | FsType::Vfat | FsType::F2fs => {
+            return Err(format!(
+                "{} file system{where_} cannot be inspected without mounting it (supported: squashfs, erofs, ext4)",
+                fstype.name()
+            ));
+        }
+        FsType::Luks => return Err(format!("encrypted (LUKS) partition{where_} is not supported")),
+        FsType::Unknown => return Err(format!("no known file system found{where_}")),
+    };
+    fs.map_err(|e| format!("cannot read {} file system{where_}: {e}", fstype.name()))
+}

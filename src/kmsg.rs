@@ -1,0 +1,146 @@
+//! Logging as systemd's generators do: to `/dev/kmsg` (syslog is not up yet and PID 1 is
+//! waiting for us), falling back to stderr.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::Mutex;
+
+use log::{Level, LevelFilter, Log, Metadata, Record};
+
+const IDENT: &str = "portables-generator";
+
+/// Where log lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Plain messages on stderr, one per line.
+    Console,
+    /// `/dev/kmsg` if it can be opened, else the console.
+    Kmsg,
+}
+
+struct Logger {
+    level: LevelFilter,
+    kmsg: Option<Mutex<File>>,
+}
+
+fn syslog_priority(level: Level) -> u8 {
+    match level {
+        Level::Error => 3,
+        Level::Warn => 4,
+        Level::Info => 6,
+        Level::Debug | Level::Trace => 7,
+    }
+}
+
+impl Log for Logger {
+    fn enabled(&self, metadata: &Metadata) -> bool {
+        metadata.level() <= self.level
+    }
+
+    fn log(&self, record: &Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let message = record.args().to_string();
+        match &self.kmsg {
+            Some(kmsg) => {
+                let line = format!(
+                    "<{}>{IDENT}[{}]: {message}\n",
+                    syslog_priority(record.level()),
+                    std::process::id()
+                );
+                if let Ok(mut f) = kmsg.lock() {
+                    // One write per line: kmsg takes each write as one record.
+                    let _ = f.write_all(line.as_bytes());
+                }
+            }
+            None => {
+                let _ = writeln!(std::io::stderr().lock(), "{message}");
+            }
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Parse a systemd log level name or number (`systemd.log_level=`, `$SYSTEMD_LOG_LEVEL`).
+pub fn parse_level(s: &str) -> Option<LevelFilter> {
+    Some(match s {
+        "emerg" | "alert" | "crit" | "0" | "1" | "2" => LevelFilter::Off,
+        "err" | "3" => LevelFilter::Error,
+        "warning" | "4" => LevelFilter::Warn,
+        "notice" | "info" | "5" | "6" => LevelFilter::Info,
+        "debug" | "7" => LevelFilter::Debug,
+        _ => return None,
+    })
+}
+
+/// Parse a log target (`systemd.log_target=`, `$SYSTEMD_LOG_TARGET`).
+pub fn parse_target(s: &str) -> Option<Target> {
+    match s {
+        "console" | "console-prefixed" => Some(Target::Console),
+        "kmsg" | "journal-or-kmsg" | "syslog-or-kmsg" | "auto" | "journal" | "syslog" => {
+            Some(Target::Kmsg)
+        }
+        _ => None,
+    }
+}
+
+/// Log settings from the kernel command line, then the environment, which wins
+/// (as systemd's `log_parse_environment()` does for generators).
+pub fn settings(cmdline: &str, env: impl Fn(&str) -> Option<String>, default: Target) -> (LevelFilter, Target) {
+    let mut level = LevelFilter::Info;
+    let mut target = default;
+    for word in cmdline.split_whitespace() {
+        if word == "debug" {
+            level = LevelFilter::Debug;
+        } else if let Some(v) = word.strip_prefix("systemd.log_level=") {
+            level = parse_level(v).unwrap_or(level);
+        } else if let Some(v) = word.strip_prefix("systemd.log_target=") {
+            target = parse_target(v).unwrap_or(target);
+        }
+    }
+    if let Some(l) = env("SYSTEMD_LOG_LEVEL").as_deref().and_then(parse_level) {
+        level = l;
+    }
+    if let Some(t) = env("SYSTEMD_LOG_TARGET").as_deref().and_then(parse_target) {
+        target = t;
+    }
+    (level, target)
+}
+
+/// Install the logger. Safe to call once; later calls are ignored.
+pub fn init(level: LevelFilter, target: Target) {
+    let kmsg = match target {
+        Target::Kmsg => OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NOCTTY)
+            .open("/dev/kmsg")
+            .ok()
+            .map(Mutex::new),
+        Target::Console => None,
+    };
+    if log::set_boxed_logger(Box::new(Logger { level, kmsg })).is_ok() {
+        log::set_max_level(level);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cmdline_then_environment() {
+        let none = |_: &str| None;
+        assert_eq!(settings("quiet", none, Target::Kmsg), (LevelFilter::Info, Target::Kmsg));
+        assert_eq!(
+            settings("systemd.log_level=debug systemd.log_target=console", none, Target::Kmsg),
+            (LevelFilter::Debug, Target::Console)
+        );
+        assert_eq!(settings("debug", none, Target::Kmsg).0, LevelFilter::Debug);
+        let env = |k: &str| (k == "SYSTEMD_LOG_LEVEL").then(|| "warning".to_string());
+        assert_eq!(settings("systemd.log_level=debug", env, Target::Kmsg).0, LevelFilter::Warn);
+        assert_eq!(settings("systemd.log_level=bogus", none, Target::Kmsg).0, LevelFilter::Info);
+    }
+}
