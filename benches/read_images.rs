@@ -49,6 +49,8 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 /// Peak resident set of one dry run of the release binary over `root`, in KiB.
+// The child is reaped by wait4(), which std's Child does not know about.
+#[allow(clippy::zombie_processes)]
 fn peak_rss_kib(root: &Path) -> i64 {
     let child = Command::new(env!("CARGO_BIN_EXE_portables-generator"))
         .args(["--dry-run", "--root"])

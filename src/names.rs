@@ -142,8 +142,8 @@ mod tests {
         for bad in ["", "foo", ".service", "@.service", "foo.bar", "a/b.service", "a b.service", "../x.service"] {
             assert!(parse_unit_name(bad).is_none(), "{bad}");
         }
-        assert!(parse_unit_name(&format!("{}.service", "a".repeat(248))).is_some());
-        assert!(parse_unit_name(&format!("{}.service", "a".repeat(249))).is_none());
+        assert!(parse_unit_name(&format!("{}.service", "a".repeat(247))).is_some());
+        assert!(parse_unit_name(&format!("{}.service", "a".repeat(248))).is_none());
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub struct DropinImage<'a> {
 pub fn xescape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for &b in s.as_bytes() {
-        if b < b' ' || b >= 0x7f || b == b'\\' || b == b':' {
+        if !(b' '..0x7f).contains(&b) || b == b'\\' || b == b':' {
             out.push_str(&format!("\\x{b:02x}"));
         } else {
             out.push(b as char);

@@ -220,7 +220,8 @@ pub(crate) mod tests {
                 .link("/loop2", "loop1")
                 .link("/dangling", "/nowhere")
                 .link("/usr/lib/up", "..")
-                .dir("/empty"),
+                .dir("/empty")
+                .other("/fifo"),
         ))
     }
 
@@ -235,9 +236,12 @@ pub(crate) mod tests {
 
     #[test]
     fn does_not_follow_last_when_asked() {
-        let r = tree().resolve(Path::new("/lib/../etc/os-release"), false).unwrap();
+        let r = tree().resolve(Path::new("/lib/up"), false).unwrap();
         assert_eq!(r.kind, FileKind::Symlink);
-        assert_eq!(r.path, Path::new("/etc/os-release"));
+        assert_eq!(r.path, Path::new("/usr/lib/up"));
+        // `..` after a followed link climbs from where the link led, as in the kernel.
+        let r = tree().resolve(Path::new("/lib/../lib/os-release"), true).unwrap();
+        assert_eq!(r.path, Path::new("/usr/lib/os-release"));
     }
 
     #[test]
@@ -249,6 +253,7 @@ pub(crate) mod tests {
         assert!(matches!(t.read_file(Path::new("/abs"), 2), Err(FsError::TooLarge { .. })));
         assert!(matches!(t.read_dir(Path::new("/abs")), Err(FsError::NotADirectory)));
         assert!(t.read_dir(Path::new("/empty")).unwrap().1.is_empty());
+        assert!(matches!(t.read_file(Path::new("/fifo"), 10), Err(FsError::Unsupported(_))));
     }
 
     #[test]
