@@ -21,14 +21,42 @@ fn kinds(trees: &Path) -> Vec<(&'static str, Vec<String>, &'static str)> {
     vec![
         ("directory", vec!["dir".into(), t("demo-dir")], "demo-dir"),
         ("ext4", vec!["ext4".into(), t("demo-ext4")], "demo-ext4.raw"),
-        ("squashfs (gzip)", vec!["squashfs".into(), t("demo-squash")], "demo-squash.raw"),
-        ("squashfs (zstd)", vec!["squashfs-zstd".into(), t("demo-squash")], "demo-squash.raw"),
-        ("erofs", vec!["erofs".into(), t("demo-erofs")], "demo-erofs.raw"),
-        ("erofs (lz4hc)", vec!["erofs-lz4".into(), t("demo-erofs")], "demo-erofs.raw"),
-        ("GPT + squashfs", vec!["gpt".into(), format!("root-x86-64:squashfs:{}", t("demo-gpt"))], "demo-gpt.raw"),
+        (
+            "squashfs (gzip)",
+            vec!["squashfs".into(), t("demo-squash")],
+            "demo-squash.raw",
+        ),
+        (
+            "squashfs (zstd)",
+            vec!["squashfs-zstd".into(), t("demo-squash")],
+            "demo-squash.raw",
+        ),
+        (
+            "erofs",
+            vec!["erofs".into(), t("demo-erofs")],
+            "demo-erofs.raw",
+        ),
+        (
+            "erofs (lz4hc)",
+            vec!["erofs-lz4".into(), t("demo-erofs")],
+            "demo-erofs.raw",
+        ),
+        (
+            "GPT + squashfs",
+            vec![
+                "gpt".into(),
+                format!("root-x86-64:squashfs:{}", t("demo-gpt")),
+            ],
+            "demo-gpt.raw",
+        ),
         (
             "GPT 4K + ext4",
-            vec!["gpt".into(), "--sector-size".into(), "4096".into(), format!("root-x86-64:ext4:{}", t("demo-gpt"))],
+            vec![
+                "gpt".into(),
+                "--sector-size".into(),
+                "4096".into(),
+                format!("root-x86-64:ext4:{}", t("demo-gpt")),
+            ],
             "demo-gpt.raw",
         ),
     ]
@@ -79,7 +107,10 @@ fn main() {
     let baseline_rss = peak_rss_kib(&empty);
 
     println!("Reading one image: open, os-release, matching units ({ROUNDS} rounds, median)");
-    println!("{:<18} {:>10} {:>8} {:>14} {:>10}", "image", "median", "ratio", "peak RSS", "units");
+    println!(
+        "{:<18} {:>10} {:>8} {:>14} {:>10}",
+        "image", "median", "ratio", "peak RSS", "units"
+    );
     let mut base = None;
     for (i, (label, args, file)) in kinds(&trees).into_iter().enumerate() {
         let root = work.path().join(format!("root{i}"));
@@ -109,5 +140,7 @@ fn main() {
             units
         );
     }
-    println!("(peak RSS of a dry run of the release binary over a root holding that image alone; +N is over an empty root, {baseline_rss} KiB)");
+    println!(
+        "(peak RSS of a dry run of the release binary over a root holding that image alone; +N is over an empty root, {baseline_rss} KiB)"
+    );
 }

@@ -36,7 +36,7 @@ pub fn read_image(root: &Root, image: &Image) -> Result<Read, String> {
 }
 
 fn read_image_inner(root: &Root, image: &Image) -> Result<Read, String> {
-    let prefixes = vec![default_prefix(&image.file_name)?];
+    let prefixes = vec![default_prefix(&image.entry)?];
     let tree = open_image(&root.join(&image.path), image.kind)?;
     let os_release = read_os_release(&tree)?;
 

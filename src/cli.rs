@@ -20,7 +20,9 @@ units, profile and image drop-ins and [Install] symlinks into NORMAL_DIR, as
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
     /// Generator mode: write into the normal output directory.
-    Generate { normal: PathBuf },
+    Generate {
+        normal: PathBuf,
+    },
     DryRun,
     Help,
     Version,
@@ -47,8 +49,18 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Optio
         }
         match text {
             "--" => only_positional = true,
-            "--help" | "-h" => return Ok(Options { root: None, mode: Mode::Help }),
-            "--version" => return Ok(Options { root: None, mode: Mode::Version }),
+            "--help" | "-h" => {
+                return Ok(Options {
+                    root: None,
+                    mode: Mode::Help,
+                });
+            }
+            "--version" => {
+                return Ok(Options {
+                    root: None,
+                    mode: Mode::Version,
+                });
+            }
             "--dry-run" => dry_run = true,
             "--root" => {
                 let dir = args.next().ok_or("--root needs a directory")?;
@@ -63,7 +75,9 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Optio
     let mode = match (dry_run, dirs.len()) {
         (true, 0) => Mode::DryRun,
         (true, _) => return Err("--dry-run takes no output directory".into()),
-        (false, 1 | 3) => Mode::Generate { normal: dirs.swap_remove(0) },
+        (false, 1 | 3) => Mode::Generate {
+            normal: dirs.swap_remove(0),
+        },
         (false, 0) => return Err("an output directory is required".into()),
         (false, n) => return Err(format!("expected 1 or 3 output directories, got {n}")),
     };
@@ -80,8 +94,18 @@ mod tests {
 
     #[test]
     fn generator_mode() {
-        assert_eq!(p(&["/run/g"]).unwrap().mode, Mode::Generate { normal: "/run/g".into() });
-        assert_eq!(p(&["/a", "/b", "/c"]).unwrap().mode, Mode::Generate { normal: "/a".into() });
+        assert_eq!(
+            p(&["/run/g"]).unwrap().mode,
+            Mode::Generate {
+                normal: "/run/g".into()
+            }
+        );
+        assert_eq!(
+            p(&["/a", "/b", "/c"]).unwrap().mode,
+            Mode::Generate {
+                normal: "/a".into()
+            }
+        );
         let o = p(&["--root", "/r", "/a"]).unwrap();
         assert_eq!(o.root, Some("/r".into()));
         assert_eq!(p(&["--root=/r", "--dry-run"]).unwrap().mode, Mode::DryRun);
@@ -89,7 +113,13 @@ mod tests {
 
     #[test]
     fn usage_errors() {
-        for bad in [&[][..], &["/a", "/b"], &["--bogus", "/a"], &["--root"], &["--dry-run", "/a"]] {
+        for bad in [
+            &[][..],
+            &["/a", "/b"],
+            &["--bogus", "/a"],
+            &["--root"],
+            &["--dry-run", "/a"],
+        ] {
             assert!(p(bad).is_err(), "{bad:?}");
         }
     }

@@ -3,10 +3,13 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::FileTypeExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use log::debug;
 
+use crate::image::FsError;
+use crate::image::chase::Tree;
+use crate::image::dir::DirFs;
 use crate::image::open::ImageKind;
 use crate::names::image_name_is_valid;
 use crate::root::Root;
@@ -24,12 +27,16 @@ pub const SEARCH_PATHS: [&str; 5] = [
 /// An image found in a search path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Image {
-    /// The directory entry's name, e.g. `foo_1.2.raw`: the value of `PORTABLE=`.
-    pub file_name: String,
+    /// The name of the entry in the search directory, e.g. `foo_1.2.raw`: the default
+    /// unit prefix is derived from it.
+    pub entry: String,
     /// The image name, `.raw` dropped (`foo_1.2`): names shadow each other across paths.
     pub name: String,
-    /// The path as the booted system sees it (without `--root`), used in `RootImage=`.
+    /// The image's path with symlinks resolved, as the booted system sees it (without
+    /// `--root`): the value of `RootImage=`/`RootDirectory=`.
     pub path: PathBuf,
+    /// The last component of `path`: the value of `PORTABLE=`.
+    pub file_name: String,
     pub kind: ImageKind,
 }
 
@@ -65,16 +72,28 @@ enum Entry {
 pub fn discover(root: &Root) -> Found {
     let mut found = Found::default();
     let mut seen = BTreeSet::new();
+    // Links are resolved inside the root, as the booted system would resolve them.
+    let host = Tree::new(Box::new(DirFs::new(root.dir().to_path_buf())));
     for dir in SEARCH_PATHS {
-        let real = root.join(dir);
-        let listing = match fs::read_dir(&real) {
-            Ok(l) => l,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        let unreadable = |reason: String| Unreadable {
+            dir: dir.into(),
+            reason,
+        };
+        let resolved_dir = match host.resolve(Path::new(dir), true) {
+            Ok(r) => r.path,
+            Err(FsError::NotFound) => {
                 debug!("Search directory {dir} does not exist.");
                 continue;
             }
             Err(e) => {
-                found.unreadable.push(Unreadable { dir: dir.into(), reason: e.to_string() });
+                found.unreadable.push(unreadable(e.to_string()));
+                continue;
+            }
+        };
+        let listing = match fs::read_dir(root.join(&resolved_dir)) {
+            Ok(l) => l,
+            Err(e) => {
+                found.unreadable.push(unreadable(e.to_string()));
                 continue;
             }
         };
@@ -83,7 +102,10 @@ pub fn discover(root: &Root) -> Found {
             match entry {
                 Ok(e) => names.push(e.file_name()),
                 Err(e) => {
-                    found.unreadable.push(Unreadable { dir: dir.into(), reason: e.to_string() });
+                    found.unreadable.push(Unreadable {
+                        dir: dir.into(),
+                        reason: e.to_string(),
+                    });
                     break;
                 }
             }
@@ -104,7 +126,7 @@ pub fn discover(root: &Root) -> Found {
                 debug!("Ignoring hidden entry {}.", host_path.display());
                 continue;
             }
-            match classify(root, &host_path, file_name) {
+            match classify(root, &host, &resolved_dir, &host_path, file_name) {
                 Entry::Image(image) => here.push(image),
                 Entry::Refused(r) => found.refused.push(r),
                 Entry::Ignored => {}
@@ -127,34 +149,46 @@ pub fn discover(root: &Root) -> Found {
     found
 }
 
-fn classify(root: &Root, host_path: &std::path::Path, file_name: &str) -> Entry {
-    let refuse = |reason: String| Entry::Refused(Refused { path: host_path.into(), reason });
-    let is_raw_name = file_name.ends_with(".raw");
-    let real = root.join(host_path);
-    // stat() follows symlinks without opening anything, so nothing here can block.
-    let meta = match fs::metadata(&real) {
-        Ok(m) => m,
+fn classify(root: &Root, host: &Tree, resolved_dir: &Path, host_path: &Path, entry: &str) -> Entry {
+    let refuse = |reason: String| {
+        Entry::Refused(Refused {
+            path: host_path.into(),
+            reason,
+        })
+    };
+    let is_raw_name = entry.ends_with(".raw");
+    let resolved = match host.resolve(&resolved_dir.join(entry), true) {
+        Ok(r) => r.path,
         Err(e) => {
-            let is_link = fs::symlink_metadata(&real).map(|m| m.is_symlink()).unwrap_or(false);
+            let is_link = fs::symlink_metadata(root.join(resolved_dir.join(entry)))
+                .map(|m| m.is_symlink())
+                .unwrap_or(false);
             if !is_raw_name && !is_link {
                 debug!("Ignoring {}: {e}", host_path.display());
                 return Entry::Ignored;
             }
-            return match e.raw_os_error() {
-                Some(libc::ENOENT) => refuse("dangling symbolic link".into()),
-                Some(libc::ELOOP) => refuse("symbolic link loop".into()),
-                _ => refuse(format!("cannot access: {e}")),
+            return match e {
+                FsError::NotFound => refuse("dangling symbolic link".into()),
+                FsError::SymlinkLoop => refuse("symbolic link loop".into()),
+                e => refuse(format!("cannot access: {e}")),
             };
         }
     };
+    // lstat of a fully resolved path: nothing is opened, so nothing here can block.
+    let meta = match fs::symlink_metadata(root.join(&resolved)) {
+        Ok(m) => m,
+        Err(e) => return refuse(format!("cannot access: {e}")),
+    };
     let ft = meta.file_type();
-    let (kind, name) = if ft.is_dir() {
-        if file_name.ends_with(".v") {
-            return refuse("versioned image directories (NAME.v/, NAME.raw.v/) are not supported yet".into());
+    let kind = if ft.is_dir() {
+        if entry.ends_with(".v") {
+            return refuse(
+                "versioned image directories (NAME.v/, NAME.raw.v/) are not supported yet".into(),
+            );
         }
-        (ImageKind::Directory, file_name)
+        ImageKind::Directory
     } else if ft.is_block_device() {
-        (ImageKind::Block, file_name)
+        ImageKind::Block
     } else if is_raw_name {
         if !ft.is_file() {
             let what = if ft.is_fifo() {
@@ -168,13 +202,32 @@ fn classify(root: &Root, host_path: &std::path::Path, file_name: &str) -> Entry 
             };
             return refuse(format!("{what}, not a regular file"));
         }
-        (ImageKind::Raw, &file_name[..file_name.len() - 4])
+        ImageKind::Raw
     } else {
-        debug!("Ignoring {}: neither a directory, a .raw file nor a block device.", host_path.display());
+        debug!(
+            "Ignoring {}: neither a directory, a .raw file nor a block device.",
+            host_path.display()
+        );
         return Entry::Ignored;
     };
-    if !image_name_is_valid(name) || !image_name_is_valid(file_name) {
+    let name = match kind {
+        ImageKind::Raw => &entry[..entry.len() - 4],
+        _ => entry,
+    };
+    let file_name = resolved
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_string();
+    if !image_name_is_valid(name) || !image_name_is_valid(entry) || !image_name_is_valid(&file_name)
+    {
         return refuse("invalid image name".into());
     }
-    Entry::Image(Image { file_name: file_name.into(), name: name.into(), path: host_path.into(), kind })
+    Entry::Image(Image {
+        entry: entry.into(),
+        name: name.into(),
+        path: resolved,
+        file_name,
+        kind,
+    })
 }

@@ -26,6 +26,9 @@ pub struct UnitSource {
     /// Where in the image it was found, e.g. `/usr/lib/systemd/system/foo.service`.
     pub origin: PathBuf,
     pub bytes: Vec<u8>,
+    /// For a symlink in the image to another unit file: that unit's name. The copy made
+    /// under this name is the same unit to the image's author.
+    pub alias_of: Option<String>,
 }
 
 /// A unit left out, with the reason; `warn` is false for deliberate cases (masked, empty).
@@ -80,7 +83,9 @@ pub fn read_units(tree: &Tree, wanted: impl Fn(&str) -> bool) -> Result<Units, S
         }
         seen_dirs.push(resolved);
         for entry in entries {
-            let Ok(name) = String::from_utf8(entry.name) else { continue };
+            let Ok(name) = String::from_utf8(entry.name) else {
+                continue;
+            };
             if !wanted(&name) || chosen.contains_key(&name) {
                 continue;
             }
@@ -90,37 +95,70 @@ pub fn read_units(tree: &Tree, wanted: impl Fn(&str) -> bool) -> Result<Units, S
 
     let mut units = Units::default();
     for (name, (origin, kind)) in chosen {
-        let skip = |reason: String, warn: bool| UnitSkip { name: name.clone(), reason, warn };
+        let skip = |reason: String, warn: bool| UnitSkip {
+            name: name.clone(),
+            reason,
+            warn,
+        };
         match kind {
             FileKind::File | FileKind::Symlink => {}
             FileKind::Dir => {
-                units.skipped.push(skip(format!("{} is a directory", origin.display()), true));
+                units
+                    .skipped
+                    .push(skip(format!("{} is a directory", origin.display()), true));
                 continue;
             }
             FileKind::Other => {
-                units.skipped.push(skip(format!("{} is not a regular file", origin.display()), true));
+                units.skipped.push(skip(
+                    format!("{} is not a regular file", origin.display()),
+                    true,
+                ));
                 continue;
             }
         }
+        let mut alias_of = None;
         if kind == FileKind::Symlink {
             match tree.read_link(&origin) {
                 Ok(target) if target == b"/dev/null" => {
-                    units.skipped.push(skip(format!("{} is masked", origin.display()), false));
+                    units
+                        .skipped
+                        .push(skip(format!("{} is masked", origin.display()), false));
                     continue;
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    units.skipped.push(skip(format!("cannot read {}: {e}", origin.display()), true));
+                    units
+                        .skipped
+                        .push(skip(format!("cannot read {}: {e}", origin.display()), true));
                     continue;
                 }
             }
+            alias_of = tree
+                .resolve(&origin, true)
+                .ok()
+                .and_then(|r| {
+                    r.path
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .map(String::from)
+                })
+                .filter(|target| *target != name);
         }
         match tree.read_file(&origin, MAX_FILE_BYTES) {
             Ok(bytes) if bytes.is_empty() => {
-                units.skipped.push(skip(format!("{} is empty", origin.display()), false));
+                units
+                    .skipped
+                    .push(skip(format!("{} is empty", origin.display()), false));
             }
-            Ok(bytes) => units.found.push(UnitSource { name, origin, bytes }),
-            Err(e) => units.skipped.push(skip(format!("cannot read {}: {e}", origin.display()), true)),
+            Ok(bytes) => units.found.push(UnitSource {
+                name,
+                origin,
+                bytes,
+                alias_of,
+            }),
+            Err(e) => units
+                .skipped
+                .push(skip(format!("cannot read {}: {e}", origin.display()), true)),
         }
     }
     Ok(units)
@@ -147,7 +185,11 @@ mod tests {
         assert_eq!(read_os_release(&t).unwrap().get("ID"), Some("etc"));
         let t = tree(MemFs::new().file("/etc/os-release", b"NAME=x\n"));
         assert!(read_os_release(&t).unwrap_err().contains("ID="));
-        assert!(read_os_release(&tree(MemFs::new())).unwrap_err().contains("lacks os-release"));
+        assert!(
+            read_os_release(&tree(MemFs::new()))
+                .unwrap_err()
+                .contains("lacks os-release")
+        );
     }
 
     #[test]
@@ -164,12 +206,23 @@ mod tests {
                 .link("/lib", "usr/lib"),
         );
         let u = read_units(&t, |n| n.starts_with("foo")).unwrap();
-        let got: Vec<_> = u.found.iter().map(|u| (u.name.as_str(), u.bytes.as_slice())).collect();
+        let got: Vec<_> = u
+            .found
+            .iter()
+            .map(|u| (u.name.as_str(), u.bytes.as_slice()))
+            .collect();
         assert_eq!(
             got,
-            vec![("foo-alias.service", &b"usr"[..]), ("foo.service", &b"etc"[..])]
+            vec![
+                ("foo-alias.service", &b"usr"[..]),
+                ("foo.service", &b"etc"[..])
+            ]
         );
-        let skipped: Vec<_> = u.skipped.iter().map(|s| (s.name.as_str(), s.warn)).collect();
+        let skipped: Vec<_> = u
+            .skipped
+            .iter()
+            .map(|s| (s.name.as_str(), s.warn))
+            .collect();
         assert_eq!(
             skipped,
             vec![

@@ -25,8 +25,11 @@ pub struct Enablement {
     pub template_without_instance: bool,
 }
 
-const DEPENDENCIES: [(&str, &str); 3] =
-    [("WantedBy", "wants"), ("RequiredBy", "requires"), ("UpheldBy", "upholds")];
+const DEPENDENCIES: [(&str, &str); 3] = [
+    ("WantedBy", "wants"),
+    ("RequiredBy", "requires"),
+    ("UpheldBy", "upholds"),
+];
 
 /// The subset of unit specifiers that make sense in `[Install]` names
 /// (install.c `install_name_printf`).
@@ -64,11 +67,16 @@ pub fn enablement(unit: &str, file: &UnitFile) -> Enablement {
 
     // A template is enabled as its default instance, or not at all.
     let link_name = if parsed.is_template() {
-        match file.last("Install", "DefaultInstance").filter(|i| !i.is_empty()) {
+        match file
+            .last("Install", "DefaultInstance")
+            .filter(|i| !i.is_empty())
+        {
             Some(instance) => match instantiate(unit, instance) {
                 Some(name) => Some(name),
                 None => {
-                    out.problems.push(format!("DefaultInstance={instance}: not a valid instance name"));
+                    out.problems.push(format!(
+                        "DefaultInstance={instance}: not a valid instance name"
+                    ));
                     None
                 }
             },
@@ -78,13 +86,17 @@ pub fn enablement(unit: &str, file: &UnitFile) -> Enablement {
         Some(unit.to_string())
     };
 
-    let has_dependencies = DEPENDENCIES.iter().any(|(key, _)| !file.values("Install", key).is_empty());
+    let has_dependencies = DEPENDENCIES
+        .iter()
+        .any(|(key, _)| !file.values("Install", key).is_empty());
     if parsed.is_template() && link_name.is_none() && has_dependencies && out.problems.is_empty() {
         out.template_without_instance = true;
     }
 
     if let Some(link_name) = &link_name {
-        let instance = parse_unit_name(link_name).and_then(|n| n.instance).filter(|i| !i.is_empty());
+        let instance = parse_unit_name(link_name)
+            .and_then(|n| n.instance)
+            .filter(|i| !i.is_empty());
         for (key, suffix) in DEPENDENCIES {
             let targets = match file.list("Install", key) {
                 Ok(t) => t,
@@ -102,16 +114,20 @@ pub fn enablement(unit: &str, file: &UnitFile) -> Enablement {
                     }
                 };
                 let target = match parse_unit_name(&target) {
-                    Some(t) if t.is_template() => match instance.and_then(|i| instantiate(&target, i)) {
+                    Some(t) if t.is_template() => match instance
+                        .and_then(|i| instantiate(&target, i))
+                    {
                         Some(name) => name,
                         None => {
-                            out.problems.push(format!("{key}={raw}: a template target needs an instance"));
+                            out.problems
+                                .push(format!("{key}={raw}: a template target needs an instance"));
                             continue;
                         }
                     },
                     Some(_) => target,
                     None => {
-                        out.problems.push(format!("{key}={raw}: not a valid unit name"));
+                        out.problems
+                            .push(format!("{key}={raw}: not a valid unit name"));
                         continue;
                     }
                 };
@@ -169,7 +185,10 @@ mod tests {
     }
 
     fn pairs(e: &Enablement) -> Vec<(String, String)> {
-        e.links.iter().map(|l| (l.path.display().to_string(), l.target.display().to_string())).collect()
+        e.links
+            .iter()
+            .map(|l| (l.path.display().to_string(), l.target.display().to_string()))
+            .collect()
     }
 
     #[test]
@@ -181,10 +200,22 @@ mod tests {
         assert_eq!(
             pairs(&e),
             [
-                ("a.target.requires/foo.service".into(), "../foo.service".into()),
-                ("b.target.upholds/foo.service".into(), "../foo.service".into()),
-                ("multi-user.target.wants/foo.service".into(), "../foo.service".into()),
-                ("sockets.target.wants/foo.service".into(), "../foo.service".into()),
+                (
+                    "a.target.requires/foo.service".into(),
+                    "../foo.service".into()
+                ),
+                (
+                    "b.target.upholds/foo.service".into(),
+                    "../foo.service".into()
+                ),
+                (
+                    "multi-user.target.wants/foo.service".into(),
+                    "../foo.service".into()
+                ),
+                (
+                    "sockets.target.wants/foo.service".into(),
+                    "../foo.service".into()
+                ),
             ]
         );
         assert!(e.problems.is_empty());
@@ -192,28 +223,58 @@ mod tests {
 
     #[test]
     fn empty_assignment_resets() {
-        let e = links("foo.service", "[Install]\nWantedBy=a.target\nWantedBy=\nWantedBy=c.target\n");
-        assert_eq!(pairs(&e), [("c.target.wants/foo.service".into(), "../foo.service".into())]);
+        let e = links(
+            "foo.service",
+            "[Install]\nWantedBy=a.target\nWantedBy=\nWantedBy=c.target\n",
+        );
+        assert_eq!(
+            pairs(&e),
+            [("c.target.wants/foo.service".into(), "../foo.service".into())]
+        );
     }
 
     #[test]
     fn templates() {
-        let e = links("foo@.service", "[Install]\nWantedBy=multi-user.target\nDefaultInstance=bar\n");
-        assert_eq!(pairs(&e), [("multi-user.target.wants/foo@bar.service".into(), "../foo@.service".into())]);
+        let e = links(
+            "foo@.service",
+            "[Install]\nWantedBy=multi-user.target\nDefaultInstance=bar\n",
+        );
+        assert_eq!(
+            pairs(&e),
+            [(
+                "multi-user.target.wants/foo@bar.service".into(),
+                "../foo@.service".into()
+            )]
+        );
         let e = links("foo@.service", "[Install]\nWantedBy=multi-user.target\n");
         assert!(e.links.is_empty() && e.template_without_instance && e.problems.is_empty());
-        let e = links("foo@.service", "[Install]\nWantedBy=x@.target\nDefaultInstance=i\n");
-        assert_eq!(pairs(&e), [("x@i.target.wants/foo@i.service".into(), "../foo@.service".into())]);
+        let e = links(
+            "foo@.service",
+            "[Install]\nWantedBy=x@.target\nDefaultInstance=i\n",
+        );
+        assert_eq!(
+            pairs(&e),
+            [(
+                "x@i.target.wants/foo@i.service".into(),
+                "../foo@.service".into()
+            )]
+        );
     }
 
     #[test]
     fn aliases_and_specifiers() {
-        let e = links("foo.service", "[Install]\nAlias=%p-alias.service\nWantedBy=%N.target\n");
+        let e = links(
+            "foo.service",
+            "[Install]\nAlias=%p-alias.service\nWantedBy=%N.target\n",
+        );
         assert_eq!(
             pairs(&e),
             [
                 ("foo-alias.service".into(), "foo.service".into()),
-                ("foo.target.wants/foo.service".into(), "../foo.service".into()),
+                (
+                    "foo.target.wants/foo.service".into(),
+                    "../foo.service".into()
+                ),
             ]
         );
     }
@@ -224,7 +285,13 @@ mod tests {
             "foo.service",
             "[Install]\nWantedBy=../../etc/passwd good.target\nAlias=foo.socket\nAlias=%Z.service\n",
         );
-        assert_eq!(pairs(&e), [("good.target.wants/foo.service".into(), "../foo.service".into())]);
+        assert_eq!(
+            pairs(&e),
+            [(
+                "good.target.wants/foo.service".into(),
+                "../foo.service".into()
+            )]
+        );
         assert_eq!(e.problems.len(), 3, "{:?}", e.problems);
     }
 }

@@ -89,7 +89,11 @@ pub fn parse_target(s: &str) -> Option<Target> {
 
 /// Log settings from the kernel command line, then the environment, which wins
 /// (as systemd's `log_parse_environment()` does for generators).
-pub fn settings(cmdline: &str, env: impl Fn(&str) -> Option<String>, default: Target) -> (LevelFilter, Target) {
+pub fn settings(
+    cmdline: &str,
+    env: impl Fn(&str) -> Option<String>,
+    default: Target,
+) -> (LevelFilter, Target) {
     let mut level = LevelFilter::Info;
     let mut target = default;
     for word in cmdline.split_whitespace() {
@@ -133,14 +137,27 @@ mod tests {
     #[test]
     fn cmdline_then_environment() {
         let none = |_: &str| None;
-        assert_eq!(settings("quiet", none, Target::Kmsg), (LevelFilter::Info, Target::Kmsg));
         assert_eq!(
-            settings("systemd.log_level=debug systemd.log_target=console", none, Target::Kmsg),
+            settings("quiet", none, Target::Kmsg),
+            (LevelFilter::Info, Target::Kmsg)
+        );
+        assert_eq!(
+            settings(
+                "systemd.log_level=debug systemd.log_target=console",
+                none,
+                Target::Kmsg
+            ),
             (LevelFilter::Debug, Target::Console)
         );
         assert_eq!(settings("debug", none, Target::Kmsg).0, LevelFilter::Debug);
         let env = |k: &str| (k == "SYSTEMD_LOG_LEVEL").then(|| "warning".to_string());
-        assert_eq!(settings("systemd.log_level=debug", env, Target::Kmsg).0, LevelFilter::Warn);
-        assert_eq!(settings("systemd.log_level=bogus", none, Target::Kmsg).0, LevelFilter::Info);
+        assert_eq!(
+            settings("systemd.log_level=debug", env, Target::Kmsg).0,
+            LevelFilter::Warn
+        );
+        assert_eq!(
+            settings("systemd.log_level=bogus", none, Target::Kmsg).0,
+            LevelFilter::Info
+        );
     }
 }

@@ -46,7 +46,11 @@ pub fn make_plan(root: &Root) -> Plan {
     let mut plan_notices = Vec::new();
     let mut failed = false;
     for u in &found.unreadable {
-        error!("Cannot read search directory {}: {}.", u.dir.display(), u.reason);
+        error!(
+            "Cannot read search directory {}: {}.",
+            u.dir.display(),
+            u.reason
+        );
         failed = true;
     }
     for r in &found.refused {

@@ -5,8 +5,17 @@ pub const PORTABLE_UNIT_TYPES: [&str; 5] = ["service", "socket", "target", "time
 
 /// Every unit type systemd knows; used to validate names from `[Install]`.
 const UNIT_TYPES: [&str; 11] = [
-    "service", "socket", "target", "device", "mount", "automount", "swap", "timer", "path",
-    "slice", "scope",
+    "service",
+    "socket",
+    "target",
+    "device",
+    "mount",
+    "automount",
+    "swap",
+    "timer",
+    "path",
+    "slice",
+    "scope",
 ];
 
 /// systemd's UNIT_NAME_MAX less the terminating NUL.
@@ -66,7 +75,11 @@ pub fn parse_unit_name(name: &str) -> Option<UnitName<'_>> {
     {
         return None;
     }
-    Some(UnitName { prefix, instance, kind })
+    Some(UnitName {
+        prefix,
+        instance,
+        kind,
+    })
 }
 
 /// The instance `instance` of the template `template` (`foo@.service` + `bar` gives
@@ -91,7 +104,9 @@ pub fn default_prefix(image_file_name: &str) -> Result<String, String> {
             .unwrap_or(image_file_name),
     };
     let valid = filename_is_valid(prefix)
-        && prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
     if valid {
         Ok(prefix.to_string())
     } else {
@@ -112,7 +127,9 @@ pub fn prefix_matches(unit: &str, prefix: &str) -> bool {
 
 /// Whether a unit from an image is taken: a portable unit type, matching one of `prefixes`.
 pub fn unit_matches(unit: &str, prefixes: &[String]) -> bool {
-    let Some(name) = parse_unit_name(unit) else { return false };
+    let Some(name) = parse_unit_name(unit) else {
+        return false;
+    };
     PORTABLE_UNIT_TYPES.contains(&name.kind) && prefixes.iter().any(|p| prefix_matches(unit, p))
 }
 
@@ -139,7 +156,16 @@ mod tests {
         let n = parse_unit_name("foo@bar@baz.socket").unwrap();
         assert_eq!(n.instance, Some("bar@baz"));
         assert!(parse_unit_name("foo.service").unwrap().instance.is_none());
-        for bad in ["", "foo", ".service", "@.service", "foo.bar", "a/b.service", "a b.service", "../x.service"] {
+        for bad in [
+            "",
+            "foo",
+            ".service",
+            "@.service",
+            "foo.bar",
+            "a/b.service",
+            "a b.service",
+            "../x.service",
+        ] {
             assert!(parse_unit_name(bad).is_none(), "{bad}");
         }
         assert!(parse_unit_name(&format!("{}.service", "a".repeat(247))).is_some());
@@ -148,7 +174,10 @@ mod tests {
 
     #[test]
     fn instances() {
-        assert_eq!(instantiate("foo@.service", "bar").as_deref(), Some("foo@bar.service"));
+        assert_eq!(
+            instantiate("foo@.service", "bar").as_deref(),
+            Some("foo@bar.service")
+        );
         assert_eq!(instantiate("foo@.service", "a/b"), None);
         assert_eq!(instantiate("foo.service", "bar"), None);
     }
@@ -175,7 +204,13 @@ mod tests {
     #[test]
     fn matching() {
         let p = vec!["foo".to_string()];
-        for yes in ["foo.service", "foo-x.service", "foo@.service", "foo.socket", "foo.bar.timer"] {
+        for yes in [
+            "foo.service",
+            "foo-x.service",
+            "foo@.service",
+            "foo.socket",
+            "foo.bar.timer",
+        ] {
             assert!(unit_matches(yes, &p), "{yes}");
         }
         for no in ["foobar.service", "foo.mount", "bar.service", "foo"] {

@@ -21,7 +21,10 @@ pub fn write(plan: &Plan, out: &Path) -> Vec<String> {
 
 fn write_node(out: &Path, rel: &Path, node: &Node) -> std::io::Result<()> {
     if !is_confined(rel) {
-        return Err(std::io::Error::new(ErrorKind::InvalidInput, "path leaves the output directory"));
+        return Err(std::io::Error::new(
+            ErrorKind::InvalidInput,
+            "path leaves the output directory",
+        ));
     }
     // Parents are made one by one and must be real directories: other generators share
     // this directory, and nothing may lead us out of it.

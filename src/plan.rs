@@ -61,7 +61,11 @@ impl Plan {
     }
 
     fn notice(&mut self, level: Level, failure: bool, message: String) {
-        self.notices.push(Notice { level, message, failure });
+        self.notices.push(Notice {
+            level,
+            message,
+            failure,
+        });
     }
 }
 
@@ -116,8 +120,15 @@ pub fn plan(attachments: &[Attachment], host: &Host) -> Plan {
 
     // Links come after every unit is placed, so an alias can not take the name of a unit
     // from a later image.
-    for (att, unit) in placed {
-        if att.enable {
+    for &(att, unit) in &placed {
+        // A copy made from an alias link is the same unit as its target: enabling both
+        // would start it twice under two names.
+        let alias_of_placed = unit.alias_of.as_ref().is_some_and(|target| {
+            placed
+                .iter()
+                .any(|(a, u)| std::ptr::eq(*a, att) && u.name == *target)
+        });
+        if att.enable && !alias_of_placed {
             place_links(&mut plan, att, unit, host);
         }
     }
@@ -132,12 +143,17 @@ fn place_unit(plan: &mut Plan, att: &Attachment, unit: &UnitSource, host: &Host)
         file_name: &att.image.file_name,
         kind: att.image.kind,
     };
-    plan.nodes.insert(PathBuf::from(&unit.name), Node::File(unit.bytes.clone()));
+    plan.nodes
+        .insert(PathBuf::from(&unit.name), Node::File(unit.bytes.clone()));
     if let Some(profile) = (host.profile)(&att.profile, kind) {
-        plan.nodes.insert(dropins.join("10-profile.conf"), Node::Symlink(profile));
+        plan.nodes
+            .insert(dropins.join("10-profile.conf"), Node::Symlink(profile));
     }
     let text = portable_dropin(host.systemd_version, &unit.name, &image, host.os_release);
-    plan.nodes.insert(dropins.join("20-portable.conf"), Node::File(text.into_bytes()));
+    plan.nodes.insert(
+        dropins.join("20-portable.conf"),
+        Node::File(text.into_bytes()),
+    );
 }
 
 fn place_links(plan: &mut Plan, att: &Attachment, unit: &UnitSource, host: &Host) {
@@ -146,13 +162,21 @@ fn place_links(plan: &mut Plan, att: &Attachment, unit: &UnitSource, host: &Host
     let file = match unit_syntax::parse(&unit.bytes) {
         Ok((file, _warnings)) => file,
         Err(e) => {
-            plan.notice(Level::Warn, true, format!("{what} not enabled: cannot parse it: {e}."));
+            plan.notice(
+                Level::Warn,
+                true,
+                format!("{what} not enabled: cannot parse it: {e}."),
+            );
             return;
         }
     };
     let en = enablement(&unit.name, &file);
     for problem in &en.problems {
-        plan.notice(Level::Warn, true, format!("{what}: [Install] {problem}, ignoring."));
+        plan.notice(
+            Level::Warn,
+            true,
+            format!("{what}: [Install] {problem}, ignoring."),
+        );
     }
     if en.template_without_instance {
         plan.notice(
@@ -170,12 +194,18 @@ fn place_links(plan: &mut Plan, att: &Attachment, unit: &UnitSource, host: &Host
                 (host.unit_file)(name).map(|p| format!("the host has {} already", p.display()))
             };
             if let Some(why) = clash {
-                plan.notice(Level::Warn, true, format!("{what}: alias {name} not created: {why}."));
+                plan.notice(
+                    Level::Warn,
+                    true,
+                    format!("{what}: alias {name} not created: {why}."),
+                );
                 continue;
             }
         }
         // A link path can only repeat for the same unit (listed twice), which is harmless.
-        plan.nodes.entry(link.path).or_insert(Node::Symlink(link.target));
+        plan.nodes
+            .entry(link.path)
+            .or_insert(Node::Symlink(link.target));
     }
 }
 
@@ -192,7 +222,11 @@ pub fn describe(plan: &Plan) -> String {
                 }
             }
             Node::Symlink(target) => {
-                out.push_str(&format!("--- {} -> {} ---\n", path.display(), target.display()));
+                out.push_str(&format!(
+                    "--- {} -> {} ---\n",
+                    path.display(),
+                    target.display()
+                ));
             }
         }
     }
@@ -202,7 +236,8 @@ pub fn describe(plan: &Plan) -> String {
 /// Relative paths whose every component is a plain name: nothing planned can point
 /// outside the output directory.
 pub fn is_confined(path: &Path) -> bool {
-    path.components().all(|c| matches!(c, std::path::Component::Normal(_)))
+    path.components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)))
         && path.components().next().is_some()
 }
 
@@ -214,6 +249,7 @@ mod tests {
     fn image(path: &str, kind: ImageKind) -> Image {
         let file_name = path.rsplit('/').next().unwrap().to_string();
         Image {
+            entry: file_name.clone(),
             name: file_name.trim_end_matches(".raw").to_string(),
             file_name,
             path: path.into(),
@@ -226,24 +262,42 @@ mod tests {
             name: name.into(),
             origin: PathBuf::from("/usr/lib/systemd/system").join(name),
             bytes: text.as_bytes().to_vec(),
+            alias_of: None,
         }
     }
 
     fn att(path: &str, units: Vec<UnitSource>) -> Attachment {
-        let kind = if path.ends_with(".raw") { ImageKind::Raw } else { ImageKind::Directory };
-        Attachment { image: image(path, kind), units, profile: "default".into(), enable: true }
+        let kind = if path.ends_with(".raw") {
+            ImageKind::Raw
+        } else {
+            ImageKind::Directory
+        };
+        Attachment {
+            image: image(path, kind),
+            units,
+            profile: "default".into(),
+            enable: true,
+        }
     }
 
     fn run(atts: &[Attachment], host_units: &[&str]) -> Plan {
         let unit_file = |n: &str| {
-            host_units.contains(&n).then(|| PathBuf::from("/etc/systemd/system").join(n))
+            host_units
+                .contains(&n)
+                .then(|| PathBuf::from("/etc/systemd/system").join(n))
         };
         let profile = |p: &str, t: &str| {
-            (t == "service").then(|| PathBuf::from(format!("/usr/lib/systemd/portable/profile/{p}/{t}.conf")))
+            (t == "service")
+                .then(|| PathBuf::from(format!("/usr/lib/systemd/portable/profile/{p}/{t}.conf")))
         };
         plan(
             atts,
-            &Host { unit_file: &unit_file, profile: &profile, os_release: "/etc/os-release", systemd_version: 252 },
+            &Host {
+                unit_file: &unit_file,
+                profile: &profile,
+                os_release: "/etc/os-release",
+                systemd_version: 252,
+            },
         )
     }
 
@@ -254,7 +308,13 @@ mod tests {
     #[test]
     fn a_service_with_wantedby() {
         let p = run(
-            &[att("/var/lib/portables/foo.raw", vec![unit("foo.service", "[Install]\nWantedBy=multi-user.target\n")])],
+            &[att(
+                "/var/lib/portables/foo.raw",
+                vec![unit(
+                    "foo.service",
+                    "[Install]\nWantedBy=multi-user.target\n",
+                )],
+            )],
             &[],
         );
         assert_eq!(
@@ -275,16 +335,29 @@ mod tests {
 
     #[test]
     fn sockets_get_no_profile() {
-        let p = run(&[att("/var/lib/portables/foo", vec![unit("foo.socket", "[Socket]\n")])], &[]);
+        let p = run(
+            &[att(
+                "/var/lib/portables/foo",
+                vec![unit("foo.socket", "[Socket]\n")],
+            )],
+            &[],
+        );
         assert_eq!(paths(&p), ["foo.socket", "foo.socket.d/20-portable.conf"]);
     }
 
     #[test]
     fn host_units_win() {
-        let p = run(&[att("/var/lib/portables/foo", vec![unit("foo.service", "")])], &["foo.service"]);
+        let p = run(
+            &[att("/var/lib/portables/foo", vec![unit("foo.service", "")])],
+            &["foo.service"],
+        );
         assert!(p.nodes.is_empty());
         assert!(p.failed());
-        assert!(p.notices[0].message.contains("the host has /etc/systemd/system/foo.service already"));
+        assert!(
+            p.notices[0]
+                .message
+                .contains("the host has /etc/systemd/system/foo.service already")
+        );
     }
 
     #[test]
@@ -292,7 +365,10 @@ mod tests {
         let p = run(
             &[
                 att("/etc/portables/foo.raw", vec![unit("foo.service", "A")]),
-                att("/var/lib/portables/foo_2.raw", vec![unit("foo.service", "B")]),
+                att(
+                    "/var/lib/portables/foo_2.raw",
+                    vec![unit("foo.service", "B")],
+                ),
             ],
             &[],
         );
@@ -308,22 +384,41 @@ mod tests {
     fn aliases_do_not_take_unit_names() {
         let p = run(
             &[
-                att("/var/lib/portables/a", vec![unit("a.service", "[Install]\nAlias=b.service a-alias.service\n")]),
+                att(
+                    "/var/lib/portables/a",
+                    vec![unit(
+                        "a.service",
+                        "[Install]\nAlias=b.service a-alias.service\n",
+                    )],
+                ),
                 att("/var/lib/portables/b", vec![unit("b.service", "")]),
             ],
             &[],
         );
         assert_eq!(p.nodes[Path::new("b.service")], Node::File(vec![]));
-        assert_eq!(p.nodes[Path::new("a-alias.service")], Node::Symlink("a.service".into()));
+        assert_eq!(
+            p.nodes[Path::new("a-alias.service")],
+            Node::Symlink("a.service".into())
+        );
         assert!(p.failed());
     }
 
     #[test]
     fn disabled_images_get_no_links() {
-        let mut a = att("/var/lib/portables/foo", vec![unit("foo.service", "[Install]\nWantedBy=multi-user.target\n")]);
+        let mut a = att(
+            "/var/lib/portables/foo",
+            vec![unit(
+                "foo.service",
+                "[Install]\nWantedBy=multi-user.target\n",
+            )],
+        );
         a.enable = false;
         let p = run(&[a], &[]);
-        assert!(!p.nodes.keys().any(|k| k.starts_with("multi-user.target.wants")));
+        assert!(
+            !p.nodes
+                .keys()
+                .any(|k| k.starts_with("multi-user.target.wants"))
+        );
     }
 
     #[test]

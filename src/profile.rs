@@ -20,12 +20,16 @@ pub const PROFILE_DIRS: [&str; 5] = [
 /// The first `DIR/PROFILE/TYPE.conf` that exists, as a host path (without `--root`).
 pub fn find_profile(root: &Root, profile: &str, unit_type: &str) -> Option<PathBuf> {
     PROFILE_DIRS.iter().find_map(|dir| {
-        let path = PathBuf::from(dir).join(profile).join(format!("{unit_type}.conf"));
+        let path = PathBuf::from(dir)
+            .join(profile)
+            .join(format!("{unit_type}.conf"));
         root.join(&path).is_file().then_some(path)
     })
 }
 
 /// Whether a profile of that name exists at all, for any unit type.
 pub fn profile_exists(root: &Root, profile: &str) -> bool {
-    PROFILE_DIRS.iter().any(|dir| root.join(PathBuf::from(dir).join(profile)).is_dir())
+    PROFILE_DIRS
+        .iter()
+        .any(|dir| root.join(PathBuf::from(dir).join(profile)).is_dir())
 }

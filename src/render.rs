@@ -45,7 +45,9 @@ pub fn escape_specifiers(s: &str) -> String {
 pub fn quote_word(s: &str) -> String {
     let s = escape_specifiers(s);
     let plain = !s.is_empty()
-        && !s.chars().any(|c| c.is_whitespace() || matches!(c, '"' | '\'' | '\\'));
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || matches!(c, '"' | '\'' | '\\'));
     if plain {
         return s;
     }
@@ -63,12 +65,20 @@ pub fn quote_word(s: &str) -> String {
 
 /// The first line of `20-portable.conf`, by which portablectl recognises attached units.
 pub fn marker_line(image_path: &str) -> String {
-    format!("# Drop-in created for image '{}', do not edit.\n", xescape(image_path))
+    format!(
+        "# Drop-in created for image '{}', do not edit.\n",
+        xescape(image_path)
+    )
 }
 
 /// `20-portable.conf` for `unit`. `host_os_release` is `/etc/os-release` if the host has
 /// it, else `/usr/lib/os-release`.
-pub fn portable_dropin(version: u32, unit: &str, image: &DropinImage, host_os_release: &str) -> String {
+pub fn portable_dropin(
+    version: u32,
+    unit: &str,
+    image: &DropinImage,
+    host_os_release: &str,
+) -> String {
     let mut text = marker_line(image.path);
     if !unit.ends_with(".service") {
         return text;
@@ -79,10 +89,15 @@ pub fn portable_dropin(version: u32, unit: &str, image: &DropinImage, host_os_re
     };
     text.push_str("\n[Service]\n");
     text.push_str(&format!("{root}{}\n", escape_specifiers(image.path)));
-    text.push_str(&format!("Environment={}\n", quote_word(&format!("PORTABLE={}", image.file_name))));
+    text.push_str(&format!(
+        "Environment={}\n",
+        quote_word(&format!("PORTABLE={}", image.file_name))
+    ));
     if version < 254 {
         // From 254 on PID 1 provides /run/host/os-release itself.
-        text.push_str(&format!("BindReadOnlyPaths={host_os_release}:/run/host/os-release\n"));
+        text.push_str(&format!(
+            "BindReadOnlyPaths={host_os_release}:/run/host/os-release\n"
+        ));
     }
     text.push_str(&format!(
         "LogExtraFields={}\n",
@@ -116,7 +131,11 @@ mod tests {
 
     #[test]
     fn other_units_get_the_marker_only() {
-        let img = DropinImage { path: "/var/lib/portables/d", file_name: "d", kind: ImageKind::Directory };
+        let img = DropinImage {
+            path: "/var/lib/portables/d",
+            file_name: "d",
+            kind: ImageKind::Directory,
+        };
         assert_eq!(
             portable_dropin(252, "d.socket", &img, "/etc/os-release"),
             "# Drop-in created for image '/var/lib/portables/d', do not edit.\n"
@@ -129,7 +148,11 @@ mod tests {
         assert_eq!(quote_word("PORTABLE=a b%.raw"), "\"PORTABLE=a b%%.raw\"");
         assert_eq!(quote_word("PORTABLE=x\"y"), "\"PORTABLE=x\\\"y\"");
         assert_eq!(quote_word("PORTABLE=foo_1.2.raw"), "PORTABLE=foo_1.2.raw");
-        let img = DropinImage { path: "/p/100%.raw", file_name: "100%.raw", kind: ImageKind::Raw };
+        let img = DropinImage {
+            path: "/p/100%.raw",
+            file_name: "100%.raw",
+            kind: ImageKind::Raw,
+        };
         let text = portable_dropin(252, "x.service", &img, "/usr/lib/os-release");
         assert!(text.contains("RootImage=/p/100%%.raw\n"));
         assert!(text.contains("BindReadOnlyPaths=/usr/lib/os-release:/run/host/os-release\n"));

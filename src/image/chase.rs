@@ -22,7 +22,8 @@ pub struct Resolved {
 }
 
 fn components(path: &[u8]) -> impl Iterator<Item = &[u8]> {
-    path.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".")
+    path.split(|&b| b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
 }
 
 fn join(parts: &[Vec<u8>]) -> PathBuf {
@@ -41,8 +42,9 @@ impl Tree {
     /// Resolve `path` (taken relative to the image root even when absolute). With
     /// `follow_last` false a final symlink is returned as such.
     pub fn resolve(&self, path: &Path, follow_last: bool) -> Result<Resolved, FsError> {
-        let mut todo: VecDeque<Vec<u8>> =
-            components(path.as_os_str().as_bytes()).map(<[u8]>::to_vec).collect();
+        let mut todo: VecDeque<Vec<u8>> = components(path.as_os_str().as_bytes())
+            .map(<[u8]>::to_vec)
+            .collect();
         let mut done: Vec<Vec<u8>> = Vec::new();
         let mut links = 0usize;
         let mut kind = FileKind::Dir;
@@ -75,7 +77,10 @@ impl Tree {
                 kind = FileKind::Dir;
             }
         }
-        Ok(Resolved { path: join(&done), kind })
+        Ok(Resolved {
+            path: join(&done),
+            kind,
+        })
     }
 
     /// List the directory `path`, following symlinks on the way; entries sorted by name.
@@ -152,7 +157,8 @@ pub(crate) mod tests {
         }
         pub fn link(mut self, p: &str, target: &str) -> Self {
             self.parents(Path::new(p));
-            self.nodes.insert(p.into(), Node::Link(target.as_bytes().to_vec()));
+            self.nodes
+                .insert(p.into(), Node::Link(target.as_bytes().to_vec()));
             self
         }
         pub fn dir(mut self, p: &str) -> Self {
@@ -199,9 +205,11 @@ pub(crate) mod tests {
         }
         fn read_file(&self, path: &Path, limit: u64) -> Result<Vec<u8>, FsError> {
             match self.nodes.get(path) {
-                Some(Node::File(d)) if d.len() as u64 > limit => {
-                    Err(FsError::TooLarge { what: "file", size: d.len() as u64, limit })
-                }
+                Some(Node::File(d)) if d.len() as u64 > limit => Err(FsError::TooLarge {
+                    what: "file",
+                    size: d.len() as u64,
+                    limit,
+                }),
                 Some(Node::File(d)) => Ok(d.clone()),
                 _ => Err(FsError::NotFound),
             }
@@ -228,10 +236,19 @@ pub(crate) mod tests {
     #[test]
     fn follows_links_inside_the_root() {
         let t = tree();
-        for p in ["/etc/os-release", "/lib/os-release", "/abs", "/escape", "usr/lib/up/lib/os-release"] {
+        for p in [
+            "/etc/os-release",
+            "/lib/os-release",
+            "/abs",
+            "/escape",
+            "usr/lib/up/lib/os-release",
+        ] {
             assert_eq!(t.read_file(Path::new(p), 100).unwrap(), b"ID=x\n", "{p}");
         }
-        assert_eq!(t.resolve(Path::new("/../../usr/./lib"), true).unwrap().path, Path::new("/usr/lib"));
+        assert_eq!(
+            t.resolve(Path::new("/../../usr/./lib"), true).unwrap().path,
+            Path::new("/usr/lib")
+        );
     }
 
     #[test]
@@ -240,31 +257,58 @@ pub(crate) mod tests {
         assert_eq!(r.kind, FileKind::Symlink);
         assert_eq!(r.path, Path::new("/usr/lib/up"));
         // `..` after a followed link climbs from where the link led, as in the kernel.
-        let r = tree().resolve(Path::new("/lib/../lib/os-release"), true).unwrap();
+        let r = tree()
+            .resolve(Path::new("/lib/../lib/os-release"), true)
+            .unwrap();
         assert_eq!(r.path, Path::new("/usr/lib/os-release"));
     }
 
     #[test]
     fn errors() {
         let t = tree();
-        assert!(matches!(t.read_file(Path::new("/loop1"), 10), Err(FsError::SymlinkLoop)));
-        assert!(matches!(t.read_file(Path::new("/dangling"), 10), Err(FsError::NotFound)));
-        assert!(matches!(t.read_file(Path::new("/abs/x"), 10), Err(FsError::NotADirectory)));
-        assert!(matches!(t.read_file(Path::new("/abs"), 2), Err(FsError::TooLarge { .. })));
-        assert!(matches!(t.read_dir(Path::new("/abs")), Err(FsError::NotADirectory)));
+        assert!(matches!(
+            t.read_file(Path::new("/loop1"), 10),
+            Err(FsError::SymlinkLoop)
+        ));
+        assert!(matches!(
+            t.read_file(Path::new("/dangling"), 10),
+            Err(FsError::NotFound)
+        ));
+        assert!(matches!(
+            t.read_file(Path::new("/abs/x"), 10),
+            Err(FsError::NotADirectory)
+        ));
+        assert!(matches!(
+            t.read_file(Path::new("/abs"), 2),
+            Err(FsError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            t.read_dir(Path::new("/abs")),
+            Err(FsError::NotADirectory)
+        ));
         assert!(t.read_dir(Path::new("/empty")).unwrap().1.is_empty());
-        assert!(matches!(t.read_file(Path::new("/fifo"), 10), Err(FsError::Unsupported(_))));
+        assert!(matches!(
+            t.read_file(Path::new("/fifo"), 10),
+            Err(FsError::Unsupported(_))
+        ));
     }
 
     #[test]
     fn link_chains_are_bounded() {
         let mut fs = MemFs::new().file("/f", b"x");
         for i in 0..41 {
-            let target = if i == 0 { "/f".to_string() } else { format!("/l{}", i - 1) };
+            let target = if i == 0 {
+                "/f".to_string()
+            } else {
+                format!("/l{}", i - 1)
+            };
             fs = fs.link(&format!("/l{i}"), &target);
         }
         let t = Tree::new(Box::new(fs));
         assert!(t.read_file(Path::new("/l39"), 10).is_ok());
-        assert!(matches!(t.read_file(Path::new("/l40"), 10), Err(FsError::SymlinkLoop)));
+        assert!(matches!(
+            t.read_file(Path::new("/l40"), 10),
+            Err(FsError::SymlinkLoop)
+        ));
     }
 }

@@ -91,12 +91,20 @@ impl Fs for DirFs {
             return Err(FsError::Unsupported("not a regular file".into()));
         }
         if meta.len() > limit {
-            return Err(FsError::TooLarge { what: "file", size: meta.len(), limit });
+            return Err(FsError::TooLarge {
+                what: "file",
+                size: meta.len(),
+                limit,
+            });
         }
         let mut data = Vec::with_capacity(meta.len() as usize);
         file.take(limit + 1).read_to_end(&mut data)?;
         if data.len() as u64 > limit {
-            return Err(FsError::TooLarge { what: "file", size: data.len() as u64, limit });
+            return Err(FsError::TooLarge {
+                what: "file",
+                size: data.len() as u64,
+                limit,
+            });
         }
         Ok(data)
     }

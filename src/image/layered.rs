@@ -47,16 +47,25 @@ impl Fs for Layered {
             Target::Root(fs, p) => {
                 let mut entries = fs.read_dir(&p)?;
                 if p == Path::new("/") && !entries.iter().any(|e| e.name == b"usr") {
-                    entries.push(DirEntry { name: b"usr".to_vec(), kind: FileKind::Dir });
+                    entries.push(DirEntry {
+                        name: b"usr".to_vec(),
+                        kind: FileKind::Dir,
+                    });
                 }
                 // The mount point's own kind in the root file system does not matter.
-                for e in entries.iter_mut().filter(|e| p == Path::new("/") && e.name == b"usr") {
+                for e in entries
+                    .iter_mut()
+                    .filter(|e| p == Path::new("/") && e.name == b"usr")
+                {
                     e.kind = FileKind::Dir;
                 }
                 Ok(entries)
             }
             Target::Usr(p) => self.usr.read_dir(&p),
-            Target::EmptyRoot => Ok(vec![DirEntry { name: b"usr".to_vec(), kind: FileKind::Dir }]),
+            Target::EmptyRoot => Ok(vec![DirEntry {
+                name: b"usr".to_vec(),
+                kind: FileKind::Dir,
+            }]),
             Target::Absent => Err(FsError::NotFound),
         }
     }
@@ -87,18 +96,41 @@ mod tests {
     #[test]
     fn usr_only() {
         let usr = MemFs::new().file("/lib/os-release", b"ID=u\n");
-        let t = Tree::new(Box::new(Layered { root: None, usr: Box::new(usr) }));
-        assert_eq!(t.read_file(Path::new("/usr/lib/os-release"), 99).unwrap(), b"ID=u\n");
-        assert!(matches!(t.read_file(Path::new("/etc/os-release"), 99), Err(FsError::NotFound)));
-        let names: Vec<_> = t.read_dir(Path::new("/")).unwrap().1.into_iter().map(|e| e.name).collect();
+        let t = Tree::new(Box::new(Layered {
+            root: None,
+            usr: Box::new(usr),
+        }));
+        assert_eq!(
+            t.read_file(Path::new("/usr/lib/os-release"), 99).unwrap(),
+            b"ID=u\n"
+        );
+        assert!(matches!(
+            t.read_file(Path::new("/etc/os-release"), 99),
+            Err(FsError::NotFound)
+        ));
+        let names: Vec<_> = t
+            .read_dir(Path::new("/"))
+            .unwrap()
+            .1
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
         assert_eq!(names, vec![b"usr".to_vec()]);
     }
 
     #[test]
     fn root_and_usr() {
-        let root = MemFs::new().link("/etc/os-release", "../usr/lib/os-release").dir("/usr");
+        let root = MemFs::new()
+            .link("/etc/os-release", "../usr/lib/os-release")
+            .dir("/usr");
         let usr = MemFs::new().file("/lib/os-release", b"ID=u\n");
-        let t = Tree::new(Box::new(Layered { root: Some(Box::new(root)), usr: Box::new(usr) }));
-        assert_eq!(t.read_file(Path::new("/etc/os-release"), 99).unwrap(), b"ID=u\n");
+        let t = Tree::new(Box::new(Layered {
+            root: Some(Box::new(root)),
+            usr: Box::new(usr),
+        }));
+        assert_eq!(
+            t.read_file(Path::new("/etc/os-release"), 99).unwrap(),
+            b"ID=u\n"
+        );
     }
 }

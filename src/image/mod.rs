@@ -52,7 +52,11 @@ pub enum FsError {
     NotFound,
     NotADirectory,
     /// A file, directory or link larger than the limit the caller gave.
-    TooLarge { what: &'static str, size: u64, limit: u64 },
+    TooLarge {
+        what: &'static str,
+        size: u64,
+        limit: u64,
+    },
     /// More than [`MAX_SYMLINKS`] links on one path.
     SymlinkLoop,
     /// The on-disk structures are inconsistent.

@@ -51,7 +51,9 @@ fn open_raw(path: &Path, kind: ImageKind) -> Result<Tree, String> {
         _ => {}
     }
     // Seeking to the end gives the size of block devices too, without an ioctl.
-    let len = file.seek(SeekFrom::End(0)).map_err(|e| format!("cannot determine size: {e}"))?;
+    let len = file
+        .seek(SeekFrom::End(0))
+        .map_err(|e| format!("cannot determine size: {e}"))?;
     let src = Source::new(file, len);
     match gpt::select(&src)? {
         Selection::Whole => Ok(Tree::new(open_fs(src, None)?)),
@@ -71,7 +73,10 @@ fn open_raw(path: &Path, kind: ImageKind) -> Result<Tree, String> {
 
 fn open_part(src: &Source, part: &Part) -> Result<Box<dyn Fs>, String> {
     let window = src.slice(part.offset, part.size).ok_or_else(|| {
-        format!("partition {} ({}) extends past the end of the image", part.number, part.type_name)
+        format!(
+            "partition {} ({}) extends past the end of the image",
+            part.number, part.type_name
+        )
     })?;
     open_fs(window, Some(part))
 }
@@ -92,7 +97,11 @@ fn open_fs(src: Source, part: Option<&Part>) -> Result<Box<dyn Fs>, String> {
                 fstype.name()
             ));
         }
-        FsType::Luks => return Err(format!("encrypted (LUKS) partition{where_} is not supported")),
+        FsType::Luks => {
+            return Err(format!(
+                "encrypted (LUKS) partition{where_} is not supported"
+            ));
+        }
         FsType::Unknown => return Err(format!("no known file system found{where_}")),
     };
     fs.map_err(|e| format!("cannot read {} file system{where_}: {e}", fstype.name()))

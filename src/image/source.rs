@@ -17,7 +17,11 @@ pub struct Source {
 impl Source {
     /// The whole file; `len` is its size (for block devices, the device size).
     pub fn new(file: File, len: u64) -> Source {
-        Source { file: Arc::new(file), offset: 0, len }
+        Source {
+            file: Arc::new(file),
+            offset: 0,
+            len,
+        }
     }
 
     pub fn len(&self) -> u64 {
@@ -39,7 +43,11 @@ impl Source {
         if end > self.len {
             return None;
         }
-        Some(Source { file: self.file.clone(), offset: self.offset + offset, len })
+        Some(Source {
+            file: self.file.clone(),
+            offset: self.offset + offset,
+            len,
+        })
     }
 
     /// Fill `buf` from `offset` (relative to this window). Reading past the window's end,
