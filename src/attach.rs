@@ -6,6 +6,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use crate::discover::Image;
 use crate::facts::{UnitSkip, read_os_release, read_units};
 use crate::image::open::open_image;
+use crate::image::panic_message;
 use crate::names::{default_prefix, unit_matches};
 use crate::plan::Attachment;
 use crate::root::Root;
@@ -24,14 +25,10 @@ pub const DEFAULT_PROFILE: &str = "default";
 pub fn read_image(root: &Root, image: &Image) -> Result<Read, String> {
     match catch_unwind(AssertUnwindSafe(|| read_image_inner(root, image))) {
         Ok(r) => r,
-        Err(payload) => {
-            let why = payload
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| payload.downcast_ref::<&str>().copied())
-                .unwrap_or("unknown");
-            Err(format!("internal error while reading the image: {why}"))
-        }
+        Err(payload) => Err(format!(
+            "internal error while reading the image: {}",
+            panic_message(&*payload)
+        )),
     }
 }
 

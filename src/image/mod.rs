@@ -9,6 +9,8 @@ pub mod chase;
 pub mod dir;
 pub mod erofs;
 pub mod ext4;
+#[cfg(test)]
+pub(crate) mod fixture;
 pub mod gpt;
 pub mod layered;
 pub mod open;
@@ -16,7 +18,9 @@ pub mod probe;
 pub mod source;
 pub mod squashfs;
 
+use std::any::Any;
 use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
 /// Largest unit file or os-release accepted from an image (DESIGN §4).
@@ -108,4 +112,28 @@ pub trait Fs {
     fn read_link(&self, path: &Path) -> Result<Vec<u8>, FsError>;
     /// The contents of the regular file at `path`; [`FsError::TooLarge`] if over `limit` bytes.
     fn read_file(&self, path: &Path, limit: u64) -> Result<Vec<u8>, FsError>;
+}
+
+/// How a panic caught in a reader starts its [`FsError::Corrupt`] message; a reader that
+/// sees it refuses further calls, as the crate's state may be inconsistent.
+pub const PANICKED: &str = "reader panicked: ";
+
+/// The text of a panic payload.
+pub fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
+}
+
+/// Run a call into a third-party reader; a panic in it becomes [`FsError::Corrupt`], so one
+/// crafted image cannot take the other images down with it.
+pub fn guarded<T>(f: impl FnOnce() -> Result<T, FsError>) -> Result<T, FsError> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        Err(FsError::Corrupt(format!(
+            "{PANICKED}{}",
+            panic_message(&*p)
+        )))
+    })
 }

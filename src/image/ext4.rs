@@ -1,0 +1,524 @@
+//! ext4 images, read in user space with the `ext4-view` crate.
+//!
+//! ext4-view resolves symlinks itself, so every lookup here goes through `symlink_metadata`
+//! first: that never follows the last component, and it yields the size that bounds what
+//! a later read may allocate.
+
+use std::cell::Cell;
+use std::fmt;
+use std::io;
+use std::path::Path;
+use std::rc::Rc;
+
+use ext4_view::{Ext4, Ext4Error, Ext4Read, FileType, Metadata};
+
+use super::source::Source;
+use super::{DirEntry, FileKind, Fs, FsError, MAX_DIR_ENTRIES, MAX_LINK_BYTES, PANICKED, guarded};
+
+/// Most block groups accepted. ext4-view reserves memory for every descriptor before
+/// reading one; 2^18 groups is 32 TiB at 4 KiB blocks, far beyond any portable image.
+const MAX_BLOCK_GROUPS: u64 = 1 << 18;
+
+/// Largest directory (its i_size) listed or looked into. [`MAX_DIR_ENTRIES`] names of the
+/// longest kind take about 17 MiB; ext4-view scans every block up to i_size, from its
+/// block cache when a crafted extent tree maps them all onto the same few blocks, where
+/// no read budget sees the work.
+const MAX_DIR_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Bytes read from the image for one call (open, lstat, ...). Real requests read a few
+/// blocks; a crafted extent tree can map one small directory or file onto the same
+/// blocks again and again, and this turns what would be a hang into an error.
+const READ_BUDGET: u64 = 256 * 1024 * 1024;
+
+const SUPERBLOCK_OFFSET: u64 = 1024;
+const SUPERBLOCK_LEN: usize = 1024;
+const EXT4_MAGIC: u16 = 0xef53;
+const INCOMPAT_64BIT: u32 = 0x80;
+const INCOMPAT_INLINE_DATA: u32 = 0x8000;
+const RO_COMPAT_METADATA_CSUM: u32 = 0x400;
+
+/// Open the ext4 file system occupying all of `src`.
+pub fn open(src: Source) -> Result<Box<dyn Fs>, FsError> {
+    open_with_budget(src, READ_BUDGET)
+}
+
+fn open_with_budget(src: Source, per_call: u64) -> Result<Box<dyn Fs>, FsError> {
+    check_superblock(&src)?;
+    let budget = Rc::new(Cell::new(per_call));
+    let reader = SourceRead {
+        src,
+        budget: budget.clone(),
+    };
+    let fs = guarded(|| Ext4::load(Box::new(reader)).map_err(map_err))?;
+    let fs = Ext4Fs {
+        fs,
+        budget,
+        per_call,
+        poisoned: Cell::new(false),
+    };
+    // Every lookup scans its parent directory, and the root is nobody's entry: lstat
+    // does not get to check it.
+    fs.call(|| fs.dir_size_ok(&fs.entry(Path::new("/"))?))?;
+    Ok(Box::new(fs))
+}
+
+struct SourceRead {
+    src: Source,
+    /// Bytes left for the current call; shared with [`Ext4Fs`], which refills it.
+    budget: Rc<Cell<u64>>,
+}
+
+#[derive(Debug)]
+struct BudgetSpent;
+
+impl fmt::Display for BudgetSpent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "more than {} MiB read for one request",
+            READ_BUDGET >> 20
+        )
+    }
+}
+
+impl std::error::Error for BudgetSpent {}
+
+impl Ext4Read for SourceRead {
+    fn read(
+        &mut self,
+        start_byte: u64,
+        dst: &mut [u8],
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync + 'static>> {
+        let left = self
+            .budget
+            .get()
+            .checked_sub(dst.len() as u64)
+            .ok_or(BudgetSpent)?;
+        self.budget.set(left);
+        Ok(self.src.read_exact_at(dst, start_byte)?)
+    }
+}
+
+fn le16(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+fn le32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Refuse, before ext4-view sees them, superblocks that would make it allocate in
+/// proportion to a number nobody checked, and features it cannot read, with a message
+/// that says what to change when building the image.
+fn check_superblock(src: &Source) -> Result<(), FsError> {
+    let mut sb = [0u8; SUPERBLOCK_LEN];
+    src.read_exact_at(&mut sb, SUPERBLOCK_OFFSET)
+        .map_err(|_| FsError::Corrupt("ext4: image too small for a superblock".into()))?;
+    if le16(&sb, 0x38) != EXT4_MAGIC {
+        return Err(FsError::Corrupt("ext4: bad superblock magic".into()));
+    }
+    let incompat = le32(&sb, 0x60);
+    let ro_compat = le32(&sb, 0x64);
+    if incompat & INCOMPAT_INLINE_DATA != 0 {
+        return Err(FsError::Unsupported(
+            "ext4 feature inline_data (build the image with mkfs.ext4 -O ^inline_data)".into(),
+        ));
+    }
+    if le32(&sb, 0x4c) == 0 {
+        return Err(FsError::Unsupported("ext2 revision 0 file system".into()));
+    }
+    let log_block_size = le32(&sb, 0x18);
+    if log_block_size > 6 {
+        return Err(FsError::Corrupt(format!(
+            "ext4: log block size {log_block_size}"
+        )));
+    }
+    let block_size = 1024u64 << log_block_size;
+    let inode_size = u64::from(le16(&sb, 0x58));
+    if inode_size < 128 || inode_size > block_size || !inode_size.is_power_of_two() {
+        return Err(FsError::Corrupt(format!("ext4: inode size {inode_size}")));
+    }
+    // ext4-view reads the metadata checksum from the inode's extra fields, which
+    // 128-byte inodes lack, and then fails on every inode.
+    if inode_size < 256 && ro_compat & RO_COMPAT_METADATA_CSUM != 0 {
+        return Err(FsError::Unsupported(format!(
+            "ext4 with {inode_size}-byte inodes and metadata_csum \
+             (build the image with mkfs.ext4 -I 256)"
+        )));
+    }
+
+    // ext4-view combines the halves whether or not the 64bit feature is on; so do we, to
+    // bound exactly what it will use.
+    let blocks = u64::from(le32(&sb, 0x4)) | u64::from(le32(&sb, 0x150)) << 32;
+    let fs_bytes = blocks.saturating_mul(block_size);
+    if fs_bytes > src.len() {
+        return Err(FsError::Corrupt(format!(
+            "ext4: file system of {fs_bytes} bytes in {} bytes",
+            src.len()
+        )));
+    }
+    let first_data_block = u64::from(le32(&sb, 0x14));
+    let blocks_per_group = u64::from(le32(&sb, 0x20));
+    let inodes_per_group = u64::from(le32(&sb, 0x28));
+    // The kernel's limits: one bitmap block describes a group's blocks and its inodes.
+    if blocks_per_group == 0 || blocks_per_group > 8 * block_size {
+        return Err(FsError::Corrupt(format!(
+            "ext4: {blocks_per_group} blocks per group"
+        )));
+    }
+    if inodes_per_group == 0 || inodes_per_group > 8 * block_size {
+        return Err(FsError::Corrupt(format!(
+            "ext4: {inodes_per_group} inodes per group"
+        )));
+    }
+    let Some(data_blocks) = blocks.checked_sub(first_data_block) else {
+        return Err(FsError::Corrupt(
+            "ext4: first data block beyond the end".into(),
+        ));
+    };
+    let groups = data_blocks.div_ceil(blocks_per_group);
+    if groups > MAX_BLOCK_GROUPS {
+        return Err(FsError::Corrupt(format!("ext4: {groups} block groups")));
+    }
+    // The kernel refuses to mount when these disagree, so no real image has them differ.
+    if groups * inodes_per_group != u64::from(le32(&sb, 0x0)) {
+        return Err(FsError::Corrupt(
+            "ext4: inode count does not match the block groups".into(),
+        ));
+    }
+    let desc_size = if incompat & INCOMPAT_64BIT != 0 {
+        u64::from(le16(&sb, 0xfe))
+    } else {
+        32
+    };
+    if groups * desc_size > src.len() {
+        return Err(FsError::Corrupt(
+            "ext4: group descriptors beyond the end".into(),
+        ));
+    }
+    Ok(())
+}
+
+struct Ext4Fs {
+    fs: Ext4,
+    budget: Rc<Cell<u64>>,
+    per_call: u64,
+    /// Set once ext4-view panicked: its caches may be half updated, so nothing it says
+    /// afterwards is trusted.
+    poisoned: Cell<bool>,
+}
+
+impl Ext4Fs {
+    fn call<T>(&self, f: impl FnOnce() -> Result<T, FsError>) -> Result<T, FsError> {
+        if self.poisoned.get() {
+            return Err(FsError::Corrupt("ext4 reader panicked earlier".into()));
+        }
+        self.budget.set(self.per_call);
+        let r = guarded(f);
+        if matches!(&r, Err(FsError::Corrupt(m)) if m.starts_with(PANICKED)) {
+            self.poisoned.set(true);
+        }
+        r
+    }
+
+    /// The entry at `path` itself, never what a final symlink points to.
+    fn entry(&self, path: &Path) -> Result<Metadata, FsError> {
+        self.fs.symlink_metadata(path).map_err(map_err)
+    }
+
+    fn dir_size_ok(&self, m: &Metadata) -> Result<(), FsError> {
+        if m.is_dir() && m.len() > MAX_DIR_BYTES {
+            return Err(FsError::TooLarge {
+                what: "directory",
+                size: m.len(),
+                limit: MAX_DIR_BYTES,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn kind(t: FileType) -> FileKind {
+    match t {
+        FileType::Regular => FileKind::File,
+        FileType::Directory => FileKind::Dir,
+        FileType::Symlink => FileKind::Symlink,
+        _ => FileKind::Other,
+    }
+}
+
+fn not_regular(t: FileType) -> FsError {
+    match t {
+        FileType::Directory => FsError::Unsupported("is a directory".into()),
+        FileType::Symlink => FsError::Unsupported("is a symbolic link".into()),
+        _ => FsError::Unsupported("not a regular file".into()),
+    }
+}
+
+impl Fs for Ext4Fs {
+    fn lstat(&self, path: &Path) -> Result<Option<FileKind>, FsError> {
+        self.call(|| match self.entry(path) {
+            // Refusing an oversized directory here keeps every later lookup inside it,
+            // which scans it, from happening: paths are resolved one lstat at a time.
+            Ok(m) => {
+                self.dir_size_ok(&m)?;
+                Ok(Some(kind(m.file_type())))
+            }
+            Err(FsError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        })
+    }
+
+    fn read_dir(&self, path: &Path) -> Result<Vec<DirEntry>, FsError> {
+        self.call(|| {
+            let m = self.entry(path)?;
+            if !m.is_dir() {
+                return Err(FsError::NotADirectory);
+            }
+            self.dir_size_ok(&m)?;
+            let mut out = Vec::new();
+            for entry in self.fs.read_dir(path).map_err(map_err)? {
+                let entry = entry.map_err(map_err)?;
+                let name = entry.file_name();
+                let name = name.as_ref();
+                if name == b"." || name == b".." {
+                    continue;
+                }
+                if out.len() == MAX_DIR_ENTRIES {
+                    return Err(FsError::TooLarge {
+                        what: "directory",
+                        size: out.len() as u64 + 1,
+                        limit: MAX_DIR_ENTRIES as u64,
+                    });
+                }
+                let kind = kind(entry.file_type().map_err(map_err)?);
+                out.push(DirEntry {
+                    name: name.to_vec(),
+                    kind,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn read_link(&self, path: &Path) -> Result<Vec<u8>, FsError> {
+        self.call(|| {
+            let m = self.entry(path)?;
+            if !m.is_symlink() {
+                return Err(FsError::Unsupported("not a symbolic link".into()));
+            }
+            // ext4-view reads a long target as file data of the inode's claimed size.
+            if m.len() > MAX_LINK_BYTES {
+                return Err(FsError::TooLarge {
+                    what: "symlink",
+                    size: m.len(),
+                    limit: MAX_LINK_BYTES,
+                });
+            }
+            let target = self.fs.read_link(path).map_err(map_err)?;
+            Ok(target.as_ref().to_vec())
+        })
+    }
+
+    fn read_file(&self, path: &Path, limit: u64) -> Result<Vec<u8>, FsError> {
+        self.call(|| {
+            let m = self.entry(path)?;
+            if m.file_type() != FileType::Regular {
+                return Err(not_regular(m.file_type()));
+            }
+            let size = m.len();
+            if size > limit {
+                return Err(FsError::TooLarge {
+                    what: "file",
+                    size,
+                    limit,
+                });
+            }
+            // `open` resolves the path again and would follow a symlink; checking the
+            // inode it found keeps a changed image from slipping a bigger file in.
+            let mut file = self.fs.open(path).map_err(map_err)?;
+            if file.metadata().file_type() != FileType::Regular || file.metadata().len() != size {
+                return Err(FsError::Corrupt(
+                    "ext4: file changed while being read".into(),
+                ));
+            }
+            let len = usize::try_from(size).map_err(|_| FsError::TooLarge {
+                what: "file",
+                size,
+                limit,
+            })?;
+            let mut buf = vec![0u8; len];
+            let mut done = 0;
+            while done < len {
+                match file.read_bytes(&mut buf[done..]).map_err(map_err)? {
+                    0 => return Err(FsError::Corrupt("ext4: file data ends early".into())),
+                    n => done += n,
+                }
+            }
+            Ok(buf)
+        })
+    }
+}
+
+fn map_err(e: Ext4Error) -> FsError {
+    match e {
+        Ext4Error::NotFound | Ext4Error::MalformedPath => FsError::NotFound,
+        Ext4Error::NotADirectory => FsError::NotADirectory,
+        Ext4Error::IsADirectory => FsError::Unsupported("is a directory".into()),
+        Ext4Error::IsASpecialFile => FsError::Unsupported("not a regular file".into()),
+        Ext4Error::NotASymlink => FsError::Unsupported("not a symbolic link".into()),
+        Ext4Error::TooManySymlinks => FsError::SymlinkLoop,
+        Ext4Error::Encrypted => FsError::Unsupported("ext4 encrypted directory".into()),
+        Ext4Error::Incompatible(i) => FsError::Unsupported(format!("ext4: {i}")),
+        Ext4Error::Corrupt(c) => FsError::Corrupt(format!("ext4: {c}")),
+        Ext4Error::Io(e) if e.is::<BudgetSpent>() => FsError::Corrupt(format!("ext4: {e}")),
+        Ext4Error::Io(e) => match e.downcast::<io::Error>() {
+            // Source reports reads past its window this way: the file system points
+            // outside the image.
+            Ok(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                FsError::Corrupt(format!("ext4: {e}"))
+            }
+            Ok(e) => FsError::Io(*e),
+            Err(e) => FsError::Io(io::Error::other(e)),
+        },
+        e => FsError::Corrupt(format!("ext4: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::MAX_FILE_BYTES;
+    use crate::image::fixture::{self, Built};
+
+    fn mkfs(extra: &[&str]) -> Option<Built> {
+        let mut args = vec!["-q", "-d", "{tree}", "-E", "root_owner=0:0"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["{img}", "8M"]);
+        fixture::build("img.ext4", "mkfs.ext4", &args)
+    }
+
+    #[test]
+    fn reads_what_mkfs_wrote() {
+        let Some(built) = mkfs(&[]) else { return };
+        fixture::check_image(&built, open);
+    }
+
+    #[test]
+    fn reads_4k_blocks_without_journal_or_checksums() {
+        let Some(built) = mkfs(&["-b", "4096", "-O", "^has_journal,^metadata_csum"]) else {
+            return;
+        };
+        fixture::check_image(&built, open);
+    }
+
+    #[test]
+    fn reads_a_partition_at_an_offset() {
+        let Some(built) = mkfs(&[]) else { return };
+        fixture::check_at_offset(&built, open);
+    }
+
+    #[test]
+    fn damaged_images_do_not_panic() {
+        let Some(built) = mkfs(&[]) else { return };
+        fixture::check_corrupt(&built, open);
+    }
+
+    #[test]
+    fn refuses_inline_data_clearly() {
+        let Some(built) = mkfs(&["-O", "inline_data"]) else {
+            return;
+        };
+        match open(fixture::source(&built.img)) {
+            Err(FsError::Unsupported(m)) => assert!(m.contains("inline_data"), "{m}"),
+            r => panic!("expected Unsupported, got {:?}", r.err()),
+        }
+    }
+
+    #[test]
+    fn small_inodes() {
+        // With checksums ext4-view cannot read them: say so. Without, it can.
+        let Some(built) = mkfs(&["-I", "128"]) else {
+            return;
+        };
+        match open(fixture::source(&built.img)) {
+            Err(FsError::Unsupported(m)) => assert!(m.contains("128-byte inodes"), "{m}"),
+            r => panic!("expected Unsupported, got {:?}", r.err()),
+        }
+        let Some(built) = mkfs(&["-I", "128", "-O", "^metadata_csum"]) else {
+            return;
+        };
+        fixture::check_image(&built, open);
+    }
+
+    #[test]
+    fn a_spent_read_budget_is_an_error() {
+        let Some(built) = mkfs(&[]) else { return };
+        let r = open_with_budget(fixture::source(&built.img), 0);
+        assert!(matches!(r, Err(FsError::Corrupt(m)) if m.contains("read for one request")));
+        let fs = open_with_budget(fixture::source(&built.img), 128 * 1024).unwrap();
+        let big = Path::new(fixture::UNITS).join("big.service");
+        assert_eq!(fs.lstat(&big).unwrap(), Some(FileKind::File));
+        let r = fs.read_file(&big, MAX_FILE_BYTES);
+        assert!(matches!(r, Err(FsError::Corrupt(m)) if m.contains("read for one request")));
+        // The budget is per call: the next one starts afresh.
+        assert!(fs.read_file(Path::new("/usr/lib/os-release"), 100).is_ok());
+    }
+
+    /// A directory claiming 4 GiB. Past its one block this one is a hole, which ext4-view
+    /// rejects quickly; extents mapping it all onto real blocks would have it scan them.
+    #[test]
+    fn refuses_a_huge_directory() {
+        let Some(built) = mkfs(&[]) else { return };
+        let Some(debugfs) = fixture::tool("debugfs") else {
+            eprintln!("debugfs is not installed; skipping");
+            return;
+        };
+        let status = std::process::Command::new(debugfs)
+            .args(["-w", "-R", "sif /usr/lib/systemd/system size 0x100000000"])
+            .arg(&built.img)
+            .output()
+            .unwrap()
+            .status;
+        assert!(status.success());
+        let fs = open(fixture::source(&built.img)).unwrap();
+        let units = Path::new(fixture::UNITS);
+        assert!(matches!(
+            fs.lstat(units),
+            Err(FsError::TooLarge {
+                what: "directory",
+                ..
+            })
+        ));
+        assert!(matches!(
+            fs.read_dir(units),
+            Err(FsError::TooLarge {
+                what: "directory",
+                ..
+            })
+        ));
+        assert_eq!(
+            fs.lstat(Path::new("/usr/lib")).unwrap(),
+            Some(FileKind::Dir)
+        );
+    }
+
+    /// A superblock claiming more blocks than the image holds: ext4-view would reserve
+    /// memory for its descriptors before noticing.
+    #[test]
+    fn refuses_a_superblock_larger_than_the_image() {
+        let Some(built) = mkfs(&[]) else { return };
+        let mut data = std::fs::read(&built.img).unwrap();
+        data[1024 + 0x150..1024 + 0x154].copy_from_slice(&[0xff, 0xff, 0, 0]);
+        let path = built.dir.path().join("huge");
+        std::fs::write(&path, &data).unwrap();
+        match open(fixture::source(&path)) {
+            Err(FsError::Corrupt(m)) => assert!(m.contains("bytes in"), "{m}"),
+            r => panic!("expected Corrupt, got {:?}", r.err()),
+        }
+        assert!(matches!(
+            open(fixture::source(&path).slice(0, 1000).unwrap()),
+            Err(FsError::Corrupt(_))
+        ));
+    }
+}

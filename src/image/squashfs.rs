@@ -1,0 +1,339 @@
+//! squashfs images, read in user space with the `backhand` crate.
+//!
+//! backhand reads every inode when the image is opened and keeps them as a list of nodes
+//! sorted by full path; an index built once here turns each lookup into a map access.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use backhand::{BackhandError, FilesystemReader, InnerNode};
+
+use super::source::Source;
+use super::{DirEntry, FileKind, Fs, FsError, MAX_DIR_ENTRIES, MAX_LINK_BYTES, PANICKED, guarded};
+
+/// backhand reads metadata in small pieces and seeks often; one syscall per 64 KiB
+/// instead of per field.
+const READ_BUFFER: usize = 64 * 1024;
+
+/// Open the squashfs file system occupying all of `src`.
+pub fn open(src: Source) -> Result<Box<dyn Fs>, FsError> {
+    guarded(|| {
+        let reader = BufReader::with_capacity(READ_BUFFER, SourceCursor { src, pos: 0 });
+        // `src` is already the file system's own window, so backhand starts at 0.
+        let fs = FilesystemReader::from_reader_with_offset(reader, 0).map_err(map_err)?;
+        let (index, children) = build_index(&fs)?;
+        Ok(Box::new(SquashFs {
+            fs,
+            index,
+            children,
+            poisoned: Cell::new(false),
+        }) as Box<dyn Fs>)
+    })
+}
+
+/// `Read + Seek` over a [`Source`], which itself only has positioned reads.
+struct SourceCursor {
+    src: Source,
+    pos: u64,
+}
+
+impl Read for SourceCursor {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.src.len().saturating_sub(self.pos);
+        let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        if n == 0 {
+            return Ok(0);
+        }
+        self.src.read_exact_at(&mut buf[..n], self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for SourceCursor {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        let new = match pos {
+            SeekFrom::Start(p) => Some(p),
+            SeekFrom::End(d) => self.src.len().checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = new.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "seek before the start or past 2^64",
+            )
+        })?;
+        Ok(self.pos)
+    }
+}
+
+struct SquashFs {
+    fs: FilesystemReader<'static>,
+    /// Full path to position in `fs.root.nodes`.
+    index: HashMap<PathBuf, usize>,
+    /// Directory position to the positions of its entries.
+    children: HashMap<usize, Vec<usize>>,
+    /// Set once backhand panicked: its reader lock and caches may be left inconsistent.
+    poisoned: Cell<bool>,
+}
+
+type Index = (HashMap<PathBuf, usize>, HashMap<usize, Vec<usize>>);
+
+fn build_index(fs: &FilesystemReader<'_>) -> Result<Index, FsError> {
+    let nodes = &fs.root.nodes;
+    let mut index = HashMap::with_capacity(nodes.len());
+    for (i, node) in nodes.iter().enumerate() {
+        if index.insert(node.fullpath.clone(), i).is_some() {
+            return Err(FsError::Corrupt(format!(
+                "squashfs: {} listed twice",
+                node.fullpath.display()
+            )));
+        }
+    }
+    let mut children: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let Some(parent) = node.fullpath.parent() else {
+            continue;
+        };
+        let Some(&p) = index.get(parent) else {
+            return Err(FsError::Corrupt(format!(
+                "squashfs: {} has no parent directory",
+                node.fullpath.display()
+            )));
+        };
+        children.entry(p).or_default().push(i);
+    }
+    Ok((index, children))
+}
+
+fn kind<T>(inner: &InnerNode<T>) -> FileKind {
+    match inner {
+        InnerNode::File(_) => FileKind::File,
+        InnerNode::Dir(_) => FileKind::Dir,
+        InnerNode::Symlink(_) => FileKind::Symlink,
+        _ => FileKind::Other,
+    }
+}
+
+impl SquashFs {
+    fn call<T>(&self, f: impl FnOnce() -> Result<T, FsError>) -> Result<T, FsError> {
+        if self.poisoned.get() {
+            return Err(FsError::Corrupt("squashfs reader panicked earlier".into()));
+        }
+        let r = guarded(f);
+        if matches!(&r, Err(FsError::Corrupt(m)) if m.starts_with(PANICKED)) {
+            self.poisoned.set(true);
+        }
+        r
+    }
+
+    fn node(&self, path: &Path) -> Option<(usize, &InnerNode<backhand::SquashfsFileReader>)> {
+        let &i = self.index.get(path)?;
+        Some((i, &self.fs.root.nodes[i].inner))
+    }
+}
+
+impl Fs for SquashFs {
+    fn lstat(&self, path: &Path) -> Result<Option<FileKind>, FsError> {
+        Ok(self.node(path).map(|(_, n)| kind(n)))
+    }
+
+    fn read_dir(&self, path: &Path) -> Result<Vec<DirEntry>, FsError> {
+        let (i, node) = self.node(path).ok_or(FsError::NotFound)?;
+        if !matches!(node, InnerNode::Dir(_)) {
+            return Err(FsError::NotADirectory);
+        }
+        let entries = self.children.get(&i).map(Vec::as_slice).unwrap_or_default();
+        if entries.len() > MAX_DIR_ENTRIES {
+            return Err(FsError::TooLarge {
+                what: "directory",
+                size: entries.len() as u64,
+                limit: MAX_DIR_ENTRIES as u64,
+            });
+        }
+        let nodes = &self.fs.root.nodes;
+        entries
+            .iter()
+            .map(|&c| {
+                let name = nodes[c].fullpath.file_name().ok_or_else(|| {
+                    FsError::Corrupt("squashfs: directory entry without a name".into())
+                })?;
+                Ok(DirEntry {
+                    name: name.as_bytes().to_vec(),
+                    kind: kind(&nodes[c].inner),
+                })
+            })
+            .collect()
+    }
+
+    fn read_link(&self, path: &Path) -> Result<Vec<u8>, FsError> {
+        let (_, node) = self.node(path).ok_or(FsError::NotFound)?;
+        let InnerNode::Symlink(link) = node else {
+            return Err(FsError::Unsupported("not a symbolic link".into()));
+        };
+        let target = link.link.as_os_str().as_bytes();
+        if target.len() as u64 > MAX_LINK_BYTES {
+            return Err(FsError::TooLarge {
+                what: "symlink",
+                size: target.len() as u64,
+                limit: MAX_LINK_BYTES,
+            });
+        }
+        if target.is_empty() {
+            return Err(FsError::Corrupt("squashfs: empty symlink target".into()));
+        }
+        Ok(target.to_vec())
+    }
+
+    fn read_file(&self, path: &Path, limit: u64) -> Result<Vec<u8>, FsError> {
+        let (_, node) = self.node(path).ok_or(FsError::NotFound)?;
+        let file = match node {
+            InnerNode::File(f) => f,
+            InnerNode::Dir(_) => return Err(FsError::Unsupported("is a directory".into())),
+            InnerNode::Symlink(_) => {
+                return Err(FsError::Unsupported("is a symbolic link".into()));
+            }
+            _ => return Err(FsError::Unsupported("not a regular file".into())),
+        };
+        let size = file.file_len() as u64;
+        if size > limit {
+            return Err(FsError::TooLarge {
+                what: "file",
+                size,
+                limit,
+            });
+        }
+        self.call(|| {
+            let mut reader = self.fs.file(file).reader_checked().map_err(map_err)?;
+            let mut buf = vec![0u8; file.file_len()];
+            reader
+                .read_exact(&mut buf)
+                .map_err(|e| map_err(BackhandError::StdIo(e)))?;
+            Ok(buf)
+        })
+    }
+}
+
+/// backhand's `Display` is empty without its `error-strings` feature (which pulls in
+/// tracing), so the variant is all there is to report.
+fn map_err(e: BackhandError) -> FsError {
+    let corrupt = |why: &str| FsError::Corrupt(format!("squashfs: {why}"));
+    match e {
+        BackhandError::StdIo(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            corrupt(&format!("points past the end of the image ({e})"))
+        }
+        // Decompressors report bad input as I/O errors of these kinds.
+        BackhandError::StdIo(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput
+            ) =>
+        {
+            corrupt(&e.to_string())
+        }
+        BackhandError::StdIo(e) => FsError::Io(e),
+        BackhandError::Deku(e) => corrupt(&e.to_string()),
+        BackhandError::StringUtf8(_) | BackhandError::StrUtf8(_) => corrupt("invalid UTF-8"),
+        BackhandError::UnsupportedCompression(c) => {
+            FsError::Unsupported(format!("squashfs compression {c}"))
+        }
+        BackhandError::UnsupportedSquashfsVersion(major, minor) => {
+            FsError::Unsupported(format!("squashfs version {major}.{minor}"))
+        }
+        BackhandError::UnsupportedInode => FsError::Unsupported("squashfs inode type".into()),
+        BackhandError::MissingCompressor => corrupt("no compressor"),
+        BackhandError::FileNotFound => corrupt("missing symlink or device data"),
+        BackhandError::UnexpectedInode => corrupt("unexpected inode (or a directory cycle)"),
+        BackhandError::CorruptedOrInvalidSquashfs => corrupt("inconsistent structures"),
+        BackhandError::InvalidCompressionOption => corrupt("invalid compression options"),
+        BackhandError::InvalidFilePath | BackhandError::UndefineFileName => {
+            corrupt("invalid file name")
+        }
+        BackhandError::DuplicatedFileName => corrupt("duplicate file name"),
+        BackhandError::TryReserveError(_) => corrupt("size too large to allocate"),
+        BackhandError::InvalidIdTable | BackhandError::IdNotFoundInTable => {
+            corrupt("invalid uid/gid table")
+        }
+        BackhandError::NumericConversion(s) => corrupt(&format!("number out of range: {s}")),
+        BackhandError::InternalState(s) | BackhandError::CompressionInit(s) => corrupt(&s),
+        _ => corrupt("unexpected error"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::fixture::{self, Built};
+
+    fn mksquashfs(comp: &[&str]) -> Option<Built> {
+        let mut args = vec![
+            "{tree}",
+            "{img}",
+            "-all-root",
+            "-noappend",
+            "-quiet",
+            "-no-progress",
+        ];
+        args.extend_from_slice(comp);
+        fixture::build("img.squashfs", "mksquashfs", &args)
+    }
+
+    #[test]
+    fn reads_what_mksquashfs_wrote() {
+        for comp in [
+            &[][..],
+            &["-comp", "zstd"],
+            &["-comp", "xz"],
+            &["-comp", "lz4"],
+        ] {
+            let Some(built) = mksquashfs(comp) else {
+                return;
+            };
+            fixture::check_image(&built, open);
+        }
+    }
+
+    #[test]
+    fn reads_uncompressed_and_fragment_free_images() {
+        let Some(built) = mksquashfs(&["-noI", "-noD", "-noF", "-no-fragments"]) else {
+            return;
+        };
+        fixture::check_image(&built, open);
+    }
+
+    #[test]
+    fn reads_a_partition_at_an_offset() {
+        let Some(built) = mksquashfs(&["-comp", "zstd"]) else {
+            return;
+        };
+        fixture::check_at_offset(&built, open);
+    }
+
+    #[test]
+    fn damaged_images_do_not_panic() {
+        for comp in [&[][..], &["-comp", "zstd"], &["-comp", "xz"]] {
+            let Some(built) = mksquashfs(comp) else {
+                return;
+            };
+            fixture::check_corrupt(&built, open);
+        }
+    }
+
+    #[test]
+    fn cursor_reads_and_seeks_within_the_window() {
+        let Some(built) = mksquashfs(&[]) else { return };
+        let src = fixture::source(&built.img).slice(4, 8).unwrap();
+        let mut c = SourceCursor { src, pos: 0 };
+        let mut all = Vec::new();
+        c.read_to_end(&mut all).unwrap();
+        assert_eq!(all.len(), 8);
+        assert_eq!(c.seek(SeekFrom::End(-2)).unwrap(), 6);
+        assert_eq!(c.read(&mut [0u8; 10]).unwrap(), 2);
+        assert_eq!(c.seek(SeekFrom::Current(10)).unwrap(), 18);
+        assert_eq!(c.read(&mut [0u8; 10]).unwrap(), 0);
+        assert!(c.seek(SeekFrom::Current(-100)).is_err());
+    }
+}
