@@ -184,7 +184,7 @@ impl ErofsFs {
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         if entries.windows(2).any(|w| w[0].name == w[1].name) {
             return Err(FsError::Corrupt(
-                "erofs: a name appears twice in a directory".into(),
+                "a name appears twice in a directory".into(),
             ));
         }
         let listing = Rc::new(entries);
@@ -279,7 +279,7 @@ impl Fs for ErofsFs {
             block_on(async {
                 let inode = self.fs.get_inode(nid).await.map_err(map_err)?;
                 if !inode.is_symlink() {
-                    return Err(FsError::Corrupt("erofs: inode changed type".into()));
+                    return Err(FsError::Corrupt("inode changed type".into()));
                 }
                 // erofs-rs reads as many blocks as the inode claims.
                 if inode.data_size() > MAX_LINK_BYTES {
@@ -322,7 +322,7 @@ impl Fs for ErofsFs {
                         .await
                         .map_err(map_err)?
                     {
-                        0 => return Err(FsError::Corrupt("erofs: file data ends early".into())),
+                        0 => return Err(FsError::Corrupt("file data ends early".into())),
                         n => done += n,
                     }
                 }
@@ -339,14 +339,12 @@ fn map_err(e: erofs_rs::Error) -> FsError {
         E::NotADirectory(_) => FsError::NotADirectory,
         E::NotAFile(_) => FsError::Unsupported("not a regular file".into()),
         E::NotASymlink(_) => FsError::Unsupported("not a symbolic link".into()),
-        E::NotSupported(what) => FsError::Unsupported(format!("erofs: {what}")),
+        E::NotSupported(what) => FsError::Unsupported(format!("{what}")),
         // Source reports reads past its window this way: the file system points outside
         // the image.
-        E::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-            FsError::Corrupt(format!("erofs: {e}"))
-        }
+        E::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => FsError::Corrupt(format!("{e}")),
         E::Io(e) => FsError::Io(e),
-        e => FsError::Corrupt(format!("erofs: {e}")),
+        e => FsError::Corrupt(format!("{e}")),
     }
 }
 

@@ -113,9 +113,9 @@ fn le32(b: &[u8], at: usize) -> u32 {
 fn check_superblock(src: &Source) -> Result<(), FsError> {
     let mut sb = [0u8; SUPERBLOCK_LEN];
     src.read_exact_at(&mut sb, SUPERBLOCK_OFFSET)
-        .map_err(|_| FsError::Corrupt("ext4: image too small for a superblock".into()))?;
+        .map_err(|_| FsError::Corrupt("image too small for a superblock".into()))?;
     if le16(&sb, 0x38) != EXT4_MAGIC {
-        return Err(FsError::Corrupt("ext4: bad superblock magic".into()));
+        return Err(FsError::Corrupt("bad superblock magic".into()));
     }
     let incompat = le32(&sb, 0x60);
     let ro_compat = le32(&sb, 0x64);
@@ -129,14 +129,12 @@ fn check_superblock(src: &Source) -> Result<(), FsError> {
     }
     let log_block_size = le32(&sb, 0x18);
     if log_block_size > 6 {
-        return Err(FsError::Corrupt(format!(
-            "ext4: log block size {log_block_size}"
-        )));
+        return Err(FsError::Corrupt(format!("log block size {log_block_size}")));
     }
     let block_size = 1024u64 << log_block_size;
     let inode_size = u64::from(le16(&sb, 0x58));
     if inode_size < 128 || inode_size > block_size || !inode_size.is_power_of_two() {
-        return Err(FsError::Corrupt(format!("ext4: inode size {inode_size}")));
+        return Err(FsError::Corrupt(format!("inode size {inode_size}")));
     }
     // ext4-view reads the metadata checksum from the inode's extra fields, which
     // 128-byte inodes lack, and then fails on every inode.
@@ -153,7 +151,7 @@ fn check_superblock(src: &Source) -> Result<(), FsError> {
     let fs_bytes = blocks.saturating_mul(block_size);
     if fs_bytes > src.len() {
         return Err(FsError::Corrupt(format!(
-            "ext4: file system of {fs_bytes} bytes in {} bytes",
+            "the superblock claims {fs_bytes} bytes, the image holds {}",
             src.len()
         )));
     }
@@ -163,27 +161,25 @@ fn check_superblock(src: &Source) -> Result<(), FsError> {
     // The kernel's limits: one bitmap block describes a group's blocks and its inodes.
     if blocks_per_group == 0 || blocks_per_group > 8 * block_size {
         return Err(FsError::Corrupt(format!(
-            "ext4: {blocks_per_group} blocks per group"
+            "{blocks_per_group} blocks per group"
         )));
     }
     if inodes_per_group == 0 || inodes_per_group > 8 * block_size {
         return Err(FsError::Corrupt(format!(
-            "ext4: {inodes_per_group} inodes per group"
+            "{inodes_per_group} inodes per group"
         )));
     }
     let Some(data_blocks) = blocks.checked_sub(first_data_block) else {
-        return Err(FsError::Corrupt(
-            "ext4: first data block beyond the end".into(),
-        ));
+        return Err(FsError::Corrupt("first data block beyond the end".into()));
     };
     let groups = data_blocks.div_ceil(blocks_per_group);
     if groups > MAX_BLOCK_GROUPS {
-        return Err(FsError::Corrupt(format!("ext4: {groups} block groups")));
+        return Err(FsError::Corrupt(format!("{groups} block groups")));
     }
     // The kernel refuses to mount when these disagree, so no real image has them differ.
     if groups * inodes_per_group != u64::from(le32(&sb, 0x0)) {
         return Err(FsError::Corrupt(
-            "ext4: inode count does not match the block groups".into(),
+            "inode count does not match the block groups".into(),
         ));
     }
     let desc_size = if incompat & INCOMPAT_64BIT != 0 {
@@ -192,9 +188,7 @@ fn check_superblock(src: &Source) -> Result<(), FsError> {
         32
     };
     if groups * desc_size > src.len() {
-        return Err(FsError::Corrupt(
-            "ext4: group descriptors beyond the end".into(),
-        ));
+        return Err(FsError::Corrupt("group descriptors beyond the end".into()));
     }
     Ok(())
 }
@@ -338,9 +332,7 @@ impl Fs for Ext4Fs {
             // inode it found keeps a changed image from slipping a bigger file in.
             let mut file = self.fs.open(path).map_err(map_err)?;
             if file.metadata().file_type() != FileType::Regular || file.metadata().len() != size {
-                return Err(FsError::Corrupt(
-                    "ext4: file changed while being read".into(),
-                ));
+                return Err(FsError::Corrupt("file changed while being read".into()));
             }
             let len = usize::try_from(size).map_err(|_| FsError::TooLarge {
                 what: "file",
@@ -351,7 +343,7 @@ impl Fs for Ext4Fs {
             let mut done = 0;
             while done < len {
                 match file.read_bytes(&mut buf[done..]).map_err(map_err)? {
-                    0 => return Err(FsError::Corrupt("ext4: file data ends early".into())),
+                    0 => return Err(FsError::Corrupt("file data ends early".into())),
                     n => done += n,
                 }
             }
@@ -369,19 +361,17 @@ fn map_err(e: Ext4Error) -> FsError {
         Ext4Error::NotASymlink => FsError::Unsupported("not a symbolic link".into()),
         Ext4Error::TooManySymlinks => FsError::SymlinkLoop,
         Ext4Error::Encrypted => FsError::Unsupported("ext4 encrypted directory".into()),
-        Ext4Error::Incompatible(i) => FsError::Unsupported(format!("ext4: {i}")),
-        Ext4Error::Corrupt(c) => FsError::Corrupt(format!("ext4: {c}")),
-        Ext4Error::Io(e) if e.is::<BudgetSpent>() => FsError::Corrupt(format!("ext4: {e}")),
+        Ext4Error::Incompatible(i) => FsError::Unsupported(format!("{i}")),
+        Ext4Error::Corrupt(c) => FsError::Corrupt(format!("{c}")),
+        Ext4Error::Io(e) if e.is::<BudgetSpent>() => FsError::Corrupt(format!("{e}")),
         Ext4Error::Io(e) => match e.downcast::<io::Error>() {
             // Source reports reads past its window this way: the file system points
             // outside the image.
-            Ok(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                FsError::Corrupt(format!("ext4: {e}"))
-            }
+            Ok(e) if e.kind() == io::ErrorKind::UnexpectedEof => FsError::Corrupt(format!("{e}")),
             Ok(e) => FsError::Io(*e),
             Err(e) => FsError::Io(io::Error::other(e)),
         },
-        e => FsError::Corrupt(format!("ext4: {e}")),
+        e => FsError::Corrupt(format!("{e}")),
     }
 }
 

@@ -79,7 +79,7 @@ impl fmt::Display for FsError {
                 write!(f, "{what} too large ({size} bytes, limit {limit})")
             }
             FsError::SymlinkLoop => write!(f, "more than {MAX_SYMLINKS} levels of symbolic links"),
-            FsError::Corrupt(why) => write!(f, "corrupt file system: {why}"),
+            FsError::Corrupt(why) => write!(f, "damaged file system: {why}"),
             FsError::Unsupported(why) => write!(f, "unsupported: {why}"),
             FsError::Io(e) => write!(f, "I/O error: {e}"),
         }

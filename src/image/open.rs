@@ -12,7 +12,7 @@ use super::gpt::{self, Part, Selection};
 use super::layered::Layered;
 use super::probe::{self, FsType};
 use super::source::Source;
-use super::{Fs, erofs, ext4, squashfs};
+use super::{Fs, FsError, erofs, ext4, squashfs};
 
 /// How an image is attached: decides `RootDirectory=` or `RootImage=`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +54,9 @@ fn open_raw(path: &Path, kind: ImageKind) -> Result<Tree, String> {
     let len = file
         .seek(SeekFrom::End(0))
         .map_err(|e| format!("cannot determine size: {e}"))?;
+    if len == 0 {
+        return Err("the image is empty (0 bytes)".into());
+    }
     let src = Source::new(file, len);
     match gpt::select(&src)? {
         Selection::Whole => Ok(Tree::new(open_fs(src, None)?)),
@@ -104,5 +107,12 @@ fn open_fs(src: Source, part: Option<&Part>) -> Result<Box<dyn Fs>, String> {
         }
         FsType::Unknown => return Err(format!("no known file system found{where_}")),
     };
-    fs.map_err(|e| format!("cannot read {} file system{where_}: {e}", fstype.name()))
+    let name = fstype.name();
+    fs.map_err(|e| match e {
+        FsError::Corrupt(why) => format!("damaged {name} file system{where_}: {why}"),
+        FsError::Unsupported(why) => {
+            format!("{name} file system{where_} uses what is not supported: {why}")
+        }
+        e => format!("cannot read {name} file system{where_}: {e}"),
+    })
 }

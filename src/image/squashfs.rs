@@ -88,7 +88,7 @@ fn build_index(fs: &FilesystemReader<'_>) -> Result<Index, FsError> {
     for (i, node) in nodes.iter().enumerate() {
         if index.insert(node.fullpath.clone(), i).is_some() {
             return Err(FsError::Corrupt(format!(
-                "squashfs: {} listed twice",
+                "{} listed twice",
                 node.fullpath.display()
             )));
         }
@@ -100,7 +100,7 @@ fn build_index(fs: &FilesystemReader<'_>) -> Result<Index, FsError> {
         };
         let Some(&p) = index.get(parent) else {
             return Err(FsError::Corrupt(format!(
-                "squashfs: {} has no parent directory",
+                "{} has no parent directory",
                 node.fullpath.display()
             )));
         };
@@ -158,9 +158,10 @@ impl Fs for SquashFs {
         entries
             .iter()
             .map(|&c| {
-                let name = nodes[c].fullpath.file_name().ok_or_else(|| {
-                    FsError::Corrupt("squashfs: directory entry without a name".into())
-                })?;
+                let name = nodes[c]
+                    .fullpath
+                    .file_name()
+                    .ok_or_else(|| FsError::Corrupt("directory entry without a name".into()))?;
                 Ok(DirEntry {
                     name: name.as_bytes().to_vec(),
                     kind: kind(&nodes[c].inner),
@@ -183,7 +184,7 @@ impl Fs for SquashFs {
             });
         }
         if target.is_empty() {
-            return Err(FsError::Corrupt("squashfs: empty symlink target".into()));
+            return Err(FsError::Corrupt("empty symlink target".into()));
         }
         Ok(target.to_vec())
     }
@@ -220,7 +221,7 @@ impl Fs for SquashFs {
 /// backhand's `Display` is empty without its `error-strings` feature (which pulls in
 /// tracing), so the variant is all there is to report.
 fn map_err(e: BackhandError) -> FsError {
-    let corrupt = |why: &str| FsError::Corrupt(format!("squashfs: {why}"));
+    let corrupt = |why: &str| FsError::Corrupt(format!("{why}"));
     match e {
         BackhandError::StdIo(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
             corrupt(&format!("points past the end of the image ({e})"))

@@ -110,6 +110,11 @@ pub fn is_confined(path: &Path) -> bool {
 /// `tests/mkimage KIND ROOT/DEST ARGS...`, with the tree paths in ARGS taken relative to
 /// `case_dir` (for `gpt`, the TREE field of each `TYPE:FSKIND:TREE[:LABEL]`). `#` comments and
 /// blank lines are ignored; parent directories of DEST are created.
+///
+/// Three more KINDs damage or make files for hostile-input cases, without mkimage:
+/// `DEST truncate BYTES` cuts DEST to BYTES, `DEST flip OFFSET...` inverts the bytes at the
+/// given offsets (decimal, or hex with `0x`), `DEST junk BYTES` writes BYTES of a fixed
+/// pseudo-random pattern.
 pub fn build_images(case_dir: &Path, build_file: &Path, root: &Path) -> Result<(), String> {
     let text = fs::read_to_string(build_file)
         .map_err(|e| io_context(format!("reading {}", build_file.display()), e))?;
@@ -128,6 +133,10 @@ pub fn build_images(case_dir: &Path, build_file: &Path, root: &Path) -> Result<(
                 "{}: DEST must be a relative path inside the root: {dest}",
                 at()
             ));
+        }
+        if matches!(*kind, "truncate" | "flip" | "junk") {
+            damage(&root.join(dest), kind, rest).map_err(|e| format!("{}: {e}", at()))?;
+            continue;
         }
         let resolve = |tree: &str| -> OsString { case_dir.join(tree).into_os_string() };
         let mut args = Vec::new();
@@ -164,6 +173,59 @@ pub fn build_images(case_dir: &Path, build_file: &Path, root: &Path) -> Result<(
         mkimage(kind, &out, &args).map_err(|e| format!("{}: {e}", at()))?;
     }
     Ok(())
+}
+
+fn parse_number(word: &str) -> Result<u64, String> {
+    let parsed = match word.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => word.parse(),
+    };
+    parsed.map_err(|_| format!("not a number: {word}"))
+}
+
+/// The `truncate`, `flip` and `junk` verbs of a `build` file.
+fn damage(path: &Path, verb: &str, args: &[&str]) -> Result<(), String> {
+    let numbers = args
+        .iter()
+        .map(|w| parse_number(w))
+        .collect::<Result<Vec<_>, _>>()?;
+    let io = |e: std::io::Error| io_context(format!("{verb} {}", path.display()), e);
+    match (verb, numbers.as_slice()) {
+        ("truncate", [len]) => fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .and_then(|f| f.set_len(*len))
+            .map_err(io),
+        ("flip", offsets) if !offsets.is_empty() => {
+            let mut bytes = fs::read(path).map_err(io)?;
+            for &off in offsets {
+                let byte = bytes
+                    .get_mut(off as usize)
+                    .ok_or_else(|| format!("offset {off} is past the end of {}", path.display()))?;
+                *byte ^= 0xff;
+            }
+            fs::write(path, bytes).map_err(io)
+        }
+        ("junk", [len]) => {
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent).map_err(io)?;
+            }
+            let mut x: u32 = 0x9e37_79b9;
+            let bytes: Vec<u8> = (0..*len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    x as u8
+                })
+                .collect();
+            fs::write(path, bytes).map_err(io)
+        }
+        _ => Err(format!(
+            "usage: DEST {verb} {}",
+            if verb == "flip" { "OFFSET..." } else { "BYTES" }
+        )),
+    }
 }
 
 /// Reads a `KEY=VALUE` file (blank lines and `#` comments ignored).
