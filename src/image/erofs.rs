@@ -339,7 +339,7 @@ fn map_err(e: erofs_rs::Error) -> FsError {
         E::NotADirectory(_) => FsError::NotADirectory,
         E::NotAFile(_) => FsError::Unsupported("not a regular file".into()),
         E::NotASymlink(_) => FsError::Unsupported("not a symbolic link".into()),
-        E::NotSupported(what) => FsError::Unsupported(format!("{what}")),
+        E::NotSupported(what) => FsError::Unsupported(what.to_string()),
         // Source reports reads past its window this way: the file system points outside
         // the image.
         E::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => FsError::Corrupt(format!("{e}")),

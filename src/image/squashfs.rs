@@ -221,7 +221,7 @@ impl Fs for SquashFs {
 /// backhand's `Display` is empty without its `error-strings` feature (which pulls in
 /// tracing), so the variant is all there is to report.
 fn map_err(e: BackhandError) -> FsError {
-    let corrupt = |why: &str| FsError::Corrupt(format!("{why}"));
+    let corrupt = |why: &str| FsError::Corrupt(why.to_string());
     match e {
         BackhandError::StdIo(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
             corrupt(&format!("points past the end of the image ({e})"))
