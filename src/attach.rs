@@ -67,6 +67,7 @@ fn read_image_inner(root: &Root, image: &Image) -> Result<Read, String> {
             units: units.found,
             profile: DEFAULT_PROFILE.to_string(),
             enable: true,
+            extensions: Vec::new(),
         },
         skipped: units.skipped,
     })

@@ -149,6 +149,25 @@ pub fn discover(root: &Root) -> Found {
     found
 }
 
+/// The image at `path` (a host path, e.g. from `Image=`), resolved and classified as a
+/// search-path entry would be.
+pub fn image_at(root: &Root, path: &Path) -> Result<Image, String> {
+    let host = Tree::new(Box::new(DirFs::new(root.dir().to_path_buf())));
+    let (Some(dir), Some(entry)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
+    else {
+        return Err(format!("{} does not name a file", path.display()));
+    };
+    let resolved_dir = host
+        .resolve(dir, true)
+        .map_err(|e| format!("cannot access {}: {e}", dir.display()))?
+        .path;
+    match classify(root, &host, &resolved_dir, path, entry) {
+        Entry::Image(image) => Ok(image),
+        Entry::Refused(r) => Err(r.reason),
+        Entry::Ignored => Err("neither a directory, a .raw file nor a block device".into()),
+    }
+}
+
 fn classify(root: &Root, host: &Tree, resolved_dir: &Path, host_path: &Path, entry: &str) -> Entry {
     let refuse = |reason: String| {
         Entry::Refused(Refused {

@@ -29,6 +29,8 @@ pub struct UnitSource {
     /// For a symlink in the image to another unit file: that unit's name. The copy made
     /// under this name is the same unit to the image's author.
     pub alias_of: Option<String>,
+    /// Index of the extension image it came from; `None` for the root image.
+    pub extension: Option<usize>,
 }
 
 /// A unit left out, with the reason; `warn` is false for deliberate cases (masked, empty).
@@ -155,6 +157,7 @@ pub fn read_units(tree: &Tree, wanted: impl Fn(&str) -> bool) -> Result<Units, S
                 origin,
                 bytes,
                 alias_of,
+                extension: None,
             }),
             Err(e) => units
                 .skipped

@@ -13,6 +13,7 @@ pub mod host;
 pub mod image;
 pub mod install;
 pub mod kmsg;
+pub mod late_mounts;
 pub mod names;
 pub mod os_release;
 pub mod output;

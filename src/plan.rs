@@ -10,7 +10,7 @@ use crate::discover::Image;
 use crate::facts::UnitSource;
 use crate::install::enablement;
 use crate::names::parse_unit_name;
-use crate::render::{DropinImage, portable_dropin};
+use crate::render::{DropinExtension, DropinImage, portable_dropin};
 use crate::unit_syntax;
 
 /// One thing to create in the output directory.
@@ -36,6 +36,8 @@ pub struct Attachment {
     pub units: Vec<UnitSource>,
     pub profile: String,
     pub enable: bool,
+    /// Extension images layered over the root image, in order.
+    pub extensions: Vec<Image>,
 }
 
 /// What planning needs from the host, as functions so tests can stand in for it.
@@ -138,10 +140,25 @@ pub fn plan(attachments: &[Attachment], host: &Host) -> Plan {
 fn place_unit(plan: &mut Plan, att: &Attachment, unit: &UnitSource, host: &Host) {
     let dropins = PathBuf::from(format!("{}.d", unit.name));
     let kind = parse_unit_name(&unit.name).map(|n| n.kind).unwrap_or("");
+    let extensions: Vec<DropinExtension> = att
+        .extensions
+        .iter()
+        .map(|e| DropinExtension {
+            path: e.path.to_str().unwrap_or_default(),
+            file_name: &e.file_name,
+            kind: e.kind,
+        })
+        .collect();
+    // PORTABLE= names the image the unit came from.
+    let origin = unit
+        .extension
+        .and_then(|i| att.extensions.get(i))
+        .unwrap_or(&att.image);
     let image = DropinImage {
         path: att.image.path.to_str().unwrap_or_default(),
-        file_name: &att.image.file_name,
+        file_name: &origin.file_name,
         kind: att.image.kind,
+        extensions: &extensions,
     };
     plan.nodes
         .insert(PathBuf::from(&unit.name), Node::File(unit.bytes.clone()));
@@ -263,6 +280,7 @@ mod tests {
             origin: PathBuf::from("/usr/lib/systemd/system").join(name),
             bytes: text.as_bytes().to_vec(),
             alias_of: None,
+            extension: None,
         }
     }
 
@@ -277,6 +295,7 @@ mod tests {
             units,
             profile: "default".into(),
             enable: true,
+            extensions: vec![],
         }
     }
 

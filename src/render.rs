@@ -13,7 +13,18 @@ pub const SYSTEMD_VERSION: u32 = 252;
 pub struct DropinImage<'a> {
     /// Path as the booted system sees it.
     pub path: &'a str,
-    /// The image's file name, the value of `PORTABLE=`.
+    /// The file name of the image the unit was found in (the root image's, or an
+    /// extension's): the value of `PORTABLE=`.
+    pub file_name: &'a str,
+    pub kind: ImageKind,
+    /// Extension images layered over the root, in order.
+    pub extensions: &'a [DropinExtension<'a>],
+}
+
+/// An extension image as `20-portable.conf` names it.
+#[derive(Debug, Clone, Copy)]
+pub struct DropinExtension<'a> {
+    pub path: &'a str,
     pub file_name: &'a str,
     pub kind: ImageKind,
 }
@@ -64,10 +75,15 @@ pub fn quote_word(s: &str) -> String {
 }
 
 /// The first line of `20-portable.conf`, by which portablectl recognises attached units.
-pub fn marker_line(image_path: &str) -> String {
+pub fn marker_line(image_path: &str, extensions: &[DropinExtension]) -> String {
+    let mut images = xescape(image_path);
+    for e in extensions {
+        images.push(':');
+        images.push_str(&xescape(e.path));
+    }
     format!(
-        "# Drop-in created for image '{}', do not edit.\n",
-        xescape(image_path)
+        "# Drop-in created for image '{images}', do not edit.
+"
     )
 }
 
@@ -79,7 +95,7 @@ pub fn portable_dropin(
     image: &DropinImage,
     host_os_release: &str,
 ) -> String {
-    let mut text = marker_line(image.path);
+    let mut text = marker_line(image.path, image.extensions);
     if !unit.ends_with(".service") {
         return text;
     }
@@ -103,6 +119,20 @@ pub fn portable_dropin(
         "LogExtraFields={}\n",
         quote_word(&format!("PORTABLE={}", image.file_name))
     ));
+    // systemd 252 to 259 list extensions only in drop-ins of units that came from an
+    // extension, so units of the root image do not see them (systemd issue #27307, fixed
+    // in 260): every unit gets them here.
+    for e in image.extensions {
+        let setting = match e.kind {
+            ImageKind::Directory => "ExtensionDirectories=",
+            ImageKind::Raw | ImageKind::Block => "ExtensionImages=",
+        };
+        text.push_str(&format!("{setting}{}\n", escape_specifiers(e.path)));
+        text.push_str(&format!(
+            "LogExtraFields={}\n",
+            quote_word(&format!("PORTABLE_EXTENSION={}", e.file_name))
+        ));
+    }
     text
 }
 
@@ -116,6 +146,7 @@ mod tests {
             path: "/var/lib/portables/demosquash.raw",
             file_name: "demosquash.raw",
             kind: ImageKind::Raw,
+            extensions: &[],
         };
         assert_eq!(
             portable_dropin(252, "demosquash.service", &img, "/etc/os-release"),
@@ -135,10 +166,51 @@ mod tests {
             path: "/var/lib/portables/d",
             file_name: "d",
             kind: ImageKind::Directory,
+            extensions: &[],
         };
         assert_eq!(
             portable_dropin(252, "d.socket", &img, "/etc/os-release"),
             "# Drop-in created for image '/var/lib/portables/d', do not edit.\n"
+        );
+    }
+
+    #[test]
+    fn extensions_are_listed_for_every_service() {
+        let exts = [
+            DropinExtension {
+                path: "/var/lib/portables/app.raw",
+                file_name: "app.raw",
+                kind: ImageKind::Raw,
+            },
+            DropinExtension {
+                path: "/srv/conf",
+                file_name: "conf",
+                kind: ImageKind::Directory,
+            },
+        ];
+        let img = DropinImage {
+            path: "/var/lib/portables/base.raw",
+            file_name: "app.raw",
+            kind: ImageKind::Raw,
+            extensions: &exts,
+        };
+        assert_eq!(
+            portable_dropin(252, "app.service", &img, "/etc/os-release"),
+            "# Drop-in created for image '/var/lib/portables/base.raw:/var/lib/portables/app.raw:/srv/conf', do not edit.\n\
+             \n\
+             [Service]\n\
+             RootImage=/var/lib/portables/base.raw\n\
+             Environment=PORTABLE=app.raw\n\
+             BindReadOnlyPaths=/etc/os-release:/run/host/os-release\n\
+             LogExtraFields=PORTABLE=app.raw\n\
+             ExtensionImages=/var/lib/portables/app.raw\n\
+             LogExtraFields=PORTABLE_EXTENSION=app.raw\n\
+             ExtensionDirectories=/srv/conf\n\
+             LogExtraFields=PORTABLE_EXTENSION=conf\n"
+        );
+        assert!(
+            portable_dropin(252, "app.socket", &img, "/etc/os-release")
+                .ends_with(":/srv/conf', do not edit.\n")
         );
     }
 
@@ -152,6 +224,7 @@ mod tests {
             path: "/p/100%.raw",
             file_name: "100%.raw",
             kind: ImageKind::Raw,
+            extensions: &[],
         };
         let text = portable_dropin(252, "x.service", &img, "/usr/lib/os-release");
         assert!(text.contains("RootImage=/p/100%%.raw\n"));
