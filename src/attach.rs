@@ -1,15 +1,20 @@
-//! Reading one image into an [`Attachment`]: open it, check its os-release, collect the
-//! units that match. Every failure is a reason naming what is wrong.
+//! Reading one portable into an [`Attachment`]: open its root image, check its os-release,
+//! check and layer its extensions, collect the units that match. Every failure is a
+//! reason naming what is wrong.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use crate::discover::Image;
-use crate::facts::{UnitSkip, read_os_release, read_units};
-use crate::image::open::open_image;
+use crate::discover::{Image, image_at};
+use crate::extension::{self, ExtensionKind};
+use crate::facts::{UnitSkip, UnitSource, read_os_release, read_units};
+use crate::image::open::{ImageKind, open_image};
 use crate::image::panic_message;
-use crate::names::{default_prefix, unit_matches};
+use crate::names::unit_matches;
 use crate::plan::Attachment;
+use crate::profile::profile_exists;
 use crate::root::Root;
+use crate::select::Portable;
+use crate::verity;
 
 /// An image that was read, and the units in it that were left out on the way.
 pub struct Read {
@@ -20,10 +25,26 @@ pub struct Read {
 /// The profile used when configuration names none.
 pub const DEFAULT_PROFILE: &str = "default";
 
-/// Read `image`. A panic in a reader (third-party code included) is an error for this
-/// image only.
-pub fn read_image(root: &Root, image: &Image) -> Result<Read, String> {
-    match catch_unwind(AssertUnwindSafe(|| read_image_inner(root, image))) {
+/// A portable with default settings for `image`, as when nothing configures it.
+pub fn unconfigured(image: &Image) -> Result<Portable, String> {
+    let name = crate::select::portable_name(image)?;
+    Ok(Portable {
+        matches: vec![name.clone()],
+        name,
+        image: image.clone(),
+        extensions: Vec::new(),
+        profile: DEFAULT_PROFILE.to_string(),
+        profile_explicit: false,
+        enable: true,
+        require_verity: false,
+        config_file: None,
+    })
+}
+
+/// Read `portable`. A panic in a reader (third-party code included) is an error for this
+/// portable only.
+pub fn read_portable(root: &Root, portable: &Portable) -> Result<Read, String> {
+    match catch_unwind(AssertUnwindSafe(|| read_inner(root, portable))) {
         Ok(r) => r,
         Err(payload) => Err(format!(
             "internal error while reading the image: {}",
@@ -32,43 +53,110 @@ pub fn read_image(root: &Root, image: &Image) -> Result<Read, String> {
     }
 }
 
-fn read_image_inner(root: &Root, image: &Image) -> Result<Read, String> {
-    let prefixes = vec![default_prefix(&image.entry)?];
-    let tree = open_image(&root.join(&image.path), image.kind)?;
-    let os_release = read_os_release(&tree)?;
+/// Read `image` with default settings.
+pub fn read_image(root: &Root, image: &Image) -> Result<Read, String> {
+    read_portable(root, &unconfigured(image)?)
+}
 
-    if let Some(allowed) = os_release.get("PORTABLE_PREFIXES") {
-        let allowed: Vec<&str> = allowed.split_whitespace().collect();
-        if let Some(bad) = prefixes.iter().find(|p| !allowed.contains(&p.as_str())) {
+fn read_inner(root: &Root, p: &Portable) -> Result<Read, String> {
+    let image = &p.image;
+    if p.profile_explicit && !profile_exists(root, &p.profile) {
+        return Err(format!("profile '{}' does not exist", p.profile));
+    }
+    if p.require_verity {
+        let found = match image.kind {
+            ImageKind::Directory => verity::Verity::None,
+            _ => verity::detect(&image.path, &root.join(&image.path))?,
+        };
+        if !verity::is_enforced(&found) {
             return Err(format!(
-                "unit prefix '{bad}' is not allowed by the image's PORTABLE_PREFIXES= (acceptable: {})",
-                allowed.join(" ")
+                "RequireVerity=yes, but the image carries no verity data systemd would enforce ({})",
+                verity::describe(&found)
             ));
         }
     }
+    let tree = open_image(&root.join(&image.path), image.kind)?;
+    let os_release = read_os_release(&tree)?;
 
-    let units = read_units(&tree, |name| unit_matches(name, &prefixes))
-        .map_err(|e| format!("cannot read unit files: {e}"))?;
-    if units.found.is_empty() {
-        let also = if units.skipped.is_empty() {
+    // Extensions: each must exist, carry extension-release data matching the root image,
+    // and may widen the acceptable prefixes.
+    let mut allowed: Option<Vec<String>> = os_release
+        .get("PORTABLE_PREFIXES")
+        .map(|v| v.split_whitespace().map(String::from).collect());
+    let mut extensions = Vec::new();
+    let mut trees = Vec::new();
+    for path in &p.extensions {
+        let ext = image_at(root, path).map_err(|e| format!("extension {}: {e}", path.display()))?;
+        let kind = match ext.kind {
+            ImageKind::Directory => ExtensionKind::Directory,
+            _ => ExtensionKind::Raw,
+        };
+        let ext_tree = open_image(&root.join(&ext.path), ext.kind)
+            .map_err(|e| format!("extension {}: {e}", ext.path.display()))?;
+        let ext_name = extension::extension_name(&ext.file_name, kind);
+        let (_, release) = extension::read_extension_release(&ext_tree, &ext_name)
+            .map_err(|e| format!("extension {}: {e}", ext.path.display()))?;
+        extension::validate(&ext_name, &release, &os_release)
+            .map_err(|e| format!("extension {}: {e}", ext.path.display()))?;
+        let more = extension::portable_prefixes(&release);
+        if !more.is_empty() {
+            allowed.get_or_insert_with(Vec::new).extend(more);
+        }
+        extensions.push(ext);
+        trees.push(ext_tree);
+    }
+
+    if let Some(allowed) = &allowed
+        && let Some(bad) = p.matches.iter().find(|m| !allowed.contains(m))
+    {
+        return Err(format!(
+            "unit prefix '{bad}' is not allowed by the image's PORTABLE_PREFIXES= (acceptable: {})",
+            allowed.join(" ")
+        ));
+    }
+
+    let wanted = |name: &str| unit_matches(name, &p.matches);
+    let base = read_units(&tree, wanted).map_err(|e| format!("cannot read unit files: {e}"))?;
+    let mut units: Vec<UnitSource> = base.found;
+    let mut skipped = base.skipped;
+    for (i, ext_tree) in trees.iter().enumerate() {
+        let more = read_units(ext_tree, wanted).map_err(|e| {
+            format!(
+                "extension {}: cannot read unit files: {e}",
+                extensions[i].path.display()
+            )
+        })?;
+        // An extension's /usr lies over the root image's, so its unit is the one the
+        // service would see.
+        for mut u in more.found {
+            u.extension = Some(i);
+            units.retain(|old| old.name != u.name);
+            units.push(u);
+        }
+        skipped.extend(more.skipped);
+    }
+    units.sort_by(|a, b| a.name.cmp(&b.name));
+
+    if units.is_empty() {
+        let also = if skipped.is_empty() {
             String::new()
         } else {
-            let names: Vec<_> = units.skipped.iter().map(|s| s.name.as_str()).collect();
+            let names: Vec<_> = skipped.iter().map(|s| s.name.as_str()).collect();
             format!("; left out: {}", names.join(", "))
         };
         return Err(format!(
             "no matching unit files (prefix {}){also}",
-            prefixes.join(", ")
+            p.matches.join(", ")
         ));
     }
     Ok(Read {
         attachment: Attachment {
             image: image.clone(),
-            units: units.found,
-            profile: DEFAULT_PROFILE.to_string(),
-            enable: true,
-            extensions: Vec::new(),
+            units,
+            profile: p.profile.clone(),
+            enable: p.enable,
+            extensions,
         },
-        skipped: units.skipped,
+        skipped,
     })
 }

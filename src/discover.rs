@@ -13,6 +13,7 @@ use crate::image::dir::DirFs;
 use crate::image::open::ImageKind;
 use crate::names::image_name_is_valid;
 use crate::root::Root;
+use crate::vpick;
 
 /// Where images are looked for, in order; the first directory holding a name wins
 /// (`image_search_path[IMAGE_PORTABLE]` in systemd's discover-image.c).
@@ -168,6 +169,42 @@ pub fn image_at(root: &Root, path: &Path) -> Result<Image, String> {
     }
 }
 
+/// The newest usable version in a `NAME.raw.v/` or `NAME.v/` directory (systemd's vpick):
+/// its file name and kind.
+fn pick_version(
+    root: &Root,
+    dir: &Path,
+    basename: &str,
+    suffix: vpick::Suffix,
+) -> Result<(String, ImageKind), String> {
+    let listing = fs::read_dir(root.join(dir)).map_err(|e| format!("cannot list: {e}"))?;
+    let mut entries = Vec::new();
+    let mut blocks = BTreeSet::new();
+    for entry in listing.take(crate::image::MAX_DIR_ENTRIES) {
+        let entry = entry.map_err(|e| format!("cannot list: {e}"))?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        // stat() follows links without opening: nothing blocks.
+        let Ok(meta) = fs::metadata(entry.path()) else {
+            continue;
+        };
+        let ft = meta.file_type();
+        if ft.is_block_device() {
+            blocks.insert(name.clone());
+        }
+        entries.push((name, ft.is_file() || ft.is_block_device(), ft.is_dir()));
+    }
+    entries.sort();
+    let chosen = vpick::pick(basename, suffix, &entries, &vpick::local_architectures())?;
+    let kind = match suffix {
+        vpick::Suffix::Directory => ImageKind::Directory,
+        vpick::Suffix::Raw if blocks.contains(&chosen.file_name) => ImageKind::Block,
+        vpick::Suffix::Raw => ImageKind::Raw,
+    };
+    Ok((chosen.file_name, kind))
+}
+
 fn classify(root: &Root, host: &Tree, resolved_dir: &Path, host_path: &Path, entry: &str) -> Entry {
     let refuse = |reason: String| {
         Entry::Refused(Refused {
@@ -200,10 +237,17 @@ fn classify(root: &Root, host: &Tree, resolved_dir: &Path, host_path: &Path, ent
     };
     let ft = meta.file_type();
     let kind = if ft.is_dir() {
-        if entry.ends_with(".v") {
-            return refuse(
-                "versioned image directories (NAME.v/, NAME.raw.v/) are not supported yet".into(),
-            );
+        if let Some((basename, suffix)) = vpick::versioned_dir(entry) {
+            return match pick_version(root, &resolved, &basename, suffix) {
+                Ok((file_name, kind)) => Entry::Image(Image {
+                    entry: entry.into(),
+                    name: basename,
+                    path: resolved.join(&file_name),
+                    file_name,
+                    kind,
+                }),
+                Err(reason) => refuse(reason),
+            };
         }
         ImageKind::Directory
     } else if ft.is_block_device() {

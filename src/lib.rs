@@ -7,7 +7,9 @@
 
 pub mod attach;
 pub mod cli;
+pub mod config;
 pub mod discover;
+pub mod extension;
 pub mod facts;
 pub mod host;
 pub mod image;
@@ -21,11 +23,14 @@ pub mod plan;
 pub mod profile;
 pub mod render;
 pub mod root;
+pub mod select;
 pub mod unit_syntax;
+pub mod verity;
+pub mod vpick;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use log::{Level, debug, error, log, warn};
+use log::{Level, debug, error, info, log, warn};
 
 use crate::plan::{Host, Plan};
 use crate::root::Root;
@@ -41,11 +46,16 @@ pub enum Sink {
     Print,
 }
 
-/// Find, read and plan every image below `root`; log every decision once.
+/// Find, read and plan every portable below `root`; log every decision once.
 pub fn make_plan(root: &Root) -> Plan {
-    let found = discover::discover(root);
-    let mut plan_notices = Vec::new();
     let mut failed = false;
+    let config = config::load(root);
+    for m in &config.messages {
+        log!(m.level, "{}", m.text);
+        failed |= m.level == Level::Error;
+    }
+
+    let found = discover::discover(root);
     for u in &found.unreadable {
         error!(
             "Cannot read search directory {}: {}.",
@@ -59,9 +69,50 @@ pub fn make_plan(root: &Root) -> Plan {
         failed = true;
     }
 
+    // Paths whose file system is mounted after generators run: their images are attached
+    // by one more reload, arranged below, and are not an error now.
+    let mut watched: Vec<String> = discover::SEARCH_PATHS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for entry in config.images.values() {
+        if let config::ImageEntry::Configured(c) = entry {
+            watched.extend(
+                c.image
+                    .iter()
+                    .chain(&c.extensions)
+                    .map(|p| p.display().to_string()),
+            );
+        }
+    }
+    let watched: Vec<&str> = watched.iter().map(String::as_str).collect();
+    let pending = late_mounts::pending_below(root, &watched);
+    let is_pending = |p: &Path| pending.iter().any(|m| p.starts_with(m));
+
+    let decisions = select::select(&found.images, &config, &|p| discover::image_at(root, p));
     let mut attachments = Vec::new();
-    for image in &found.images {
-        match attach::read_image(root, image) {
+    for decision in decisions {
+        let portable = match decision {
+            select::Decision::Skip { what, reason } => {
+                info!("Image {} not attached: {reason}.", what.display());
+                continue;
+            }
+            select::Decision::Refuse { what, reason } if is_pending(&what) => {
+                info!(
+                    "Image {} not attached yet: {reason}; its file system is not mounted yet.",
+                    what.display()
+                );
+                continue;
+            }
+            select::Decision::Refuse { what, reason } => {
+                error!("Image {} not attached: {reason}.", what.display());
+                failed = true;
+                continue;
+            }
+            select::Decision::Attach(p) => p,
+        };
+        let image = &portable.image;
+        match attach::read_portable(root, &portable) {
             Ok(read) => {
                 for skip in &read.skipped {
                     let level = if skip.warn { Level::Warn } else { Level::Debug };
@@ -92,17 +143,31 @@ pub fn make_plan(root: &Root) -> Plan {
         systemd_version: render::SYSTEMD_VERSION,
     };
     let mut plan = plan::plan(&attachments, &host);
+    if !pending.is_empty() {
+        info!(
+            "{} not mounted yet: {} will reload systemd once it is, to attach the images there.",
+            pending.join(", "),
+            late_mounts::REATTACH_UNIT
+        );
+        plan.nodes.insert(
+            PathBuf::from(late_mounts::REATTACH_UNIT),
+            plan::Node::File(late_mounts::reattach_unit(&pending).into_bytes()),
+        );
+        plan.nodes.insert(
+            Path::new("multi-user.target.wants").join(late_mounts::REATTACH_UNIT),
+            plan::Node::Symlink(Path::new("..").join(late_mounts::REATTACH_UNIT)),
+        );
+    }
     for n in &plan.notices {
         log!(n.level, "{}", n.message);
     }
     if failed {
-        plan_notices.push(plan::Notice {
+        plan.notices.push(plan::Notice {
             level: Level::Debug,
             message: "Some images or units could not be attached.".into(),
             failure: true,
         });
     }
-    plan.notices.extend(plan_notices);
     plan
 }
 
@@ -115,6 +180,19 @@ pub fn run(root: &Root, sink: Sink, env: impl Fn(&str) -> Option<String>) -> u8 
     if env("SYSTEMD_SCOPE").as_deref() == Some("user") {
         debug!("Running for a user manager, portable services are a system feature.");
         return EXIT_OK;
+    }
+    let cmdline = std::fs::read_to_string(root.join("/proc/cmdline")).unwrap_or_default();
+    if !config::enabled_by_cmdline(&cmdline) {
+        info!(
+            "Turned off for this boot by {}= on the kernel command line.",
+            config::CMDLINE_SWITCH
+        );
+        return EXIT_OK;
+    }
+    match env("SYSTEMD_FIRST_BOOT").as_deref() {
+        Some("1") => info!("First boot of this system: attaching the images it was built with."),
+        Some(v) => debug!("SYSTEMD_FIRST_BOOT={v}."),
+        None => debug!("SYSTEMD_FIRST_BOOT is not set."),
     }
     let plan = make_plan(root);
     let mut failed = plan.failed();
