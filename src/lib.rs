@@ -20,6 +20,7 @@ pub mod names;
 pub mod os_release;
 pub mod output;
 pub mod plan;
+pub mod preset;
 pub mod profile;
 pub mod render;
 pub mod root;
@@ -47,7 +48,7 @@ pub enum Sink {
 }
 
 /// Find, read and plan every portable below `root`; log every decision once.
-pub fn make_plan(root: &Root) -> Plan {
+pub fn make_plan(root: &Root, first_boot: bool) -> Plan {
     let mut failed = false;
     let config = config::load(root);
     for m in &config.messages {
@@ -143,6 +144,9 @@ pub fn make_plan(root: &Root) -> Plan {
         systemd_version: render::SYSTEMD_VERSION,
     };
     let mut plan = plan::plan(&attachments, &host);
+    if first_boot {
+        warn_about_presets(root, &attachments, &plan);
+    }
     if !pending.is_empty() {
         info!(
             "{} not mounted yet: {} will reload systemd once it is, to attach the images there.",
@@ -171,6 +175,35 @@ pub fn make_plan(root: &Root) -> Plan {
     plan
 }
 
+/// On a first boot systemd 252 applies its preset policy to every unit file, generated ones
+/// too, and enables them in /etc: an `Enable=no` is overridden unless the policy disables
+/// the unit. The generator can not prevent that (it writes nothing outside its directory),
+/// so it says so, once per unit concerned.
+fn warn_about_presets(root: &Root, attachments: &[plan::Attachment], plan: &Plan) {
+    let presets = preset::load(root);
+    for att in attachments.iter().filter(|a| !a.enable) {
+        for unit in &att.units {
+            if !plan.nodes.contains_key(Path::new(&unit.name)) {
+                continue;
+            }
+            let Ok((file, _)) = unit_syntax::parse(&unit.bytes) else {
+                continue;
+            };
+            let has_install = ["WantedBy", "RequiredBy", "UpheldBy", "Alias"]
+                .iter()
+                .any(|k| file.list("Install", k).is_ok_and(|l| !l.is_empty()));
+            if has_install && presets.action(&unit.name) == preset::Action::Enable {
+                warn!(
+                    "Unit {} of image {} has Enable=no, but on this first boot systemd applies its preset policy to generated units too and will enable it in /etc/systemd/system; add \"disable {}\" to a file in /etc/systemd/system-preset/ to keep it disabled.",
+                    unit.name,
+                    att.image.path.display(),
+                    unit.name
+                );
+            }
+        }
+    }
+}
+
 /// Generator entry point after argument parsing and logger set-up. Returns the exit status.
 pub fn run(root: &Root, sink: Sink, env: impl Fn(&str) -> Option<String>) -> u8 {
     if env("SYSTEMD_IN_INITRD").as_deref() == Some("1") {
@@ -194,7 +227,7 @@ pub fn run(root: &Root, sink: Sink, env: impl Fn(&str) -> Option<String>) -> u8 
         Some(v) => debug!("SYSTEMD_FIRST_BOOT={v}."),
         None => debug!("SYSTEMD_FIRST_BOOT is not set."),
     }
-    let plan = make_plan(root);
+    let plan = make_plan(root, env("SYSTEMD_FIRST_BOOT").as_deref() == Some("1"));
     let mut failed = plan.failed();
     match sink {
         Sink::Print => print!("{}", plan::describe(&plan)),

@@ -1,0 +1,183 @@
+//! systemd's preset policy (systemd.preset(5)), read only to warn: on a first boot,
+//! systemd 252 applies presets to every unit file it finds, generated ones too, and so
+//! enables in /etc what portables.d says not to enable.
+
+use std::collections::BTreeMap;
+
+use crate::root::Root;
+
+/// Preset directories, highest priority first.
+pub const PRESET_DIRS: [&str; 4] = [
+    "/etc/systemd/system-preset",
+    "/run/systemd/system-preset",
+    "/usr/local/lib/systemd/system-preset",
+    "/usr/lib/systemd/system-preset",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Enable,
+    Disable,
+    Ignore,
+}
+
+/// The rules of all preset files, in the order systemd applies them (file name order,
+/// first match wins).
+#[derive(Debug, Default)]
+pub struct Presets {
+    rules: Vec<(Action, String)>,
+}
+
+impl Presets {
+    pub fn parse(texts: &[String]) -> Presets {
+        let mut rules = Vec::new();
+        for text in texts {
+            for line in text.lines() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+                    continue;
+                }
+                let mut words = line.split_whitespace();
+                let action = match words.next() {
+                    Some("enable") => Action::Enable,
+                    Some("disable") => Action::Disable,
+                    Some("ignore") => Action::Ignore,
+                    _ => continue,
+                };
+                if let Some(pattern) = words.next() {
+                    rules.push((action, pattern.to_string()));
+                }
+            }
+        }
+        Presets { rules }
+    }
+
+    /// What the policy does with `unit`: the first matching rule, else enable.
+    pub fn action(&self, unit: &str) -> Action {
+        self.rules
+            .iter()
+            .find(|(_, pattern)| glob_match(pattern.as_bytes(), unit.as_bytes()))
+            .map(|(a, _)| *a)
+            .unwrap_or(Action::Enable)
+    }
+}
+
+/// Read the preset files below `root`: a file in an earlier directory replaces one of the
+/// same name in a later one; all are applied in file-name order.
+pub fn load(root: &Root) -> Presets {
+    let mut files: BTreeMap<String, std::path::PathBuf> = BTreeMap::new();
+    for dir in PRESET_DIRS.iter().rev() {
+        let Ok(listing) = std::fs::read_dir(root.join(dir)) else {
+            continue;
+        };
+        for entry in listing.flatten().take(crate::image::MAX_DIR_ENTRIES) {
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if name.ends_with(".preset") {
+                files.insert(name, entry.path());
+            }
+        }
+    }
+    let texts: Vec<String> = files
+        .values()
+        .filter_map(|p| std::fs::read(p).ok())
+        .filter(|b| b.len() as u64 <= crate::image::MAX_FILE_BYTES)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .collect();
+    Presets::parse(&texts)
+}
+
+/// fnmatch(3) without flags: `*`, `?`, `[…]` (ranges, `!`/`^` negation), `\` escapes.
+pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        let step = match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, t));
+                p += 1;
+                continue;
+            }
+            Some(b'?') => Some(p + 1),
+            Some(b'[') => class(pattern, p, text[t]),
+            Some(b'\\') if p + 1 < pattern.len() => (pattern[p + 1] == text[t]).then_some(p + 2),
+            Some(&c) => (c == text[t]).then_some(p + 1),
+            None => None,
+        };
+        match (step, star) {
+            (Some(next), _) => {
+                p = next;
+                t += 1;
+            }
+            (None, Some((sp, st))) => {
+                p = sp + 1;
+                t = st + 1;
+                star = Some((sp, st + 1));
+            }
+            (None, None) => return false,
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+/// Match `c` against the bracket expression at `pattern[p]`; the index after it if it matches.
+fn class(pattern: &[u8], p: usize, c: u8) -> Option<usize> {
+    let mut i = p + 1;
+    let negate = matches!(pattern.get(i), Some(b'!' | b'^'));
+    if negate {
+        i += 1;
+    }
+    let mut matched = false;
+    let mut first = true;
+    loop {
+        let lo = *pattern.get(i)?;
+        if lo == b']' && !first {
+            break;
+        }
+        first = false;
+        if pattern.get(i + 1) == Some(&b'-') && pattern.get(i + 2).is_some_and(|&h| h != b']') {
+            let hi = pattern[i + 2];
+            matched |= (lo..=hi).contains(&c);
+            i += 3;
+        } else {
+            matched |= lo == c;
+            i += 1;
+        }
+    }
+    (matched != negate).then_some(i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        for (p, t, m) in [
+            ("*", "a.service", true),
+            ("app-*.service", "app-web.service", true),
+            ("app-*.service", "app.service", false),
+            ("a?c", "abc", true),
+            ("[a-c]x", "bx", true),
+            ("[!a-c]x", "bx", false),
+            ("\\*", "*", true),
+            ("*.s*e", "x.service", true),
+            ("[", "[", false),
+        ] {
+            assert_eq!(glob_match(p.as_bytes(), t.as_bytes()), m, "{p} {t}");
+        }
+    }
+
+    #[test]
+    fn first_match_wins_and_default_is_enable() {
+        let p = Presets::parse(&[
+            "# vendor\nenable app-web.service\ndisable app-*\n".into(),
+            "disable *\n".into(),
+        ]);
+        assert_eq!(p.action("app-web.service"), Action::Enable);
+        assert_eq!(p.action("app-db.service"), Action::Disable);
+        assert_eq!(p.action("other.service"), Action::Disable);
+        assert_eq!(Presets::default().action("x.service"), Action::Enable);
+    }
+}
