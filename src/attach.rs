@@ -37,6 +37,8 @@ pub fn unconfigured(image: &Image) -> Result<Portable, String> {
         profile_explicit: false,
         enable: true,
         require_verity: false,
+        profile_from: String::new(),
+        verity_from: String::new(),
         config_file: None,
     })
 }
@@ -58,20 +60,45 @@ pub fn read_image(root: &Root, image: &Image) -> Result<Read, String> {
     read_portable(root, &unconfigured(image)?)
 }
 
+/// The name of a sidecar of `image` (`foo_1.2.raw` → `foo_1.2.roothash`), for messages.
+fn sidecar(image: &std::path::Path, suffix: &str) -> String {
+    let name = image
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    format!("{}.{suffix}", name.strip_suffix(".raw").unwrap_or(name))
+}
+
 fn read_inner(root: &Root, p: &Portable) -> Result<Read, String> {
     let image = &p.image;
     if p.profile_explicit && !profile_exists(root, &p.profile) {
-        return Err(format!("profile '{}' does not exist", p.profile));
+        return Err(format!(
+            "profile '{}' (set in {}) does not exist",
+            p.profile, p.profile_from
+        ));
     }
     if p.require_verity {
-        let found = match image.kind {
-            ImageKind::Directory => verity::Verity::None,
-            _ => verity::detect(&image.path, &root.join(&image.path))?,
+        let missing = match image.kind {
+            ImageKind::Directory => Some("a directory image cannot carry verity data".to_string()),
+            _ => {
+                let found = verity::detect(&image.path, &root.join(&image.path))?;
+                (!verity::is_enforced(&found)).then(|| match found {
+                    verity::Verity::None => format!(
+                        "it has no verity partition and no {} + {} beside it",
+                        sidecar(&image.path, "roothash"),
+                        sidecar(&image.path, "verity")
+                    ),
+                    other => format!(
+                        "{} is not enough for systemd to verify it",
+                        verity::describe(&other)
+                    ),
+                })
+            }
         };
-        if !verity::is_enforced(&found) {
+        if let Some(why) = missing {
             return Err(format!(
-                "RequireVerity=yes, but the image carries no verity data systemd would enforce ({})",
-                verity::describe(&found)
+                "RequireVerity=yes (set in {}), but {why}",
+                p.verity_from
             ));
         }
     }

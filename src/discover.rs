@@ -162,6 +162,11 @@ pub fn image_at(root: &Root, path: &Path) -> Result<Image, String> {
         .resolve(dir, true)
         .map_err(|e| format!("cannot access {}: {e}", dir.display()))?
         .path;
+    // A path that is simply absent is said so, not taken for a dangling link.
+    let here = resolved_dir.join(entry);
+    if fs::symlink_metadata(root.join(&here)).is_err() {
+        return Err("it does not exist".into());
+    }
     match classify(root, &host, &resolved_dir, path, entry) {
         Entry::Image(image) => Ok(image),
         Entry::Refused(r) => Err(r.reason),

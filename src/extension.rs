@@ -106,7 +106,7 @@ pub fn read_extension_release(tree: &Tree, name: &str) -> Result<(PathBuf, OsRel
 
     let missing = || {
         format!(
-            "extension lacks extension-release data ({} not found)",
+            "lacks extension-release data ({} not found)",
             exact.display()
         )
     };
@@ -132,7 +132,7 @@ pub fn read_extension_release(tree: &Tree, name: &str) -> Result<(PathBuf, OsRel
         [] => Err(missing()),
         // The unit would fail at start: PID 1 checks the same file by the same rules.
         [one] if crate::render::SYSTEMD_VERSION < 256 => Err(format!(
-            "extension lacks extension-release data: {} not found, and systemd {} does not accept {one} in its place",
+            "lacks extension-release data: {} not found, and systemd {} does not accept {one} in its place",
             exact.display(),
             crate::render::SYSTEMD_VERSION
         )),
@@ -409,7 +409,7 @@ mod tests {
         let err = read_extension_release(&t, "app_1").unwrap_err();
         assert_eq!(
             err,
-            "extension lacks extension-release data \
+            "lacks extension-release data \
              (/usr/lib/extension-release.d/extension-release.app_1 not found)"
         );
     }

@@ -112,10 +112,18 @@ pub fn plan(attachments: &[Attachment], host: &Host) -> Plan {
             attached.push(unit.name.as_str());
         }
         if !attached.is_empty() {
+            let not_enabled = if att.enable {
+                ""
+            } else {
+                " (not enabled: Enable=no)"
+            };
             plan.notice(
                 Level::Info,
                 false,
-                format!("Attached image {image_path}: {}.", attached.join(", ")),
+                format!(
+                    "Attached image {image_path}: {}{not_enabled}.",
+                    attached.join(", ")
+                ),
             );
         }
     }

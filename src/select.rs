@@ -25,6 +25,10 @@ pub struct Portable {
     pub profile_explicit: bool,
     pub enable: bool,
     pub require_verity: bool,
+    /// Where the profile and `RequireVerity=` were set, for messages: a `NAME.conf`, or
+    /// the global policy.
+    pub profile_from: String,
+    pub verity_from: String,
     /// The `NAME.conf` that configured it, if any, for messages.
     pub config_file: Option<PathBuf>,
 }
@@ -32,7 +36,7 @@ pub struct Portable {
 /// What becomes of one image or declaration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    Attach(Portable),
+    Attach(Box<Portable>),
     /// Left out on purpose by configuration: logged at info, not a failure.
     Skip {
         what: PathBuf,
@@ -136,10 +140,10 @@ pub fn select(
         };
         let conf = match config.images.get(&name) {
             Some(ImageEntry::Configured(c)) => Some(c),
-            Some(ImageEntry::Invalid { file, reason }) => {
+            Some(ImageEntry::Invalid { reason, .. }) => {
                 decisions.push(Decision::Refuse {
                     what: image.path.clone(),
-                    reason: format!("its configuration {} is invalid: {reason}", file.display()),
+                    reason: format!("invalid configuration: {reason}"),
                 });
                 continue;
             }
@@ -175,7 +179,13 @@ pub fn select(
             _ => vec![name.clone()],
         };
         let profile_conf = conf.and_then(|c| c.profile.clone());
-        decisions.push(Decision::Attach(Portable {
+        let from = |per_image: bool| match conf {
+            Some(c) if per_image => c.file.display().to_string(),
+            _ => "the [Defaults] of portables.d".to_string(),
+        };
+        let profile_from = from(profile_conf.is_some());
+        let verity_from = from(conf.is_some_and(|c| c.require_verity.is_some()));
+        decisions.push(Decision::Attach(Box::new(Portable {
             name,
             matches,
             extensions: conf.map(|c| c.extensions.clone()).unwrap_or_default(),
@@ -187,8 +197,10 @@ pub fn select(
                 .and_then(|c| c.require_verity)
                 .unwrap_or(defaults.require_verity),
             config_file: conf.map(|c| c.file.clone()),
+            profile_from,
+            verity_from,
             image,
-        }));
+        })));
     }
     decisions
 }

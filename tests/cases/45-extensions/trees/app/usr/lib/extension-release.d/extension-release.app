@@ -1,0 +1,3 @@
+ID=portabletest
+VERSION_ID=1
+SYSEXT_SCOPE=portable
