@@ -109,8 +109,9 @@ boot() {
     echo $! >"$d/run/nspawn.pid"
     echo "$name" >>"$work/boots"
     guest=
+    # nspawn briefly has a helper child too: the guest is the child that runs systemd.
     for ((i = 0; i < 100; i++)); do
-        guest=$(pgrep -P "$(cat "$d/run/nspawn.pid")" | head -n1) && [[ -n $guest ]] && break
+        guest=$(pgrep -x systemd -P "$(cat "$d/run/nspawn.pid")" | head -n1) && [[ -n $guest ]] && break
         sleep 0.1
     done
     if [[ -z $guest ]]; then
@@ -124,6 +125,10 @@ boot() {
         sleep 0.1
     done
     echo "$state" >"$d/run/state"
+    if ! kill -0 "$guest" 2>/dev/null; then
+        not_ok "boot '$name': the guest is up" "$(tail -n 30 "$d/run/nspawn.log")"
+        return 1
+    fi
 }
 
 # g COMMAND...: run in the current guest, all its namespaces.
