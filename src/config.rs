@@ -771,6 +771,7 @@ fn cmdline_words(cmdline: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::XorShift;
     use std::os::unix::fs::symlink;
     use std::process::Command;
 
@@ -1417,19 +1418,6 @@ mod tests {
             "foo=\"unterminated portables_generator=0"
         ));
         assert!(enabled_by_cmdline("rd.portables_generator=0"));
-    }
-
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub mod profile;
 pub mod render;
 pub mod root;
 pub mod select;
+#[cfg(test)]
+pub(crate) mod testutil;
 pub mod unit_syntax;
 pub mod verity;
 pub mod vpick;

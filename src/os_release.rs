@@ -278,6 +278,7 @@ fn env_name_is_valid(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::XorShift;
 
     fn fields(input: &str) -> Vec<(String, String)> {
         parse(input.as_bytes()).expect("parses").fields
@@ -413,19 +414,6 @@ mod tests {
                 .fields,
             pairs(&[("A", "1")])
         );
-    }
-
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
     }
 
     #[test]

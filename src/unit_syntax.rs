@@ -467,6 +467,7 @@ fn string_is_safe(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::XorShift;
 
     fn ok(input: &str) -> (UnitFile, Vec<Warning>) {
         parse(input.as_bytes()).expect("parses")
@@ -765,19 +766,6 @@ mod tests {
         let err = parse(&joined).expect_err("too long");
         assert_eq!(err.line, 3);
         assert!(err.message.contains("Continuation"));
-    }
-
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
     }
 
     /// Bytes biased towards the characters the parser treats specially, so that the random

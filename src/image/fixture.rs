@@ -1,6 +1,7 @@
 //! Test support for the file-system readers: images built by the real mkfs tools from one
 //! tree, and the checks every back-end shares.
 
+use crate::testutil::XorShift;
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::Write;
@@ -363,18 +364,6 @@ impl Walk {
             self.note(fs.read_link(&p(path)));
         }
         self.dir(fs, &p("/"), 0);
-    }
-}
-
-/// A small deterministic generator: failures must be reproducible.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
     }
 }
 
