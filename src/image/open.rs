@@ -57,7 +57,12 @@ fn open_raw(path: &Path, kind: ImageKind) -> Result<Tree, String> {
     if len == 0 {
         return Err("the image is empty (0 bytes)".into());
     }
-    let src = Source::new(file, len);
+    open_source(Source::new(file, len))
+}
+
+/// Read a raw image's bytes (a file, a device, or memory when fuzzing): partition table,
+/// then file systems.
+pub fn open_source(src: Source) -> Result<Tree, String> {
     match gpt::select(&src)? {
         Selection::Whole => Ok(Tree::new(open_fs(src, None)?)),
         Selection::Parts { root, usr } => {

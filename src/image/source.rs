@@ -5,11 +5,18 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
+/// Where the bytes are: an open file or block device, or memory (fuzzing, tests).
+#[derive(Clone, Debug)]
+enum Backing {
+    File(Arc<File>),
+    Memory(Arc<[u8]>),
+}
+
 /// A window `[offset, offset + len)` of an open file. Cloning is cheap; reads never go
 /// outside the window, so a partition can not reach the bytes of its neighbours.
 #[derive(Clone, Debug)]
 pub struct Source {
-    file: Arc<File>,
+    backing: Backing,
     offset: u64,
     len: u64,
 }
@@ -18,7 +25,18 @@ impl Source {
     /// The whole file; `len` is its size (for block devices, the device size).
     pub fn new(file: File, len: u64) -> Source {
         Source {
-            file: Arc::new(file),
+            backing: Backing::File(Arc::new(file)),
+            offset: 0,
+            len,
+        }
+    }
+
+    /// Bytes in memory, read as if they were an image file.
+    pub fn from_bytes(bytes: impl Into<Arc<[u8]>>) -> Source {
+        let bytes: Arc<[u8]> = bytes.into();
+        let len = bytes.len() as u64;
+        Source {
+            backing: Backing::Memory(bytes),
             offset: 0,
             len,
         }
@@ -44,7 +62,7 @@ impl Source {
             return None;
         }
         Some(Source {
-            file: self.file.clone(),
+            backing: self.backing.clone(),
             offset: self.offset + offset,
             len,
         })
@@ -68,7 +86,19 @@ impl Source {
                 ));
             }
         }
-        self.file.read_exact_at(buf, self.offset + offset)
+        let at = self.offset + offset;
+        match &self.backing {
+            Backing::File(f) => f.read_exact_at(buf, at),
+            Backing::Memory(m) => {
+                let start = usize::try_from(at).map_err(|_| io::ErrorKind::UnexpectedEof)?;
+                let bytes = start
+                    .checked_add(buf.len())
+                    .and_then(|end| m.get(start..end))
+                    .ok_or(io::ErrorKind::UnexpectedEof)?;
+                buf.copy_from_slice(bytes);
+                Ok(())
+            }
+        }
     }
 
     /// Read up to `len` bytes at `offset`, clamped to the window; used for sniffing.
