@@ -137,7 +137,7 @@ fn main() {
     let mut base = None;
     for ((label, root), rss) in roots.iter().zip(rss) {
         let root = Root::new(root);
-        let found = discover(&root);
+        let found = discover(&root, false);
         let image = found.images.first().expect("image discovered");
         let mut times = Vec::with_capacity(ROUNDS);
         let mut units = 0;

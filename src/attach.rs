@@ -37,6 +37,7 @@ pub fn unconfigured(image: &Image) -> Result<Portable, String> {
         profile_explicit: false,
         enable: true,
         require_verity: false,
+        allow_writable_by_others: false,
         profile_from: String::new(),
         verity_from: String::new(),
         config_file: None,
@@ -71,6 +72,14 @@ fn sidecar(image: &std::path::Path, suffix: &str) -> String {
 
 fn read_inner(root: &Root, p: &Portable) -> Result<Read, String> {
     let image = &p.image;
+    if let Some(who) = image
+        .writable_by
+        .as_ref()
+        .filter(|_| !p.allow_writable_by_others)
+    {
+        return Err(format!("{who}: {}", crate::ownership::HINT));
+    }
+    let trust = p.allow_writable_by_others;
     if p.profile_explicit && !profile_exists(root, &p.profile) {
         return Err(format!(
             "profile '{}' (set in {}) does not exist",
@@ -102,7 +111,7 @@ fn read_inner(root: &Root, p: &Portable) -> Result<Read, String> {
             ));
         }
     }
-    let tree = open_image(&root.join(&image.path), image.kind)?;
+    let tree = open_image(&root.join(&image.path), image.kind, trust)?;
     let os_release = read_os_release(&tree)?;
 
     // Extensions: each must exist, carry extension-release data matching the root image,
@@ -114,11 +123,14 @@ fn read_inner(root: &Root, p: &Portable) -> Result<Read, String> {
     let mut trees = Vec::new();
     for path in &p.extensions {
         let ext = image_at(root, path).map_err(|e| format!("extension {}: {e}", path.display()))?;
+        if let Some(who) = ext.writable_by.as_ref().filter(|_| !trust) {
+            return Err(format!("extension {who}: {}", crate::ownership::HINT));
+        }
         let kind = match ext.kind {
             ImageKind::Directory => ExtensionKind::Directory,
             _ => ExtensionKind::Raw,
         };
-        let ext_tree = open_image(&root.join(&ext.path), ext.kind)
+        let ext_tree = open_image(&root.join(&ext.path), ext.kind, trust)
             .map_err(|e| format!("extension {}: {e}", ext.path.display()))?;
         let ext_name = extension::extension_name(&ext.file_name, kind);
         let (_, release) = extension::read_extension_release(&ext_tree, &ext_name)

@@ -47,10 +47,17 @@ pub const PORTABLE_KEYS: &[&str] = &[
     "Enable",
     "Attach",
     "RequireVerity",
+    "AllowWritableByOthers",
 ];
 
 /// Every key the parser accepts in `[Defaults]`.
-pub const DEFAULTS_KEYS: &[&str] = &["Profile", "Enable", "AttachOnlyConfigured", "RequireVerity"];
+pub const DEFAULTS_KEYS: &[&str] = &[
+    "Profile",
+    "Enable",
+    "AttachOnlyConfigured",
+    "RequireVerity",
+    "AllowWritableByOthers",
+];
 
 /// The kernel command line switch that turns the generator off for one boot.
 pub const CMDLINE_SWITCH: &str = "portables_generator";
@@ -80,6 +87,8 @@ pub struct ImageConfig {
     pub enable: Option<bool>,
     pub attach: Option<bool>,
     pub require_verity: Option<bool>,
+    /// `AllowWritableByOthers=`: attach the image even if a user other than root can change it.
+    pub allow_writable_by_others: Option<bool>,
 }
 
 /// Global policy from the `_*.conf` files.
@@ -93,6 +102,8 @@ pub struct Defaults {
     pub attach_only_configured: bool,
     /// `RequireVerity=` of images that set none.
     pub require_verity: bool,
+    /// Use search directories and images that users other than root can change.
+    pub allow_writable_by_others: bool,
 }
 
 impl Default for Defaults {
@@ -102,6 +113,7 @@ impl Default for Defaults {
             enable: true,
             attach_only_configured: false,
             require_verity: false,
+            allow_writable_by_others: false,
         }
     }
 }
@@ -199,7 +211,7 @@ pub fn load(root: &Root) -> Config {
     let mut config = Config::default();
     // Links are resolved inside the root, as the booted system would resolve them.
     let host = Tree::new(Box::new(DirFs::new(root.dir().to_path_buf())));
-    let fragments = list_fragments(&host, &mut config.messages);
+    let fragments = list_fragments(root, &host, &mut config.messages);
 
     let mut defaults_files = Vec::new();
     for (name, fragment) in fragments {
@@ -258,7 +270,11 @@ pub fn load(root: &Root) -> Config {
 }
 
 /// Every `*.conf` name across the directories, mapped to the entry that wins it.
-fn list_fragments(host: &Tree, messages: &mut Vec<Message>) -> BTreeMap<String, Fragment> {
+fn list_fragments(
+    root: &Root,
+    host: &Tree,
+    messages: &mut Vec<Message>,
+) -> BTreeMap<String, Fragment> {
     let mut fragments: BTreeMap<String, Fragment> = BTreeMap::new();
     for dir in CONFIG_DIRS {
         let (resolved_dir, entries) = match host.read_dir(Path::new(dir)) {
@@ -278,6 +294,15 @@ fn list_fragments(host: &Tree, messages: &mut Vec<Message>) -> BTreeMap<String, 
                 continue;
             }
         };
+        // Configuration decides what root runs: a directory others can write is not read, and
+        // no setting can allow it (the setting would itself be in reach of those others).
+        if let Some(who) = crate::ownership::path_writable_by_others(&root.join(&resolved_dir)) {
+            messages.push(message(
+                Level::Error,
+                format!("Configuration directory {dir} is {who}: not read, root must not run what others can change."),
+            ));
+            continue;
+        }
         for entry in entries {
             let file = Path::new(dir).join(std::ffi::OsStr::from_bytes(&entry.name));
             if entry.name.starts_with(b".") || !entry.name.ends_with(b".conf") {
@@ -343,6 +368,13 @@ fn read_fragment(root: &Root, host: &Tree, path: &Path) -> Contents {
         }
         Err(e) => return Contents::Unreadable(format!("cannot access: {e}")),
     };
+    if resolved.kind == FileKind::File
+        && let Some(who) = crate::ownership::path_writable_by_others(&root.join(&resolved.path))
+    {
+        return Contents::Unreadable(format!(
+            "it is {who}: root must not run what others can change"
+        ));
+    }
     match resolved.kind {
         FileKind::File => match host.read_file(&resolved.path, MAX_FILE_BYTES) {
             Ok(bytes) if bytes.is_empty() => Contents::Masked,
@@ -423,6 +455,7 @@ pub fn parse_image_config(
             "Enable" => reset_or(v, &mut config.enable, boolean),
             "Attach" => reset_or(v, &mut config.attach, boolean),
             "RequireVerity" => reset_or(v, &mut config.require_verity, boolean),
+            "AllowWritableByOthers" => reset_or(v, &mut config.allow_writable_by_others, boolean),
             key => {
                 warn_unknown_key(file, entry, key, PORTABLE_SECTION, &mut messages);
                 Ok(())
@@ -494,6 +527,15 @@ pub fn parse_defaults(files: &[(PathBuf, Vec<u8>)]) -> (Defaults, Vec<Message>) 
                         boolean,
                     ),
                     yes_no(builtin.require_verity),
+                ),
+                "AllowWritableByOthers" => (
+                    set_or_default(
+                        v,
+                        &mut defaults.allow_writable_by_others,
+                        &builtin.allow_writable_by_others,
+                        boolean,
+                    ),
+                    yes_no(builtin.allow_writable_by_others),
                 ),
                 key => {
                     warn_unknown_key(file, entry, key, DEFAULTS_SECTION, &mut messages);
@@ -1100,7 +1142,8 @@ mod tests {
              Profile=strict\n\
              Enable=off\n\
              Attach=YES\n\
-             RequireVerity=1\n",
+             RequireVerity=1\n\
+             AllowWritableByOthers=no\n",
         );
         assert!(m.is_empty(), "{m:?}");
         assert_eq!(
@@ -1119,6 +1162,7 @@ mod tests {
                 enable: Some(false),
                 attach: Some(true),
                 require_verity: Some(true),
+                allow_writable_by_others: Some(false),
             }
         );
     }
@@ -1306,7 +1350,7 @@ mod tests {
     fn every_defaults_key() {
         let (d, m) = defaults_of(&[(
             "/etc/portables.d/_site.conf",
-            "[Defaults]\nProfile=strict\nEnable=no\nAttachOnlyConfigured=yes\nRequireVerity=on\n",
+            "[Defaults]\nProfile=strict\nEnable=no\nAttachOnlyConfigured=yes\nRequireVerity=on\nAllowWritableByOthers=yes\n",
         )]);
         assert!(m.is_empty(), "{m:?}");
         assert_eq!(
@@ -1316,6 +1360,7 @@ mod tests {
                 enable: false,
                 attach_only_configured: true,
                 require_verity: true,
+                allow_writable_by_others: true,
             }
         );
     }
@@ -1352,6 +1397,7 @@ mod tests {
                 enable: false,
                 attach_only_configured: false,
                 require_verity: false,
+                allow_writable_by_others: false,
             }
         );
     }

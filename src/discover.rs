@@ -12,6 +12,7 @@ use crate::image::chase::Tree;
 use crate::image::dir::DirFs;
 use crate::image::open::ImageKind;
 use crate::names::image_name_is_valid;
+use crate::ownership;
 use crate::root::Root;
 use crate::vpick;
 
@@ -38,6 +39,8 @@ pub struct Image {
     pub path: PathBuf,
     /// The last component of `path`: the value of `PORTABLE=`.
     pub file_name: String,
+    /// Who other than root can change the image, if anyone (refused unless allowed).
+    pub writable_by: Option<String>,
     pub kind: ImageKind,
 }
 
@@ -70,7 +73,7 @@ enum Entry {
 }
 
 /// Look at every entry of every search directory below `root`.
-pub fn discover(root: &Root) -> Found {
+pub fn discover(root: &Root, allow_writable_by_others: bool) -> Found {
     let mut found = Found::default();
     let mut seen = BTreeSet::new();
     // Links are resolved inside the root, as the booted system would resolve them.
@@ -91,6 +94,15 @@ pub fn discover(root: &Root) -> Found {
                 continue;
             }
         };
+        if !allow_writable_by_others
+            && let Some(who) = ownership::path_writable_by_others(&root.join(&resolved_dir))
+        {
+            found.unreadable.push(unreadable(format!(
+                "it is {who}, so its images are not used: {}",
+                ownership::HINT
+            )));
+            continue;
+        }
         let listing = match fs::read_dir(root.join(&resolved_dir)) {
             Ok(l) => l,
             Err(e) => {
@@ -244,13 +256,24 @@ fn classify(root: &Root, host: &Tree, resolved_dir: &Path, host_path: &Path, ent
     let kind = if ft.is_dir() {
         if let Some((basename, suffix)) = vpick::versioned_dir(entry) {
             return match pick_version(root, &resolved, &basename, suffix) {
-                Ok((file_name, kind)) => Entry::Image(Image {
-                    entry: entry.into(),
-                    name: basename,
-                    path: resolved.join(&file_name),
-                    file_name,
-                    kind,
-                }),
+                Ok((file_name, kind)) => {
+                    let path = resolved.join(&file_name);
+                    // Whoever can write the .v/ directory can add the version that wins.
+                    let writable_by = ownership::writable_by_others(&meta)
+                        .map(|w| format!("{} is {w}", resolved.display()))
+                        .or_else(|| {
+                            ownership::path_writable_by_others(&root.join(&path))
+                                .map(|w| format!("{} is {w}", path.display()))
+                        });
+                    Entry::Image(Image {
+                        entry: entry.into(),
+                        name: basename,
+                        path,
+                        file_name,
+                        kind,
+                        writable_by,
+                    })
+                }
                 Err(reason) => refuse(reason),
             };
         }
@@ -291,11 +314,14 @@ fn classify(root: &Root, host: &Tree, resolved_dir: &Path, host_path: &Path, ent
     {
         return refuse("invalid image name".into());
     }
+    let writable_by =
+        ownership::writable_by_others(&meta).map(|w| format!("{} is {w}", resolved.display()));
     Entry::Image(Image {
         entry: entry.into(),
         name: name.into(),
         path: resolved,
         file_name,
         kind,
+        writable_by,
     })
 }

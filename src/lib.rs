@@ -19,6 +19,7 @@ pub mod late_mounts;
 pub mod names;
 pub mod os_release;
 pub mod output;
+pub mod ownership;
 pub mod plan;
 pub mod preset;
 pub mod profile;
@@ -58,7 +59,7 @@ pub fn make_plan(root: &Root, first_boot: bool) -> Plan {
         log!(m.level, "{}", m.text);
     }
 
-    let found = discover::discover(root);
+    let found = discover::discover(root, config.defaults.allow_writable_by_others);
     for u in &found.unreadable {
         error!(
             "Cannot read search directory {}: {}.",

@@ -277,6 +277,7 @@ mod tests {
             entry: file_name.clone(),
             name: file_name.trim_end_matches(".raw").to_string(),
             file_name,
+            writable_by: None,
             path: path.into(),
             kind,
         }

@@ -25,6 +25,8 @@ pub struct Portable {
     pub profile_explicit: bool,
     pub enable: bool,
     pub require_verity: bool,
+    /// `AllowWritableByOthers=`: attach even if users other than root can change the image.
+    pub allow_writable_by_others: bool,
     /// Where the profile and `RequireVerity=` were set, for messages: a `NAME.conf`, or
     /// the global policy.
     pub profile_from: String,
@@ -196,6 +198,9 @@ pub fn select(
             require_verity: conf
                 .and_then(|c| c.require_verity)
                 .unwrap_or(defaults.require_verity),
+            allow_writable_by_others: conf
+                .and_then(|c| c.allow_writable_by_others)
+                .unwrap_or(defaults.allow_writable_by_others),
             config_file: conf.map(|c| c.file.clone()),
             profile_from,
             verity_from,

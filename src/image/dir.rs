@@ -13,11 +13,24 @@ use super::{DirEntry, FileKind, Fs, FsError, MAX_DIR_ENTRIES, MAX_LINK_BYTES};
 /// cannot leave the tree through a symlink.
 pub struct DirFs {
     base: PathBuf,
+    /// Refuse files that a user other than root can change.
+    owned_by_root: bool,
 }
 
 impl DirFs {
     pub fn new(base: PathBuf) -> DirFs {
-        DirFs { base }
+        DirFs {
+            base,
+            owned_by_root: false,
+        }
+    }
+
+    /// Files read must be changeable by root alone (directory images: root runs their units).
+    pub fn owned_by_root(self) -> DirFs {
+        DirFs {
+            owned_by_root: true,
+            ..self
+        }
     }
 
     fn host(&self, path: &Path) -> PathBuf {
@@ -89,6 +102,14 @@ impl Fs for DirFs {
         let ft = meta.file_type();
         if !ft.is_file() || ft.is_fifo() {
             return Err(FsError::Unsupported("not a regular file".into()));
+        }
+        if self.owned_by_root
+            && let Some(who) = crate::ownership::writable_by_others(&meta)
+        {
+            return Err(FsError::Unsupported(format!(
+                "{who}: {}",
+                crate::ownership::HINT
+            )));
         }
         if meta.len() > limit {
             return Err(FsError::TooLarge {

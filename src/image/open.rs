@@ -23,15 +23,21 @@ pub enum ImageKind {
 }
 
 /// Open the image at `path` (a path on this system, `--root` already applied).
-/// The error is a one-line reason, without the image name.
-pub fn open_image(path: &Path, kind: ImageKind) -> Result<Tree, String> {
+/// The error is a one-line reason, without the image name. Unless `trust_others`, files read
+/// from a directory image must not be changeable by users other than root.
+pub fn open_image(path: &Path, kind: ImageKind, trust_others: bool) -> Result<Tree, String> {
     match kind {
         ImageKind::Directory => {
             let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
             if !meta.is_dir() {
                 return Err("not a directory".into());
             }
-            Ok(Tree::new(Box::new(DirFs::new(path.to_path_buf()))))
+            let fs = DirFs::new(path.to_path_buf());
+            Ok(Tree::new(Box::new(if trust_others {
+                fs
+            } else {
+                fs.owned_by_root()
+            })))
         }
         ImageKind::Raw | ImageKind::Block => open_raw(path, kind),
     }
