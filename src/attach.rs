@@ -180,8 +180,19 @@ fn read_inner(root: &Root, p: &Portable) -> Result<Read, String> {
         let also = if skipped.is_empty() {
             String::new()
         } else {
-            let names: Vec<_> = skipped.iter().map(|s| s.name.as_str()).collect();
-            format!("; left out: {}", names.join(", "))
+            // The first few, with their reasons: a unit left out is the likely culprit.
+            let names: Vec<String> = skipped
+                .iter()
+                .take(3)
+                .map(|s| format!("{} ({})", crate::kmsg::shorten(&s.name), s.reason))
+                .collect();
+            let more = skipped.len().saturating_sub(3);
+            let more = if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            };
+            format!("; left out: {}{more}", names.join(", "))
         };
         return Err(format!(
             "no matching unit files (prefix {}){also}",

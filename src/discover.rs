@@ -42,6 +42,20 @@ pub struct Image {
     /// Who other than root can change the image, if anyone (refused unless allowed).
     pub writable_by: Option<String>,
     pub kind: ImageKind,
+    /// Where it was found: the search-path entry or the `Image=` path, before links and
+    /// version directories were resolved.
+    pub found_at: PathBuf,
+}
+
+impl Image {
+    /// How messages name the image: where it was found, and where that led if elsewhere.
+    pub fn label(&self) -> String {
+        if self.found_at == self.path {
+            self.path.display().to_string()
+        } else {
+            format!("{} (-> {})", self.found_at.display(), self.path.display())
+        }
+    }
 }
 
 /// Something named like an image that can not be one.
@@ -272,6 +286,7 @@ fn classify(root: &Root, host: &Tree, resolved_dir: &Path, host_path: &Path, ent
                         file_name,
                         kind,
                         writable_by,
+                        found_at: host_path.into(),
                     })
                 }
                 Err(reason) => refuse(reason),
@@ -323,5 +338,6 @@ fn classify(root: &Root, host: &Tree, resolved_dir: &Path, host_path: &Path, ent
         file_name,
         kind,
         writable_by,
+        found_at: host_path.into(),
     })
 }

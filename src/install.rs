@@ -109,25 +109,30 @@ pub fn enablement(unit: &str, file: &UnitFile) -> Enablement {
                 let target = match expand(&raw, link_name) {
                     Ok(t) => t,
                     Err(e) => {
-                        out.problems.push(format!("{key}={raw}: {e}"));
+                        out.problems
+                            .push(format!("{key}={}: {e}", crate::kmsg::shorten(&raw)));
                         continue;
                     }
                 };
                 let target = match parse_unit_name(&target) {
-                    Some(t) if t.is_template() => match instance
-                        .and_then(|i| instantiate(&target, i))
-                    {
-                        Some(name) => name,
-                        None => {
-                            out.problems
-                                .push(format!("{key}={raw}: a template target needs an instance"));
-                            continue;
+                    Some(t) if t.is_template() => {
+                        match instance.and_then(|i| instantiate(&target, i)) {
+                            Some(name) => name,
+                            None => {
+                                out.problems.push(format!(
+                                    "{key}={}: a template target needs an instance",
+                                    crate::kmsg::shorten(&raw)
+                                ));
+                                continue;
+                            }
                         }
-                    },
+                    }
                     Some(_) => target,
                     None => {
-                        out.problems
-                            .push(format!("{key}={raw}: not a valid unit name"));
+                        out.problems.push(format!(
+                            "{key}={}: not a valid unit name",
+                            crate::kmsg::shorten(&raw)
+                        ));
                         continue;
                     }
                 };
@@ -146,16 +151,17 @@ pub fn enablement(unit: &str, file: &UnitFile) -> Enablement {
                 let alias = match expand(&raw, unit) {
                     Ok(a) => a,
                     Err(e) => {
-                        out.problems.push(format!("Alias={raw}: {e}"));
+                        out.problems
+                            .push(format!("Alias={}: {e}", crate::kmsg::shorten(&raw)));
                         continue;
                     }
                 };
                 match parse_unit_name(&alias) {
                     Some(a) if a.kind != parsed.kind => {
-                        out.problems.push(format!("Alias={raw}: not of the unit's type .{}", parsed.kind))
+                        out.problems.push(format!("Alias={}: not of the unit's type .{}", crate::kmsg::shorten(&raw), parsed.kind))
                     }
                     Some(a) if a.is_template() != parsed.is_template() || (a.instance.is_some() && !a.is_template()) => {
-                        out.problems.push(format!("Alias={raw}: an alias of a template must be a template, and a plain unit's alias plain"))
+                        out.problems.push(format!("Alias={}: an alias of a template must be a template, and a plain unit's alias plain", crate::kmsg::shorten(&raw)))
                     }
                     Some(_) if alias == unit => {}
                     Some(_) => out.links.push(Link {
@@ -163,7 +169,7 @@ pub fn enablement(unit: &str, file: &UnitFile) -> Enablement {
                         target: PathBuf::from(unit),
                         is_alias: true,
                     }),
-                    None => out.problems.push(format!("Alias={raw}: not a valid unit name")),
+                    None => out.problems.push(format!("Alias={}: not a valid unit name", crate::kmsg::shorten(&raw))),
                 }
             }
         }

@@ -10,6 +10,49 @@ use log::{Level, LevelFilter, Log, Metadata, Record};
 
 const IDENT: &str = "portables-generator";
 
+/// Longest message written: the kernel refuses a /dev/kmsg record over about 1 KiB, and a
+/// line that long is unreadable anyway.
+pub const MAX_MESSAGE_BYTES: usize = 900;
+
+/// Longest value quoted inside a message.
+const MAX_QUOTED_BYTES: usize = 120;
+
+/// A value shortened for quoting in a message, cut on a character boundary.
+pub fn shorten(s: &str) -> String {
+    cut(s, MAX_QUOTED_BYTES, s.len())
+}
+
+/// `s` cut to `max` bytes, saying how long the whole (`total` bytes) was.
+fn cut(s: &str, max: usize, total: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…({total} bytes)", &s[..end])
+}
+
+/// A message as it is logged: control characters (terminal escapes, newlines that would
+/// forge further lines) written as `\xNN`, and cut to fit one kmsg record.
+pub fn sanitize(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(MAX_MESSAGE_BYTES + 16));
+    for c in message.chars() {
+        if c.is_control() {
+            for b in c.to_string().bytes() {
+                out.push_str(&format!("\\x{b:02x}"));
+            }
+        } else {
+            out.push(c);
+        }
+        if out.len() > MAX_MESSAGE_BYTES * 2 {
+            break;
+        }
+    }
+    cut(&out, MAX_MESSAGE_BYTES, message.len())
+}
+
 /// Where log lines go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
@@ -42,7 +85,7 @@ impl Log for Logger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let message = record.args().to_string();
+        let message = sanitize(&record.args().to_string());
         match &self.kmsg {
             Some(kmsg) => {
                 let line = format!(
@@ -133,6 +176,16 @@ pub fn init(level: LevelFilter, target: Target) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_are_one_safe_line() {
+        assert_eq!(sanitize("a\x1b[2Jb\nc"), "a\\x1b[2Jb\\x0ac");
+        let long = "é".repeat(1000);
+        let s = sanitize(&long);
+        assert!(s.len() < MAX_MESSAGE_BYTES + 40, "{}", s.len());
+        assert!(s.ends_with("(2000 bytes)"));
+        assert_eq!(shorten("short"), "short");
+    }
 
     #[test]
     fn cmdline_then_environment() {

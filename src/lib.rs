@@ -123,8 +123,8 @@ pub fn make_plan(root: &Root, first_boot: bool) -> Plan {
                     log!(
                         level,
                         "Unit {} of image {} not attached: {}.",
-                        skip.name,
-                        image.path.display(),
+                        kmsg::shorten(&skip.name),
+                        image.label(),
                         skip.reason
                     );
                     failed |= skip.warn;
@@ -132,7 +132,7 @@ pub fn make_plan(root: &Root, first_boot: bool) -> Plan {
                 attachments.push(read.attachment);
             }
             Err(why) => {
-                error!("Image {} not attached: {why}.", image.path.display());
+                error!("Image {} not attached: {why}.", image.label());
                 failed = true;
             }
         }

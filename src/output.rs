@@ -14,6 +14,22 @@ pub fn write(plan: &Plan, out: &Path) -> Vec<String> {
     for (rel, node) in &plan.nodes {
         if let Err(e) = write_node(out, rel, node) {
             errors.push(format!("Cannot create {}: {e}", out.join(rel).display()));
+            // A unit whose drop-ins are missing would run unconfined, on the host: take it
+            // back out.
+            let mut parts = rel.components();
+            if let (Some(first), Some(_)) = (parts.next(), parts.next())
+                && let Some(unit) = first
+                    .as_os_str()
+                    .to_str()
+                    .and_then(|d| d.strip_suffix(".d"))
+                && plan.nodes.contains_key(Path::new(unit))
+            {
+                let _ = fs::remove_file(out.join(unit));
+                errors.push(format!(
+                    "Removed {} again: its drop-ins could not be written.",
+                    out.join(unit).display()
+                ));
+            }
         }
     }
     errors

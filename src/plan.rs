@@ -13,6 +13,12 @@ use crate::names::parse_unit_name;
 use crate::render::{DropinExtension, DropinImage, portable_dropin};
 use crate::unit_syntax;
 
+/// Longest unit name whose drop-in directory name (`NAME.d`) is still a valid file name.
+pub const MAX_UNIT_NAME_WITH_DROPINS: usize = 253;
+
+/// Most `[Install]` links made for one unit: real units name a handful of targets.
+pub const MAX_LINKS_PER_UNIT: usize = 64;
+
 /// One thing to create in the output directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
@@ -79,9 +85,24 @@ pub fn plan(attachments: &[Attachment], host: &Host) -> Plan {
     let mut placed: Vec<(&Attachment, &UnitSource)> = Vec::new();
 
     for att in attachments {
-        let image_path = att.image.path.display().to_string();
+        let image_path = att.image.label();
         let mut attached = Vec::new();
         for unit in &att.units {
+            // UNIT.d must be a valid file name too, or the unit would be written without the
+            // drop-ins that confine it.
+            if unit.name.len() > MAX_UNIT_NAME_WITH_DROPINS {
+                plan.notice(
+                    Level::Warn,
+                    true,
+                    format!(
+                        "Unit {} of image {image_path} not attached: its name is {} bytes long, and {}.d would exceed the 255 bytes a file name may have.",
+                        crate::kmsg::shorten(&unit.name),
+                        unit.name.len(),
+                        crate::kmsg::shorten(&unit.name)
+                    ),
+                );
+                continue;
+            }
             if let Some(host_path) = (host.unit_file)(&unit.name) {
                 plan.notice(
                     Level::Warn,
@@ -182,7 +203,7 @@ fn place_unit(plan: &mut Plan, att: &Attachment, unit: &UnitSource, host: &Host)
 }
 
 fn place_links(plan: &mut Plan, att: &Attachment, unit: &UnitSource, host: &Host) {
-    let image_path = att.image.path.display();
+    let image_path = att.image.label();
     let what = format!("Unit {} of image {image_path}", unit.name);
     let file = match unit_syntax::parse(&unit.bytes) {
         Ok((file, _warnings)) => file,
@@ -195,13 +216,36 @@ fn place_links(plan: &mut Plan, att: &Attachment, unit: &UnitSource, host: &Host
             return;
         }
     };
-    let en = enablement(&unit.name, &file);
-    for problem in &en.problems {
+    let mut en = enablement(&unit.name, &file);
+    // One line per problem, but never a flood: a crafted unit can hold thousands.
+    const SHOWN: usize = 3;
+    for problem in en.problems.iter().take(SHOWN) {
         plan.notice(
             Level::Warn,
             true,
             format!("{what}: [Install] {problem}, ignoring."),
         );
+    }
+    if en.problems.len() > SHOWN {
+        plan.notice(
+            Level::Warn,
+            true,
+            format!(
+                "{what}: [Install] {} more invalid entries, ignoring.",
+                en.problems.len() - SHOWN
+            ),
+        );
+    }
+    if en.links.len() > MAX_LINKS_PER_UNIT {
+        plan.notice(
+            Level::Warn,
+            true,
+            format!(
+                "{what}: [Install] asks for {} links, more than {MAX_LINKS_PER_UNIT}: only the first {MAX_LINKS_PER_UNIT} are made.",
+                en.links.len()
+            ),
+        );
+        en.links.truncate(MAX_LINKS_PER_UNIT);
     }
     if en.template_without_instance {
         plan.notice(
@@ -278,6 +322,7 @@ mod tests {
             name: file_name.trim_end_matches(".raw").to_string(),
             file_name,
             writable_by: None,
+            found_at: path.into(),
             path: path.into(),
             kind,
         }

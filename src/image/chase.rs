@@ -6,7 +6,9 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use super::{DirEntry, FileKind, Fs, FsError, MAX_DIR_ENTRIES, MAX_SYMLINKS};
+use super::{
+    DirEntry, FileKind, Fs, FsError, MAX_DIR_ENTRIES, MAX_PATH_DEPTH, MAX_PATH_STEPS, MAX_SYMLINKS,
+};
 
 /// An image's file system with symlink-following lookups confined to it.
 pub struct Tree {
@@ -47,9 +49,16 @@ impl Tree {
             .collect();
         let mut done: Vec<Vec<u8>> = Vec::new();
         let mut links = 0usize;
+        let mut steps = 0usize;
         let mut kind = FileKind::Dir;
 
         while let Some(c) = todo.pop_front() {
+            steps += 1;
+            if steps > MAX_PATH_STEPS || done.len() >= MAX_PATH_DEPTH {
+                return Err(FsError::Corrupt(format!(
+                    "a path deeper than {MAX_PATH_DEPTH} levels or of more than {MAX_PATH_STEPS} steps"
+                )));
+            }
             if kind != FileKind::Dir {
                 return Err(FsError::NotADirectory);
             }
@@ -106,8 +115,8 @@ impl Tree {
         let file = self.resolve(path, true)?;
         match file.kind {
             FileKind::File => self.fs.read_file(&file.path, limit),
-            FileKind::Dir => Err(FsError::Unsupported("is a directory".into())),
-            _ => Err(FsError::Unsupported("not a regular file".into())),
+            FileKind::Dir => Err(FsError::WrongType("is a directory")),
+            _ => Err(FsError::WrongType("not a regular file")),
         }
     }
 
@@ -115,7 +124,7 @@ impl Tree {
     pub fn read_link(&self, path: &Path) -> Result<Vec<u8>, FsError> {
         let link = self.resolve(path, false)?;
         if link.kind != FileKind::Symlink {
-            return Err(FsError::Unsupported("not a symbolic link".into()));
+            return Err(FsError::WrongType("not a symbolic link"));
         }
         self.fs.read_link(&link.path)
     }
@@ -289,7 +298,7 @@ pub(crate) mod tests {
         assert!(t.read_dir(Path::new("/empty")).unwrap().1.is_empty());
         assert!(matches!(
             t.read_file(Path::new("/fifo"), 10),
-            Err(FsError::Unsupported(_))
+            Err(FsError::WrongType(_))
         ));
     }
 

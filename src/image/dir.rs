@@ -101,7 +101,7 @@ impl Fs for DirFs {
         let meta = file.metadata()?;
         let ft = meta.file_type();
         if !ft.is_file() || ft.is_fifo() {
-            return Err(FsError::Unsupported("not a regular file".into()));
+            return Err(FsError::WrongType("not a regular file"));
         }
         if self.owned_by_root
             && let Some(who) = crate::ownership::writable_by_others(&meta)

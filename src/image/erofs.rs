@@ -274,7 +274,7 @@ impl Fs for ErofsFs {
         self.call(|| {
             let (nid, kind) = self.entry(path)?.ok_or(FsError::NotFound)?;
             if kind != FileKind::Symlink {
-                return Err(FsError::Unsupported("not a symbolic link".into()));
+                return Err(FsError::WrongType("not a symbolic link"));
             }
             block_on(async {
                 let inode = self.fs.get_inode(nid).await.map_err(map_err)?;
@@ -337,8 +337,8 @@ fn map_err(e: erofs_rs::Error) -> FsError {
     match e {
         E::PathNotFound(_) => FsError::NotFound,
         E::NotADirectory(_) => FsError::NotADirectory,
-        E::NotAFile(_) => FsError::Unsupported("not a regular file".into()),
-        E::NotASymlink(_) => FsError::Unsupported("not a symbolic link".into()),
+        E::NotAFile(_) => FsError::WrongType("not a regular file"),
+        E::NotASymlink(_) => FsError::WrongType("not a symbolic link"),
         E::NotSupported(what) => FsError::Unsupported(what.to_string()),
         // Source reports reads past its window this way: the file system points outside
         // the image.

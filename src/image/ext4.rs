@@ -243,9 +243,9 @@ fn kind(t: FileType) -> FileKind {
 
 fn not_regular(t: FileType) -> FsError {
     match t {
-        FileType::Directory => FsError::Unsupported("is a directory".into()),
+        FileType::Directory => FsError::WrongType("is a directory"),
         FileType::Symlink => FsError::Unsupported("is a symbolic link".into()),
-        _ => FsError::Unsupported("not a regular file".into()),
+        _ => FsError::WrongType("not a regular file"),
     }
 }
 
@@ -299,7 +299,7 @@ impl Fs for Ext4Fs {
         self.call(|| {
             let m = self.entry(path)?;
             if !m.is_symlink() {
-                return Err(FsError::Unsupported("not a symbolic link".into()));
+                return Err(FsError::WrongType("not a symbolic link"));
             }
             // ext4-view reads a long target as file data of the inode's claimed size.
             if m.len() > MAX_LINK_BYTES {
@@ -356,9 +356,9 @@ fn map_err(e: Ext4Error) -> FsError {
     match e {
         Ext4Error::NotFound | Ext4Error::MalformedPath => FsError::NotFound,
         Ext4Error::NotADirectory => FsError::NotADirectory,
-        Ext4Error::IsADirectory => FsError::Unsupported("is a directory".into()),
-        Ext4Error::IsASpecialFile => FsError::Unsupported("not a regular file".into()),
-        Ext4Error::NotASymlink => FsError::Unsupported("not a symbolic link".into()),
+        Ext4Error::IsADirectory => FsError::WrongType("is a directory"),
+        Ext4Error::IsASpecialFile => FsError::WrongType("not a regular file"),
+        Ext4Error::NotASymlink => FsError::WrongType("not a symbolic link"),
         Ext4Error::TooManySymlinks => FsError::SymlinkLoop,
         Ext4Error::Encrypted => FsError::Unsupported("ext4 encrypted directory".into()),
         Ext4Error::Incompatible(i) => FsError::Unsupported(format!("{i}")),

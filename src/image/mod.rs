@@ -31,6 +31,11 @@ pub const MAX_DIR_ENTRIES: usize = 65_536;
 pub const MAX_LINK_BYTES: u64 = 4096;
 /// Symlinks followed while resolving one path, as the kernel's and systemd's chase().
 pub const MAX_SYMLINKS: usize = 40;
+/// Deepest path resolved, and most components walked for one path: real images are a few
+/// levels deep, and each component costs a lookup (hard-linked directory cycles in a
+/// crafted image otherwise make one path cost seconds).
+pub const MAX_PATH_DEPTH: usize = 64;
+pub const MAX_PATH_STEPS: usize = 1024;
 
 /// What an entry is, as far as path resolution cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -67,6 +72,8 @@ pub enum FsError {
     Corrupt(String),
     /// A file-system feature this reader does not implement.
     Unsupported(String),
+    /// The entry exists but is of another type than asked for ("is a directory").
+    WrongType(&'static str),
     Io(std::io::Error),
 }
 
@@ -81,6 +88,7 @@ impl fmt::Display for FsError {
             FsError::SymlinkLoop => write!(f, "more than {MAX_SYMLINKS} levels of symbolic links"),
             FsError::Corrupt(why) => write!(f, "damaged file system: {why}"),
             FsError::Unsupported(why) => write!(f, "unsupported: {why}"),
+            FsError::WrongType(what) => f.write_str(what),
             FsError::Io(e) => write!(f, "I/O error: {e}"),
         }
     }

@@ -122,7 +122,7 @@ fn open_fs(src: Source, part: Option<&Part>) -> Result<Box<dyn Fs>, String> {
     fs.map_err(|e| match e {
         FsError::Corrupt(why) => format!("damaged {name} file system{where_}: {why}"),
         FsError::Unsupported(why) => {
-            format!("{name} file system{where_} uses what is not supported: {why}")
+            format!("{name} file system{where_} cannot be read here: {why}")
         }
         e => format!("cannot read {name} file system{where_}: {e}"),
     })

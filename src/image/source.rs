@@ -88,7 +88,14 @@ impl Source {
         }
         let at = self.offset + offset;
         match &self.backing {
-            Backing::File(f) => f.read_exact_at(buf, at),
+            // The size was taken at open: a short read now means the file shrank meanwhile.
+            Backing::File(f) => f.read_exact_at(buf, at).map_err(|e| match e.kind() {
+                io::ErrorKind::UnexpectedEof => io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the image ended early: it was cut short or changed while being read",
+                ),
+                _ => e,
+            }),
             Backing::Memory(m) => {
                 let start = usize::try_from(at).map_err(|_| io::ErrorKind::UnexpectedEof)?;
                 let bytes = start

@@ -18,8 +18,61 @@ use super::{DirEntry, FileKind, Fs, FsError, MAX_DIR_ENTRIES, MAX_LINK_BYTES, PA
 /// instead of per field.
 const READ_BUFFER: usize = 64 * 1024;
 
+/// Most inodes accepted: backhand loads every inode at open, about 320 bytes each, so this
+/// bounds its memory (about 40 MiB) whatever the image claims.
+pub const MAX_INODES: u64 = 120_000;
+
+/// Check the superblock before backhand sees it: its own errors say little ("inconsistent
+/// structures"), and its memory grows with the inode count.
+fn check_superblock(src: &Source) -> Result<(), FsError> {
+    let mut sb = [0u8; 96];
+    src.read_exact_at(&mut sb, 0)
+        .map_err(|_| FsError::Corrupt("image too small for a squashfs superblock".into()))?;
+    let u16_at = |o: usize| u16::from_le_bytes([sb[o], sb[o + 1]]);
+    let u32_at = |o: usize| u32::from_le_bytes([sb[o], sb[o + 1], sb[o + 2], sb[o + 3]]);
+    let u64_at = |o: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&sb[o..o + 8]);
+        u64::from_le_bytes(b)
+    };
+    let (major, minor) = (u16_at(28), u16_at(30));
+    if (major, minor) != (4, 0) {
+        return Err(FsError::Unsupported(format!(
+            "squashfs version {major}.{minor} (only 4.0 is read)"
+        )));
+    }
+    let block_size = u32_at(12);
+    if !block_size.is_power_of_two()
+        || !(4096..=1 << 20).contains(&block_size)
+        || u32::from(u16_at(22)) != block_size.trailing_zeros()
+    {
+        return Err(FsError::Corrupt(format!("invalid block size {block_size}")));
+    }
+    let bytes_used = u64_at(40);
+    if bytes_used > src.len() {
+        return Err(FsError::Corrupt(format!(
+            "the superblock claims {bytes_used} bytes, the image holds {}",
+            src.len()
+        )));
+    }
+    let (inode_table, dir_table) = (u64_at(64), u64_at(72));
+    if inode_table >= bytes_used || dir_table >= bytes_used || inode_table > dir_table {
+        return Err(FsError::Corrupt(
+            "inode or directory table outside the file system".into(),
+        ));
+    }
+    let inodes = u64::from(u32_at(4));
+    if inodes > MAX_INODES {
+        return Err(FsError::Unsupported(format!(
+            "{inodes} inodes, more than the {MAX_INODES} this reader loads (it reads every inode at open)"
+        )));
+    }
+    Ok(())
+}
+
 /// Open the squashfs file system occupying all of `src`.
 pub fn open(src: Source) -> Result<Box<dyn Fs>, FsError> {
+    check_superblock(&src)?;
     guarded(|| {
         let reader = BufReader::with_capacity(READ_BUFFER, SourceCursor { src, pos: 0 });
         // `src` is already the file system's own window, so backhand starts at 0.
@@ -173,7 +226,7 @@ impl Fs for SquashFs {
     fn read_link(&self, path: &Path) -> Result<Vec<u8>, FsError> {
         let (_, node) = self.node(path).ok_or(FsError::NotFound)?;
         let InnerNode::Symlink(link) = node else {
-            return Err(FsError::Unsupported("not a symbolic link".into()));
+            return Err(FsError::WrongType("not a symbolic link"));
         };
         let target = link.link.as_os_str().as_bytes();
         if target.len() as u64 > MAX_LINK_BYTES {
@@ -193,11 +246,11 @@ impl Fs for SquashFs {
         let (_, node) = self.node(path).ok_or(FsError::NotFound)?;
         let file = match node {
             InnerNode::File(f) => f,
-            InnerNode::Dir(_) => return Err(FsError::Unsupported("is a directory".into())),
+            InnerNode::Dir(_) => return Err(FsError::WrongType("is a directory")),
             InnerNode::Symlink(_) => {
                 return Err(FsError::Unsupported("is a symbolic link".into()));
             }
-            _ => return Err(FsError::Unsupported("not a regular file".into())),
+            _ => return Err(FsError::WrongType("not a regular file")),
         };
         let size = file.file_len() as u64;
         if size > limit {
