@@ -1,25 +1,28 @@
-# Shared by the boot suite: booting a cached Debian 12 root under systemd-nspawn on a fresh
+# Shared by the boot suite: booting a cached Debian root under systemd-nspawn on a fresh
 # overlay, running commands in it, counting named checks, and cleaning everything up.
-# Sourced by tests/boot/run; expects $repo and $work to be set.
+# Sourced by tests/boot/run; expects $repo and $work to be set, and $base (the cached root
+# that prepare puts under each overlay) before the first prepare.
 
 passed=0
 failed=0
 skipped=0
 # The boot whose generator log is shown when a check fails.
 current=
+# Put before every check's name (`252: boot: ...`): the guest whose checks are running.
+prefix=
 
 say() { printf '%s\n' "$*"; }
 
 # ok NAME [NOTE]
 ok() {
     passed=$((passed + 1))
-    if [[ -n ${2:-} ]]; then say "ok - $1 # $2"; else say "ok - $1"; fi
+    if [[ -n ${2:-} ]]; then say "ok - ${prefix:+$prefix: }$1 # $2"; else say "ok - ${prefix:+$prefix: }$1"; fi
 }
 
 # not_ok NAME DETAILS: prints the details and the generator's kmsg lines of the boot.
 not_ok() {
     failed=$((failed + 1))
-    say "not ok - $1"
+    say "not ok - ${prefix:+$prefix: }$1"
     [[ -n ${2:-} ]] && printf '%s\n' "$2" | sed 's/^/    | /'
     if [[ -n $current && -s $work/$current/run/kmsg.log ]]; then
         # The latest run of the generator (a reload runs it again) is the one that matters.
@@ -32,7 +35,7 @@ not_ok() {
 
 skip() {
     skipped=$((skipped + 1))
-    say "skip - $1 # $2"
+    say "skip - ${prefix:+$prefix: }$1 # $2"
 }
 
 # check NAME COMMAND...: ok if the command succeeds; its output is shown if not.
@@ -102,11 +105,13 @@ boot() {
     # A FIFO keeps every line the guest writes to /dev/kmsg (a plain file keeps only the last).
     cat <>"$d/run/kmsg.fifo" >"$d/run/kmsg.log" &
     echo $! >"$d/run/cat.pid"
+    echo $! >>"$work/pids"
     SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 systemd-nspawn -D "$d/root" -b -M "pt-$name" \
         --register=no --keep-unit --private-network --bind=/dev \
         --bind="$d/run/console.log:/dev/console" --bind="$d/run/kmsg.fifo:/dev/kmsg" \
         --console=pipe </dev/null >"$d/run/nspawn.log" 2>&1 &
     echo $! >"$d/run/nspawn.pid"
+    echo $! >>"$work/pids"
     echo "$name" >>"$work/boots"
     guest=
     # nspawn briefly has a helper child too: the guest is the child that runs systemd.
@@ -155,6 +160,23 @@ stop() {
         rm -f "$d/run/cat.pid"
     fi
     mountpoint -q "$d/root" && umount "$d/root"
+    return 0
+}
+
+# left_behind: every process the suite started that still runs (by the PIDs it recorded), and
+# any process whose root or working directory is in the work directory (a guest's).
+left_behind() {
+    local pid p
+    if [[ -f $work/pids ]]; then
+        while read -r pid; do
+            kill -0 "$pid" 2>/dev/null && say "$pid $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)"
+        done <"$work/pids"
+    fi
+    for p in /proc/[0-9]*; do
+        case "$(readlink "$p/root" 2>/dev/null) $(readlink "$p/cwd" 2>/dev/null)" in
+            *"$work"*) say "${p#/proc/} $(tr '\0' ' ' <"$p/cmdline" 2>/dev/null)" ;;
+        esac
+    done
     return 0
 }
 
