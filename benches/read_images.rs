@@ -143,7 +143,8 @@ fn main() {
         let mut units = 0;
         for _ in 0..ROUNDS {
             let start = Instant::now();
-            let read = read_image(&root, image).unwrap_or_else(|e| panic!("{label}: {e}"));
+            let read = read_image(&root, image, portables_generator::systemd_version::NEWEST)
+                .unwrap_or_else(|e| panic!("{label}: {e}"));
             times.push(start.elapsed());
             units = read.attachment.units.len();
         }

@@ -10,7 +10,7 @@ use crate::facts::{UnitSkip, UnitSource, read_os_release, read_units};
 use crate::image::open::{ImageKind, open_image};
 use crate::image::panic_message;
 use crate::names::unit_matches;
-use crate::plan::Attachment;
+use crate::plan::{Attachment, Extension};
 use crate::profile::profile_exists;
 use crate::root::Root;
 use crate::select::Portable;
@@ -44,10 +44,10 @@ pub fn unconfigured(image: &Image) -> Result<Portable, String> {
     })
 }
 
-/// Read `portable`. A panic in a reader (third-party code included) is an error for this
-/// portable only.
-pub fn read_portable(root: &Root, portable: &Portable) -> Result<Read, String> {
-    match catch_unwind(AssertUnwindSafe(|| read_inner(root, portable))) {
+/// Read `portable` as systemd `systemd` would attach it. A panic in a reader (third-party
+/// code included) is an error for this portable only.
+pub fn read_portable(root: &Root, portable: &Portable, systemd: u32) -> Result<Read, String> {
+    match catch_unwind(AssertUnwindSafe(|| read_inner(root, portable, systemd))) {
         Ok(r) => r,
         Err(payload) => Err(format!(
             "internal error while reading the image: {}",
@@ -57,8 +57,8 @@ pub fn read_portable(root: &Root, portable: &Portable) -> Result<Read, String> {
 }
 
 /// Read `image` with default settings.
-pub fn read_image(root: &Root, image: &Image) -> Result<Read, String> {
-    read_portable(root, &unconfigured(image)?)
+pub fn read_image(root: &Root, image: &Image, systemd: u32) -> Result<Read, String> {
+    read_portable(root, &unconfigured(image)?, systemd)
 }
 
 /// The name of a sidecar of `image` (`foo_1.2.raw` → `foo_1.2.roothash`), for messages.
@@ -70,7 +70,7 @@ fn sidecar(image: &std::path::Path, suffix: &str) -> String {
     format!("{}.{suffix}", name.strip_suffix(".raw").unwrap_or(name))
 }
 
-fn read_inner(root: &Root, p: &Portable) -> Result<Read, String> {
+fn read_inner(root: &Root, p: &Portable, systemd: u32) -> Result<Read, String> {
     let image = &p.image;
     if let Some(who) = image
         .writable_by
@@ -80,7 +80,7 @@ fn read_inner(root: &Root, p: &Portable) -> Result<Read, String> {
         return Err(format!("{who}: {}", crate::ownership::HINT));
     }
     let trust = p.allow_writable_by_others;
-    if p.profile_explicit && !profile_exists(root, &p.profile) {
+    if p.profile_explicit && !profile_exists(root, systemd, &p.profile) {
         return Err(format!(
             "profile '{}' (set in {}) does not exist",
             p.profile, p.profile_from
@@ -133,15 +133,18 @@ fn read_inner(root: &Root, p: &Portable) -> Result<Read, String> {
         let ext_tree = open_image(&root.join(&ext.path), ext.kind, trust)
             .map_err(|e| format!("extension {}: {e}", ext.path.display()))?;
         let ext_name = extension::extension_name(&ext.file_name, kind);
-        let (_, release) = extension::read_extension_release(&ext_tree, &ext_name)
+        let (_, ext_release) = extension::read_extension_release(&ext_tree, &ext_name, systemd)
             .map_err(|e| format!("extension {}: {e}", ext.path.display()))?;
-        extension::validate(&ext_name, &release, &os_release)
+        extension::validate(&ext_name, &ext_release, &os_release)
             .map_err(|e| format!("extension {}: {e}", ext.path.display()))?;
-        let more = extension::portable_prefixes(&release);
+        let more = extension::portable_prefixes(&ext_release);
         if !more.is_empty() {
             allowed.get_or_insert_with(Vec::new).extend(more);
         }
-        extensions.push(ext);
+        extensions.push(Extension {
+            image: ext,
+            release: ext_release,
+        });
         trees.push(ext_tree);
     }
 
@@ -162,7 +165,7 @@ fn read_inner(root: &Root, p: &Portable) -> Result<Read, String> {
         let more = read_units(ext_tree, wanted).map_err(|e| {
             format!(
                 "extension {}: cannot read unit files: {e}",
-                extensions[i].path.display()
+                extensions[i].image.path.display()
             )
         })?;
         // An extension's /usr lies over the root image's, so its unit is the one the
@@ -202,6 +205,7 @@ fn read_inner(root: &Root, p: &Portable) -> Result<Read, String> {
     Ok(Read {
         attachment: Attachment {
             image: image.clone(),
+            release: os_release,
             units,
             profile: p.profile.clone(),
             enable: p.enable,

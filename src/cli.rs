@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 pub const USAGE: &str = "\
-Usage: portables-generator [--root DIR] NORMAL_DIR [EARLY_DIR LATE_DIR]
-       portables-generator [--root DIR] --dry-run
+Usage: portables-generator [OPTIONS] NORMAL_DIR [EARLY_DIR LATE_DIR]
+       portables-generator [OPTIONS] --dry-run
        portables-generator --help | --version
 
 Attaches the portable service images found in /etc/portables, /run/portables,
@@ -15,6 +15,10 @@ units, profile and image drop-ins and [Install] symlinks into NORMAL_DIR, as
   --root DIR   read every path below DIR instead of /
   --dry-run    print what would be written (files with their contents, symlinks
                with their targets) instead of writing it
+  --systemd-version N
+               write drop-ins and link profiles as systemd N's portablectl does
+               (default: the version of PID 1's binary, or with --root of
+               DIR/usr/lib/systemd/systemd)
 ";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,11 +36,14 @@ pub enum Mode {
 pub struct Options {
     pub root: Option<PathBuf>,
     pub mode: Mode,
+    /// `--systemd-version N`.
+    pub systemd_version: Option<u32>,
 }
 
 /// Parse arguments (without argv\[0\]). The error is a one-line usage message.
 pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Options, String> {
     let mut root = None;
+    let mut systemd_version = None;
     let mut dry_run = false;
     let mut dirs: Vec<PathBuf> = Vec::new();
     let mut args = args.into_iter();
@@ -53,12 +60,14 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Optio
                 return Ok(Options {
                     root: None,
                     mode: Mode::Help,
+                    systemd_version: None,
                 });
             }
             "--version" => {
                 return Ok(Options {
                     root: None,
                     mode: Mode::Version,
+                    systemd_version: None,
                 });
             }
             "--dry-run" => dry_run = true,
@@ -66,10 +75,19 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Optio
                 let dir = args.next().ok_or("--root needs a directory")?;
                 root = Some(PathBuf::from(dir));
             }
-            _ => match text.strip_prefix("--root=") {
-                Some(dir) if !dir.is_empty() => root = Some(PathBuf::from(dir)),
-                _ => return Err(format!("unknown option {text}")),
-            },
+            "--systemd-version" => {
+                let n = args.next().ok_or("--systemd-version needs a number")?;
+                systemd_version = Some(parse_version(n.to_str().unwrap_or(""))?);
+            }
+            _ => {
+                if let Some(dir) = text.strip_prefix("--root=").filter(|d| !d.is_empty()) {
+                    root = Some(PathBuf::from(dir));
+                } else if let Some(n) = text.strip_prefix("--systemd-version=") {
+                    systemd_version = Some(parse_version(n)?);
+                } else {
+                    return Err(format!("unknown option {text}"));
+                }
+            }
         }
     }
     let mode = match (dry_run, dirs.len()) {
@@ -81,7 +99,22 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Optio
         (false, 0) => return Err("an output directory is required".into()),
         (false, n) => return Err(format!("expected 1 or 3 output directories, got {n}")),
     };
-    Ok(Options { root, mode })
+    Ok(Options {
+        root,
+        mode,
+        systemd_version,
+    })
+}
+
+/// A systemd major version, as `systemctl --version` prints it (`257`).
+fn parse_version(text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(n) if text.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
+        _ => Err(format!(
+            "--systemd-version takes a major version such as 257, not '{}'",
+            text.escape_debug()
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -109,6 +142,18 @@ mod tests {
         let o = p(&["--root", "/r", "/a"]).unwrap();
         assert_eq!(o.root, Some("/r".into()));
         assert_eq!(p(&["--root=/r", "--dry-run"]).unwrap().mode, Mode::DryRun);
+        assert_eq!(
+            p(&["--systemd-version", "257", "/a"])
+                .unwrap()
+                .systemd_version,
+            Some(257)
+        );
+        assert_eq!(
+            p(&["--systemd-version=252", "--dry-run"])
+                .unwrap()
+                .systemd_version,
+            Some(252)
+        );
     }
 
     #[test]
@@ -119,6 +164,10 @@ mod tests {
             &["--bogus", "/a"],
             &["--root"],
             &["--dry-run", "/a"],
+            &["--systemd-version", "/a"],
+            &["--systemd-version=25x", "/a"],
+            &["--systemd-version=+257", "/a"],
+            &["--systemd-version"],
         ] {
             assert!(p(bad).is_err(), "{bad:?}");
         }

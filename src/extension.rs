@@ -89,7 +89,11 @@ fn base_name(name: &str) -> Option<&str> {
 /// `app_1.2.raw` carrying only `extension-release.app`. systemd also accepts any single file
 /// tagged with the xattr `user.extension-release.strict=0`; the image readers expose no
 /// extended attributes, so such images are refused here as lacking extension-release data.
-pub fn read_extension_release(tree: &Tree, name: &str) -> Result<(PathBuf, OsRelease), String> {
+pub fn read_extension_release(
+    tree: &Tree,
+    name: &str,
+    systemd: u32,
+) -> Result<(PathBuf, OsRelease), String> {
     if !image_name_is_valid(name) {
         return Err(format!(
             "\"{}\" is not a valid extension name",
@@ -131,10 +135,9 @@ pub fn read_extension_release(tree: &Tree, name: &str) -> Result<(PathBuf, OsRel
     match candidates.as_slice() {
         [] => Err(missing()),
         // The unit would fail at start: PID 1 checks the same file by the same rules.
-        [one] if crate::render::SYSTEMD_VERSION < 256 => Err(format!(
-            "lacks extension-release data: {} not found, and systemd {} does not accept {one} in its place",
+        [one] if systemd < 256 => Err(format!(
+            "lacks extension-release data: {} not found, and systemd {systemd} does not accept {one} in its place",
             exact.display(),
-            crate::render::SYSTEMD_VERSION
         )),
         [one] => {
             let path = dir.join(one);
@@ -347,7 +350,7 @@ mod tests {
                 .file(&format!("{DIR}/extension-release.app_1.2"), b"ID=debian\n")
                 .file(&format!("{DIR}/extension-release.app"), b"ID=other\n"),
         );
-        let (path, r) = read_extension_release(&t, "app_1.2").unwrap();
+        let (path, r) = read_extension_release(&t, "app_1.2", 260).unwrap();
         assert_eq!(
             path,
             Path::new("/usr/lib/extension-release.d/extension-release.app_1.2")
@@ -362,7 +365,7 @@ mod tests {
                 .file("/usr/share/rel", b"ID=debian\n")
                 .link(&format!("{DIR}/extension-release.app"), "../../share/rel"),
         );
-        let (path, r) = read_extension_release(&t, "app").unwrap();
+        let (path, r) = read_extension_release(&t, "app", 260).unwrap();
         assert_eq!(path, Path::new("/usr/share/rel"));
         assert_eq!(r.get("ID"), Some("debian"));
     }
@@ -377,24 +380,20 @@ mod tests {
                 .file(&format!("{DIR}/README"), b""),
         );
         for name in ["app_1.2", "app+2", "app_1.2+3-1", "app_"] {
-            // The file is found; whether it is taken depends on the systemd version rendered for.
-            let result = read_extension_release(&t, name);
-            if crate::render::SYSTEMD_VERSION >= 256 {
-                let (path, r) = result.unwrap();
-                assert_eq!(path, Path::new(DIR).join("extension-release.app"), "{name}");
-                assert_eq!(r.get("ID"), Some("debian"));
-            } else {
-                let e = result.unwrap_err();
-                assert!(
-                    e.contains("does not accept extension-release.app in its place"),
-                    "{e}"
-                );
-            }
+            // From 256 on the file is taken; before, systemd refuses the extension.
+            let (path, r) = read_extension_release(&t, name, 256).unwrap();
+            assert_eq!(path, Path::new(DIR).join("extension-release.app"), "{name}");
+            assert_eq!(r.get("ID"), Some("debian"));
+            let e = read_extension_release(&t, name, 255).unwrap_err();
+            assert!(
+                e.contains("and systemd 255 does not accept extension-release.app in its place"),
+                "{e}"
+            );
         }
         // Neither a longer nor a different name counts.
-        let err = read_extension_release(&t, "ap_1").unwrap_err();
+        let err = read_extension_release(&t, "ap_1", 260).unwrap_err();
         assert!(err.contains("lacks extension-release data"), "{err}");
-        let err = read_extension_release(&t, "apps_1").unwrap_err();
+        let err = read_extension_release(&t, "apps_1", 260).unwrap_err();
         assert!(err.contains("lacks extension-release data"), "{err}");
     }
 
@@ -406,7 +405,7 @@ mod tests {
                 .link(&format!("{DIR}/extension-release.app"), "/rel")
                 .link(&format!("{DIR}/extension-release.app_1"), "/nowhere"),
         );
-        let err = read_extension_release(&t, "app_1").unwrap_err();
+        let err = read_extension_release(&t, "app_1", 260).unwrap_err();
         assert_eq!(
             err,
             "lacks extension-release data \
@@ -437,48 +436,48 @@ mod tests {
         let t = Tree::new(Box::new(Twice(
             MemFs::new().file(&format!("{DIR}/extension-release.app"), b"ID=debian\n"),
         )));
-        let err = read_extension_release(&t, "app_1").unwrap_err();
+        let err = read_extension_release(&t, "app_1", 260).unwrap_err();
         assert!(
             err.starts_with("ambiguous extension-release data: 2 entries"),
             "{err}"
         );
         // The exact name is not looked up in the listing, so it is not ambiguous.
-        assert!(read_extension_release(&t, "app").is_ok());
+        assert!(read_extension_release(&t, "app", 260).is_ok());
     }
 
     #[test]
     fn missing_unreadable_unparsable() {
-        let err = read_extension_release(&tree(MemFs::new()), "app").unwrap_err();
+        let err = read_extension_release(&tree(MemFs::new()), "app", 260).unwrap_err();
         assert!(err.contains("lacks extension-release data"), "{err}");
-        let err = read_extension_release(&tree(MemFs::new().dir(DIR)), "app").unwrap_err();
+        let err = read_extension_release(&tree(MemFs::new().dir(DIR)), "app", 260).unwrap_err();
         assert!(err.contains("lacks extension-release data"), "{err}");
 
         let t = tree(MemFs::new().dir(&format!("{DIR}/extension-release.app")));
-        let err = read_extension_release(&t, "app").unwrap_err();
+        let err = read_extension_release(&t, "app", 260).unwrap_err();
         assert!(err.starts_with("cannot read "), "{err}");
         let t = tree(MemFs::new().file(DIR, b"x"));
-        let err = read_extension_release(&t, "app").unwrap_err();
+        let err = read_extension_release(&t, "app", 260).unwrap_err();
         assert!(err.contains("not a directory"), "{err}");
         let t = tree(
             MemFs::new()
                 .link(&format!("{DIR}/extension-release.app"), "loop")
                 .link(&format!("{DIR}/loop"), "extension-release.app"),
         );
-        let err = read_extension_release(&t, "app").unwrap_err();
+        let err = read_extension_release(&t, "app", 260).unwrap_err();
         assert!(err.contains("symbolic links"), "{err}");
         let big = vec![b'#'; MAX_FILE_BYTES as usize + 1];
         let t = tree(MemFs::new().file(&format!("{DIR}/extension-release.app"), &big));
-        let err = read_extension_release(&t, "app").unwrap_err();
+        let err = read_extension_release(&t, "app", 260).unwrap_err();
         assert!(err.contains("too large"), "{err}");
 
         let t = tree(MemFs::new().file(&format!("{DIR}/extension-release.app"), b"ID=\xff\n"));
-        let err = read_extension_release(&t, "app").unwrap_err();
+        let err = read_extension_release(&t, "app", 260).unwrap_err();
         assert!(err.starts_with("cannot parse "), "{err}");
         let t = tree(MemFs::new().file(&format!("{DIR}/extension-release.app"), b"ID=a\0\n"));
-        assert!(read_extension_release(&t, "app").is_err());
+        assert!(read_extension_release(&t, "app", 260).is_err());
 
         for bad in ["", ".", "..", "a/b", ".#app", "a\u{7}"] {
-            let err = read_extension_release(&tree(MemFs::new()), bad).unwrap_err();
+            let err = read_extension_release(&tree(MemFs::new()), bad, 260).unwrap_err();
             assert!(err.contains("not a valid extension name"), "{err}");
         }
     }

@@ -26,6 +26,7 @@ pub mod profile;
 pub mod render;
 pub mod root;
 pub mod select;
+pub mod systemd_version;
 #[cfg(test)]
 pub(crate) mod testutil;
 pub mod unit_syntax;
@@ -50,8 +51,9 @@ pub enum Sink {
     Print,
 }
 
-/// Find, read and plan every portable below `root`; log every decision once.
-pub fn make_plan(root: &Root, first_boot: bool) -> Plan {
+/// Find, read and plan every portable below `root` for systemd `systemd`; log every
+/// decision once.
+pub fn make_plan(root: &Root, first_boot: bool, systemd: u32) -> Plan {
     let mut failed = false;
     let config = config::load(root);
     // A bad global value is reported and its default kept: it fails no image (DESIGN §2).
@@ -116,7 +118,7 @@ pub fn make_plan(root: &Root, first_boot: bool) -> Plan {
             select::Decision::Attach(p) => p,
         };
         let image = &portable.image;
-        match attach::read_portable(root, &portable) {
+        match attach::read_portable(root, &portable, systemd) {
             Ok(read) => {
                 for skip in &read.skipped {
                     let level = if skip.warn { Level::Warn } else { Level::Debug };
@@ -139,12 +141,12 @@ pub fn make_plan(root: &Root, first_boot: bool) -> Plan {
     }
 
     let unit_file = |name: &str| host::host_unit(root, name);
-    let profile = |name: &str, kind: &str| profile::find_profile(root, name, kind);
+    let profile = |name: &str, kind: &str| profile::find_profile(root, systemd, name, kind);
     let host = Host {
         unit_file: &unit_file,
         profile: &profile,
         os_release: host::host_os_release(root),
-        systemd_version: render::SYSTEMD_VERSION,
+        systemd_version: systemd,
     };
     let mut plan = plan::plan(&attachments, &host);
     if first_boot {
@@ -207,8 +209,14 @@ fn warn_about_presets(root: &Root, attachments: &[plan::Attachment], plan: &Plan
     }
 }
 
-/// Generator entry point after argument parsing and logger set-up. Returns the exit status.
-pub fn run(root: &Root, sink: Sink, env: impl Fn(&str) -> Option<String>) -> u8 {
+/// Generator entry point after argument parsing and logger set-up. `systemd` is the
+/// version given with `--systemd-version`, if any. Returns the exit status.
+pub fn run(
+    root: &Root,
+    sink: Sink,
+    systemd: Option<systemd_version::Version>,
+    env: impl Fn(&str) -> Option<String>,
+) -> u8 {
     if env("SYSTEMD_IN_INITRD").as_deref() == Some("1") {
         debug!("Running in the initrd, portable services are not attached there.");
         return EXIT_OK;
@@ -230,10 +238,26 @@ pub fn run(root: &Root, sink: Sink, env: impl Fn(&str) -> Option<String>) -> u8 
         Some(v) => debug!("SYSTEMD_FIRST_BOOT={v}."),
         None => debug!("SYSTEMD_FIRST_BOOT is not set."),
     }
-    let plan = make_plan(root, env("SYSTEMD_FIRST_BOOT").as_deref() == Some("1"));
+    let systemd = systemd.unwrap_or_else(|| systemd_version::detect(root));
+    if systemd.is_guess() {
+        warn!(
+            "Cannot tell which systemd version will read the output, writing for {}.",
+            systemd.describe()
+        );
+    } else {
+        debug!("Writing for {}.", systemd.describe());
+    }
+    let plan = make_plan(
+        root,
+        env("SYSTEMD_FIRST_BOOT").as_deref() == Some("1"),
+        systemd.major,
+    );
     let mut failed = plan.failed();
     match sink {
-        Sink::Print => print!("{}", plan::describe(&plan)),
+        Sink::Print => {
+            println!("# For {}", systemd.describe());
+            print!("{}", plan::describe(&plan));
+        }
         Sink::Write(dir) => {
             for e in output::write(&plan, &dir) {
                 error!("{e}");

@@ -3,6 +3,7 @@ use std::process::ExitCode;
 use portables_generator::cli::{self, Mode};
 use portables_generator::kmsg::{self, Target};
 use portables_generator::root::Root;
+use portables_generator::systemd_version;
 use portables_generator::{EXIT_USAGE, Sink, log_settings, quiet_panics, run};
 
 fn main() -> ExitCode {
@@ -14,6 +15,14 @@ fn main() -> ExitCode {
         }
     };
     let root = opts.root.map(Root::new).unwrap_or_default();
+    let systemd = match opts.systemd_version.map(systemd_version::from_option) {
+        None => None,
+        Some(Ok(v)) => Some(v),
+        Some(Err(e)) => {
+            eprintln!("portables-generator: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     let (sink, default_target) = match opts.mode {
         Mode::Help => {
             print!("{}", cli::USAGE);
@@ -29,5 +38,5 @@ fn main() -> ExitCode {
     let (level, target) = log_settings(&root, default_target);
     kmsg::init(level, target);
     quiet_panics();
-    ExitCode::from(run(&root, sink, |k| std::env::var(k).ok()))
+    ExitCode::from(run(&root, sink, systemd, |k| std::env::var(k).ok()))
 }

@@ -10,6 +10,7 @@ use crate::discover::Image;
 use crate::facts::UnitSource;
 use crate::install::enablement;
 use crate::names::parse_unit_name;
+use crate::os_release::OsRelease;
 use crate::render::{DropinExtension, DropinImage, portable_dropin};
 use crate::unit_syntax;
 
@@ -39,11 +40,20 @@ pub struct Notice {
 #[derive(Debug, Clone)]
 pub struct Attachment {
     pub image: Image,
+    /// Its os-release, which names it in the journal.
+    pub release: OsRelease,
     pub units: Vec<UnitSource>,
     pub profile: String,
     pub enable: bool,
     /// Extension images layered over the root image, in order.
-    pub extensions: Vec<Image>,
+    pub extensions: Vec<Extension>,
+}
+
+/// An extension image and its extension-release file.
+#[derive(Debug, Clone)]
+pub struct Extension {
+    pub image: Image,
+    pub release: OsRelease,
 }
 
 /// What planning needs from the host, as functions so tests can stand in for it.
@@ -173,20 +183,23 @@ fn place_unit(plan: &mut Plan, att: &Attachment, unit: &UnitSource, host: &Host)
         .extensions
         .iter()
         .map(|e| DropinExtension {
-            path: e.path.to_str().unwrap_or_default(),
-            file_name: &e.file_name,
-            kind: e.kind,
+            path: e.image.path.to_str().unwrap_or_default(),
+            file_name: &e.image.file_name,
+            kind: e.image.kind,
+            release: &e.release,
         })
         .collect();
     // PORTABLE= names the image the unit came from.
     let origin = unit
         .extension
         .and_then(|i| att.extensions.get(i))
-        .unwrap_or(&att.image);
+        .map_or(&att.image, |e| &e.image);
     let image = DropinImage {
         path: att.image.path.to_str().unwrap_or_default(),
+        root_file_name: &att.image.file_name,
         file_name: &origin.file_name,
         kind: att.image.kind,
+        release: &att.release,
         extensions: &extensions,
     };
     plan.nodes
@@ -346,6 +359,7 @@ mod tests {
         };
         Attachment {
             image: image(path, kind),
+            release: OsRelease::default(),
             units,
             profile: "default".into(),
             enable: true,

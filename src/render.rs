@@ -2,21 +2,21 @@
 //! writes them.
 
 use crate::image::open::ImageKind;
-
-/// The systemd version whose `portablectl attach` output is reproduced. Later versions
-/// write `20-portable.conf` differently (no `BindReadOnlyPaths=` line from 254 on, extra
-/// `LogExtraFields=` lines), so rendering takes the version as a parameter.
-pub const SYSTEMD_VERSION: u32 = 252;
+use crate::os_release::OsRelease;
 
 /// What `20-portable.conf` needs to know about an image.
 #[derive(Debug, Clone, Copy)]
 pub struct DropinImage<'a> {
     /// Path as the booted system sees it.
     pub path: &'a str,
+    /// The file name of the root image: the value of `PORTABLE_ROOT=` (254+, with extensions).
+    pub root_file_name: &'a str,
     /// The file name of the image the unit was found in (the root image's, or an
     /// extension's): the value of `PORTABLE=`.
     pub file_name: &'a str,
     pub kind: ImageKind,
+    /// The root image's os-release, which names it in the journal (254+).
+    pub release: &'a OsRelease,
     /// Extension images layered over the root, in order.
     pub extensions: &'a [DropinExtension<'a>],
 }
@@ -27,6 +27,65 @@ pub struct DropinExtension<'a> {
     pub path: &'a str,
     pub file_name: &'a str,
     pub kind: ImageKind,
+    /// Its extension-release file.
+    pub release: &'a OsRelease,
+}
+
+/// The fields `append_release_log_fields()` (src/portable/portable.c, 254+) names an image by:
+/// the first present of the ids, the first present of the versions.
+struct ReleaseFields {
+    ids: &'static [&'static str],
+    versions: &'static [&'static str],
+}
+
+const PORTABLE_FIELDS: ReleaseFields = ReleaseFields {
+    ids: &["IMAGE_ID", "ID"],
+    versions: &["IMAGE_VERSION", "VERSION_ID", "BUILD_ID"],
+};
+const SYSEXT_FIELDS: ReleaseFields = ReleaseFields {
+    ids: &["SYSEXT_IMAGE_ID", "SYSEXT_ID"],
+    versions: &[
+        "SYSEXT_IMAGE_VERSION",
+        "SYSEXT_VERSION_ID",
+        "SYSEXT_BUILD_ID",
+    ],
+};
+const CONFEXT_FIELDS: ReleaseFields = ReleaseFields {
+    ids: &["CONFEXT_IMAGE_ID", "CONFEXT_ID"],
+    versions: &[
+        "CONFEXT_IMAGE_VERSION",
+        "CONFEXT_VERSION_ID",
+        "CONFEXT_BUILD_ID",
+    ],
+};
+
+/// `ID_VERSION` as `append_release_log_fields()` joins them, or `None` when the file has
+/// neither. A present but empty field counts as present (`strv_find_first_field()`); a value
+/// with control characters counts as absent, as from 257 — and here for every version,
+/// since 254 to 256 would write a line break into the drop-in.
+fn name_and_version(release: &OsRelease, fields: &ReleaseFields) -> Option<String> {
+    let first = |keys: &[&str]| {
+        keys.iter()
+            .find_map(|k| release.get(k))
+            .filter(|v| !v.chars().any(|c| c < ' ' || c == '\x7f'))
+    };
+    let id = first(fields.ids);
+    let version = first(fields.versions);
+    match (id, version) {
+        (None, None) => None,
+        (Some(id), Some(version)) => Some(format!("{id}_{version}")),
+        (id, version) => Some(id.or(version).unwrap_or_default().to_string()),
+    }
+}
+
+/// A `LogExtraFields=FIELD=…` line naming an image by its release file, if it names one.
+fn release_line(text: &mut String, field: &str, release: &OsRelease, fields: &ReleaseFields) {
+    if let Some(value) = name_and_version(release, fields) {
+        text.push_str(&format!(
+            "LogExtraFields={}\n",
+            quote_word(&format!("{field}={value}"))
+        ));
+    }
 }
 
 /// systemd's `xescape(s, ":")`: control characters, bytes from 0x7f, backslash and the
@@ -87,8 +146,15 @@ pub fn marker_line(image_path: &str, extensions: &[DropinExtension]) -> String {
     )
 }
 
-/// `20-portable.conf` for `unit`. `host_os_release` is `/etc/os-release` if the host has
-/// it, else `/usr/lib/os-release`.
+/// `20-portable.conf` for `unit`, as `install_chroot_dropin()` of systemd `version` writes
+/// it. `host_os_release` is `/etc/os-release` if the host has it, else `/usr/lib/os-release`.
+///
+/// The steps, from src/portable/portable.c at each release: 252-253 bind the host's
+/// os-release to `/run/host/os-release` (from 254 PID 1 provides it, and from 255 the bind
+/// mount makes every unit fail); 254 names the image (`PORTABLE_NAME_AND_VERSION=`, or
+/// `PORTABLE_ROOT=` and `PORTABLE_ROOT_NAME_AND_VERSION=` with extensions) and each extension
+/// (`PORTABLE_EXTENSION=`, `PORTABLE_EXTENSION_NAME_AND_VERSION=` from the sysext fields);
+/// 255 adds the confext fields; 257 drops values with control characters.
 pub fn portable_dropin(
     version: u32,
     unit: &str,
@@ -103,22 +169,36 @@ pub fn portable_dropin(
         ImageKind::Directory => "RootDirectory=",
         ImageKind::Raw | ImageKind::Block => "RootImage=",
     };
+    let portable = quote_word(&format!("PORTABLE={}", image.file_name));
     text.push_str("\n[Service]\n");
     text.push_str(&format!("{root}{}\n", escape_specifiers(image.path)));
-    text.push_str(&format!(
-        "Environment={}\n",
-        quote_word(&format!("PORTABLE={}", image.file_name))
-    ));
+    text.push_str(&format!("Environment={portable}\n"));
     if version < 254 {
-        // From 254 on PID 1 provides /run/host/os-release itself.
         text.push_str(&format!(
             "BindReadOnlyPaths={host_os_release}:/run/host/os-release\n"
         ));
     }
-    text.push_str(&format!(
-        "LogExtraFields={}\n",
-        quote_word(&format!("PORTABLE={}", image.file_name))
-    ));
+    text.push_str(&format!("LogExtraFields={portable}\n"));
+    if version >= 254 {
+        if image.extensions.is_empty() {
+            release_line(
+                &mut text,
+                "PORTABLE_NAME_AND_VERSION",
+                image.release,
+                &PORTABLE_FIELDS,
+            );
+        } else {
+            let root_name = quote_word(&format!("PORTABLE_ROOT={}", image.root_file_name));
+            text.push_str(&format!("Environment={root_name}\n"));
+            text.push_str(&format!("LogExtraFields={root_name}\n"));
+            release_line(
+                &mut text,
+                "PORTABLE_ROOT_NAME_AND_VERSION",
+                image.release,
+                &PORTABLE_FIELDS,
+            );
+        }
+    }
     // systemd 252 to 259 list extensions only in drop-ins of units that came from an
     // extension, so units of the root image do not see them (systemd issue #27307, fixed
     // in 260): every unit gets them here.
@@ -127,11 +207,21 @@ pub fn portable_dropin(
             ImageKind::Directory => "ExtensionDirectories=",
             ImageKind::Raw | ImageKind::Block => "ExtensionImages=",
         };
+        if version >= 254 {
+            text.push('\n');
+        }
         text.push_str(&format!("{setting}{}\n", escape_specifiers(e.path)));
-        text.push_str(&format!(
-            "LogExtraFields={}\n",
-            quote_word(&format!("PORTABLE_EXTENSION={}", e.file_name))
-        ));
+        if version >= 254 {
+            text.push_str(&format!(
+                "LogExtraFields={}\n",
+                quote_word(&format!("PORTABLE_EXTENSION={}", e.file_name))
+            ));
+            let field = "PORTABLE_EXTENSION_NAME_AND_VERSION";
+            release_line(&mut text, field, e.release, &SYSEXT_FIELDS);
+            if version >= 255 {
+                release_line(&mut text, field, e.release, &CONFEXT_FIELDS);
+            }
+        }
     }
     text
 }
@@ -139,17 +229,36 @@ pub fn portable_dropin(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::os_release;
+
+    fn rel(text: &str) -> OsRelease {
+        os_release::parse(text.as_bytes()).unwrap()
+    }
+
+    fn squash<'a>(
+        release: &'a OsRelease,
+        extensions: &'a [DropinExtension<'a>],
+    ) -> DropinImage<'a> {
+        DropinImage {
+            path: "/var/lib/portables/demosquash.raw",
+            root_file_name: "demosquash.raw",
+            file_name: "demosquash.raw",
+            kind: ImageKind::Raw,
+            release,
+            extensions,
+        }
+    }
 
     #[test]
     fn service_dropin_matches_portablectl_252() {
-        let img = DropinImage {
-            path: "/var/lib/portables/demosquash.raw",
-            file_name: "demosquash.raw",
-            kind: ImageKind::Raw,
-            extensions: &[],
-        };
+        let r = rel("ID=debian\nIMAGE_ID=demosquash\nIMAGE_VERSION=1\n");
         assert_eq!(
-            portable_dropin(252, "demosquash.service", &img, "/etc/os-release"),
+            portable_dropin(
+                252,
+                "demosquash.service",
+                &squash(&r, &[]),
+                "/etc/os-release"
+            ),
             "# Drop-in created for image '/var/lib/portables/demosquash.raw', do not edit.\n\
              \n\
              [Service]\n\
@@ -158,40 +267,133 @@ mod tests {
              BindReadOnlyPaths=/etc/os-release:/run/host/os-release\n\
              LogExtraFields=PORTABLE=demosquash.raw\n"
         );
+        assert_eq!(
+            portable_dropin(
+                253,
+                "demosquash.service",
+                &squash(&r, &[]),
+                "/etc/os-release"
+            ),
+            portable_dropin(
+                252,
+                "demosquash.service",
+                &squash(&r, &[]),
+                "/etc/os-release"
+            ),
+        );
+    }
+
+    /// What real `portablectl attach` 257 wrote (shared/notes/systemd-versions.md).
+    #[test]
+    fn service_dropin_matches_portablectl_257() {
+        let r = rel("ID=portabletest\nIMAGE_ID=demosquash\nIMAGE_VERSION=1\n");
+        for v in 254..=260 {
+            assert_eq!(
+                portable_dropin(v, "demosquash.service", &squash(&r, &[]), "/etc/os-release"),
+                "# Drop-in created for image '/var/lib/portables/demosquash.raw', do not edit.\n\
+                 \n\
+                 [Service]\n\
+                 RootImage=/var/lib/portables/demosquash.raw\n\
+                 Environment=PORTABLE=demosquash.raw\n\
+                 LogExtraFields=PORTABLE=demosquash.raw\n\
+                 LogExtraFields=PORTABLE_NAME_AND_VERSION=demosquash_1\n",
+                "{v}"
+            );
+        }
     }
 
     #[test]
-    fn other_units_get_the_marker_only() {
-        let img = DropinImage {
-            path: "/var/lib/portables/d",
-            file_name: "d",
-            kind: ImageKind::Directory,
-            extensions: &[],
-        };
+    fn name_and_version_fields() {
+        let nv = |text: &str| name_and_version(&rel(text), &PORTABLE_FIELDS);
+        assert_eq!(nv("ID=debian\nVERSION_ID=12\n"), Some("debian_12".into()));
+        assert_eq!(nv("ID=debian\nIMAGE_ID=app\n"), Some("app".into()));
         assert_eq!(
-            portable_dropin(252, "d.socket", &img, "/etc/os-release"),
-            "# Drop-in created for image '/var/lib/portables/d', do not edit.\n"
+            nv("ID=arch\nBUILD_ID=rolling\n"),
+            Some("arch_rolling".into())
+        );
+        assert_eq!(
+            nv("ID=a\nVERSION_ID=1\nBUILD_ID=b\nIMAGE_VERSION=3\n"),
+            Some("a_3".into())
+        );
+        assert_eq!(nv("VERSION_ID=12\n"), Some("12".into()));
+        assert_eq!(nv("NAME=x\n"), None);
+        // An empty field counts as present: it is not passed over for the next one.
+        assert_eq!(
+            nv("ID=debian\nIMAGE_ID=\nVERSION_ID=1\n"),
+            Some("_1".into())
+        );
+        assert_eq!(nv("ID=debian\nIMAGE_VERSION=\n"), Some("debian_".into()));
+        // The last assignment wins.
+        assert_eq!(nv("ID=a\nID=b\n"), Some("b".into()));
+        // Control characters: the field counts as absent, as from 257.
+        assert_eq!(nv("ID=\"a\nb\"\nVERSION_ID=1\n"), Some("1".into()));
+        assert_eq!(nv("ID=a\nVERSION_ID=\"1\x7f\"\n"), Some("a".into()));
+        assert_eq!(nv("ID=\"a\tb\"\n"), None);
+    }
+
+    #[test]
+    fn no_release_fields_no_line() {
+        let r = rel("NAME=x\n");
+        let text = portable_dropin(
+            257,
+            "demosquash.service",
+            &squash(&r, &[]),
+            "/etc/os-release",
+        );
+        assert!(
+            text.ends_with("LogExtraFields=PORTABLE=demosquash.raw\n"),
+            "{text}"
         );
     }
 
     #[test]
-    fn extensions_are_listed_for_every_service() {
-        let exts = [
+    fn other_units_get_the_marker_only() {
+        let r = rel("ID=x\n");
+        let img = DropinImage {
+            path: "/var/lib/portables/d",
+            root_file_name: "d",
+            file_name: "d",
+            kind: ImageKind::Directory,
+            release: &r,
+            extensions: &[],
+        };
+        for v in [252, 257] {
+            assert_eq!(
+                portable_dropin(v, "d.socket", &img, "/etc/os-release"),
+                "# Drop-in created for image '/var/lib/portables/d', do not edit.\n"
+            );
+        }
+    }
+
+    fn two_extensions<'a>(app: &'a OsRelease, conf: &'a OsRelease) -> [DropinExtension<'a>; 2] {
+        [
             DropinExtension {
                 path: "/var/lib/portables/app.raw",
                 file_name: "app.raw",
                 kind: ImageKind::Raw,
+                release: app,
             },
             DropinExtension {
                 path: "/srv/conf",
                 file_name: "conf",
                 kind: ImageKind::Directory,
+                release: conf,
             },
-        ];
+        ]
+    }
+
+    #[test]
+    fn extensions_252_every_service() {
+        let base = rel("ID=debian\nVERSION_ID=12\n");
+        let app = rel("ID=debian\nSYSEXT_ID=app\nSYSEXT_VERSION_ID=2\n");
+        let conf = rel("ID=debian\n");
+        let exts = two_extensions(&app, &conf);
         let img = DropinImage {
             path: "/var/lib/portables/base.raw",
+            root_file_name: "base.raw",
             file_name: "app.raw",
             kind: ImageKind::Raw,
+            release: &base,
             extensions: &exts,
         };
         assert_eq!(
@@ -204,13 +406,58 @@ mod tests {
              BindReadOnlyPaths=/etc/os-release:/run/host/os-release\n\
              LogExtraFields=PORTABLE=app.raw\n\
              ExtensionImages=/var/lib/portables/app.raw\n\
-             LogExtraFields=PORTABLE_EXTENSION=app.raw\n\
-             ExtensionDirectories=/srv/conf\n\
-             LogExtraFields=PORTABLE_EXTENSION=conf\n"
+             ExtensionDirectories=/srv/conf\n"
         );
         assert!(
             portable_dropin(252, "app.socket", &img, "/etc/os-release")
                 .ends_with(":/srv/conf', do not edit.\n")
+        );
+    }
+
+    #[test]
+    fn extensions_254_255_257() {
+        let base = rel("ID=debian\nIMAGE_ID=base\nIMAGE_VERSION=7\n");
+        let app = rel(
+            "ID=debian\nSYSEXT_ID=app\nSYSEXT_VERSION_ID=2\nCONFEXT_ID=appconf\nCONFEXT_VERSION_ID=\"3\x01\"\n",
+        );
+        let conf = rel("ID=debian\n");
+        let exts = two_extensions(&app, &conf);
+        let img = DropinImage {
+            path: "/var/lib/portables/base.raw",
+            root_file_name: "base.raw",
+            file_name: "base.raw",
+            kind: ImageKind::Raw,
+            release: &base,
+            extensions: &exts,
+        };
+        let head = "# Drop-in created for image '/var/lib/portables/base.raw:/var/lib/portables/app.raw:/srv/conf', do not edit.\n\
+             \n\
+             [Service]\n\
+             RootImage=/var/lib/portables/base.raw\n\
+             Environment=PORTABLE=base.raw\n\
+             LogExtraFields=PORTABLE=base.raw\n\
+             Environment=PORTABLE_ROOT=base.raw\n\
+             LogExtraFields=PORTABLE_ROOT=base.raw\n\
+             LogExtraFields=PORTABLE_ROOT_NAME_AND_VERSION=base_7\n\
+             \n\
+             ExtensionImages=/var/lib/portables/app.raw\n\
+             LogExtraFields=PORTABLE_EXTENSION=app.raw\n\
+             LogExtraFields=PORTABLE_EXTENSION_NAME_AND_VERSION=app_2\n";
+        let tail = "\n\
+             ExtensionDirectories=/srv/conf\n\
+             LogExtraFields=PORTABLE_EXTENSION=conf\n";
+        assert_eq!(
+            portable_dropin(254, "base.service", &img, "/etc/os-release"),
+            format!("{head}{tail}")
+        );
+        // 255 adds the confext fields (here the version has a control character: dropped).
+        assert_eq!(
+            portable_dropin(255, "base.service", &img, "/etc/os-release"),
+            format!("{head}LogExtraFields=PORTABLE_EXTENSION_NAME_AND_VERSION=appconf\n{tail}")
+        );
+        assert_eq!(
+            portable_dropin(257, "base.service", &img, "/etc/os-release"),
+            portable_dropin(255, "base.service", &img, "/etc/os-release"),
         );
     }
 
@@ -220,14 +467,22 @@ mod tests {
         assert_eq!(quote_word("PORTABLE=a b%.raw"), "\"PORTABLE=a b%%.raw\"");
         assert_eq!(quote_word("PORTABLE=x\"y"), "\"PORTABLE=x\\\"y\"");
         assert_eq!(quote_word("PORTABLE=foo_1.2.raw"), "PORTABLE=foo_1.2.raw");
+        let r = rel("ID=a b\nVERSION_ID=100%\n");
         let img = DropinImage {
             path: "/p/100%.raw",
+            root_file_name: "100%.raw",
             file_name: "100%.raw",
             kind: ImageKind::Raw,
+            release: &r,
             extensions: &[],
         };
         let text = portable_dropin(252, "x.service", &img, "/usr/lib/os-release");
         assert!(text.contains("RootImage=/p/100%%.raw\n"));
         assert!(text.contains("BindReadOnlyPaths=/usr/lib/os-release:/run/host/os-release\n"));
+        let text = portable_dropin(257, "x.service", &img, "/usr/lib/os-release");
+        assert!(
+            text.ends_with("LogExtraFields=\"PORTABLE_NAME_AND_VERSION=a b_100%%\"\n"),
+            "{text}"
+        );
     }
 }

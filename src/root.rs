@@ -21,6 +21,11 @@ impl Root {
     pub fn dir(&self) -> &Path {
         &self.0
     }
+
+    /// Whether this is the running system's own `/` (so `/proc` describes it).
+    pub fn is_host(&self) -> bool {
+        self.0 == Path::new("/")
+    }
 }
 
 impl Default for Root {

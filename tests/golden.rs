@@ -18,6 +18,10 @@
 //!   `<root>` and the output directory's as `<out>`. Missing means "not recorded yet": the case
 //!   fails, showing the actual stderr, until it is recorded.
 //! - `expected-status` (optional, default `0`): the expected exit status.
+//! - `systemd-versions` (optional, default `252 257`): the systemd versions the case runs
+//!   for, each with `--systemd-version N`. Where a version's result differs, the
+//!   expectation that differs has a copy of its own: `expected@N/`, `expected-log@N` or
+//!   `expected-status@N` applies to version N and later, up to the next such copy.
 //!
 //! The runner copies `root/`, builds the images, installs the repository's `profiles/` as
 //! `ROOT/usr/lib/portables-generator/profile/`, then runs
@@ -29,7 +33,9 @@
 //! nothing in ROOT was created, removed or changed.
 //!
 //! `UPDATE_GOLDEN=1 cargo test --test golden [NAME]` rewrites `expected/`, `expected-log` and
-//! `expected-status` from what the binary does instead of comparing (review with `git diff`).
+//! `expected-status` from what the binary does for the first version, and a copy `…@N` of
+//! each of them where a later version's differs from the version before (review with
+//! `git diff`).
 
 mod common;
 
@@ -45,6 +51,9 @@ use common::{
 use libtest_mimic::{Arguments, Failed, Trial};
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The versions a case runs for unless it says otherwise: the two that the boot suite boots.
+const DEFAULT_VERSIONS: [u32; 2] = [252, 257];
 
 fn main() {
     let args = Arguments::from_args();
@@ -122,7 +131,7 @@ fn run_case(case: &Path) -> Result<(), String> {
         &root.join(PROFILE_INSTALL_DIR),
     )?;
 
-    let args: Vec<String> = read_optional(&case.join("args"))?
+    let mut args: Vec<String> = read_optional(&case.join("args"))?
         .map(|text| text.split_whitespace().map(str::to_owned).collect())
         .unwrap_or_default();
     let env = if case.join("env").exists() {
@@ -130,20 +139,125 @@ fn run_case(case: &Path) -> Result<(), String> {
     } else {
         Vec::new()
     };
-
-    let before = list_paths(&root)?;
-    let first = run_once(&root, &base.join("out"), &args, &env)?;
-    let second = run_once(&root, &base.join("out2"), &args, &env)?;
-    let after = list_paths(&root)?;
-
-    let mut problems: Vec<String> = Vec::new();
-
-    let changes = snapshot_changes(&before, &after);
-    if !changes.is_empty() {
-        problems.push(format!("the root was modified:\n{}", changes.join("\n")));
+    let versions = case_versions(case)?;
+    if update_mode() {
+        remove_version_sets(case)?;
     }
 
-    // Determinism: the second run must do exactly what the first did.
+    let mut problems: Vec<String> = Vec::new();
+    let mut recorded: Option<Run> = None;
+    let before = list_paths(&root)?;
+    let n_args = args.len();
+    for &version in &versions {
+        args.truncate(n_args);
+        args.extend(["--systemd-version".to_owned(), version.to_string()]);
+        let outs = (
+            base.join(format!("out-{version}")),
+            base.join(format!("out2-{version}")),
+        );
+        let first = run_once(&root, &outs.0, &args, &env)?;
+        let second = run_once(&root, &outs.1, &args, &env)?;
+        let mut found = check_run(&first, &second);
+        if update_mode() {
+            record(case, version, recorded.as_ref(), &first)?;
+            recorded = Some(first);
+        } else {
+            found.extend(compare_expectations(case, version, &first)?);
+        }
+        if !found.is_empty() {
+            let mut report = format!("==> systemd {version}:\n");
+            for problem in &found {
+                report.push_str("==> ");
+                report.push_str(problem.trim_end());
+                report.push_str("\n\n");
+            }
+            problems.push(report);
+        }
+    }
+    let after = list_paths(&root)?;
+    let changes = snapshot_changes(&before, &after);
+    if !changes.is_empty() {
+        problems.push(format!(
+            "==> the root was modified:\n{}",
+            changes.join("\n")
+        ));
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(problems.join("\n"))
+}
+
+/// The versions a case runs for.
+fn case_versions(case: &Path) -> Result<Vec<u32>, String> {
+    let file = case.join("systemd-versions");
+    let Some(text) = read_optional(&file)? else {
+        return Ok(DEFAULT_VERSIONS.to_vec());
+    };
+    let mut versions = text
+        .split_whitespace()
+        .map(|w| {
+            w.parse()
+                .map_err(|e| format!("{}: '{w}': {e}", file.display()))
+        })
+        .collect::<Result<Vec<u32>, String>>()?;
+    versions.sort_unstable();
+    versions.dedup();
+    if versions.is_empty() {
+        return Err(format!("{} names no version", file.display()));
+    }
+    Ok(versions)
+}
+
+/// The file of the case holding expectation `what` (`expected`, `expected-log`,
+/// `expected-status`) for `version`: `what@N` of the latest N not after it, else `what`.
+fn expectation(case: &Path, what: &str, version: u32) -> Result<PathBuf, String> {
+    let mut best: Option<u32> = None;
+    for entry in fs::read_dir(case).map_err(|e| format!("{}: {e}", case.display()))? {
+        let entry = entry.map_err(|e| format!("{}: {e}", case.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(n) = name
+            .strip_prefix(what)
+            .and_then(|rest| rest.strip_prefix('@'))
+        else {
+            continue;
+        };
+        let n: u32 = n
+            .parse()
+            .map_err(|e| format!("{}: not a version: {e}", entry.path().display()))?;
+        if n <= version && best.is_none_or(|b| n > b) {
+            best = Some(n);
+        }
+    }
+    Ok(match best {
+        Some(n) => case.join(format!("{what}@{n}")),
+        None => case.join(what),
+    })
+}
+
+/// UPDATE_GOLDEN=1 records every set anew.
+fn remove_version_sets(case: &Path) -> Result<(), String> {
+    for entry in fs::read_dir(case).map_err(|e| format!("{}: {e}", case.display()))? {
+        let path = entry
+            .map_err(|e| format!("{}: {e}", case.display()))?
+            .path();
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        if !name.starts_with("expected") || !name.contains('@') {
+            continue;
+        }
+        let removed = if path.is_dir() {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+        removed.map_err(|e| format!("removing {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// What holds for every run, whatever is expected: determinism, modes, no stdout.
+fn check_run(first: &Run, second: &Run) -> Vec<String> {
+    let mut problems = Vec::new();
     let mut repeat = compare_trees(&first.tree, &second.tree, "run1", "run2", true);
     if first.out.status != second.out.status {
         repeat.push(format!(
@@ -166,7 +280,6 @@ fn run_case(case: &Path) -> Result<(), String> {
             repeat.join("\n")
         ));
     }
-
     let modes = check_output_modes(&first.tree);
     if !modes.is_empty() {
         problems.push(format!("wrong modes in the output:\n{}", modes.join("\n")));
@@ -177,35 +290,21 @@ fn run_case(case: &Path) -> Result<(), String> {
             String::from_utf8_lossy(&first.out.stdout)
         ));
     }
-
-    if update_mode() {
-        record(case, &first)?;
-    } else {
-        problems.extend(compare_expectations(case, &first)?);
+    if !problems.is_empty() {
+        problems.push(format!(
+            "actual result: {}, stderr:\n{}",
+            describe_status(first.out.status),
+            first.log
+        ));
     }
-
-    if problems.is_empty() {
-        return Ok(());
-    }
-    let mut report = String::new();
-    for problem in &problems {
-        report.push_str("==> ");
-        report.push_str(problem.trim_end());
-        report.push_str("\n\n");
-    }
-    report.push_str(&format!(
-        "==> actual result: {}, stderr:\n{}",
-        describe_status(first.out.status),
-        first.log
-    ));
-    Err(report)
+    problems
 }
 
 /// Compares a run with the case's `expected-status`, `expected-log` and `expected/`.
-fn compare_expectations(case: &Path, run: &Run) -> Result<Vec<String>, String> {
+fn compare_expectations(case: &Path, version: u32, run: &Run) -> Result<Vec<String>, String> {
     let mut problems = Vec::new();
 
-    let status_file = case.join("expected-status");
+    let status_file = expectation(case, "expected-status", version)?;
     let expected_status: i32 = match read_optional(&status_file)? {
         Some(text) => text
             .trim()
@@ -220,10 +319,12 @@ fn compare_expectations(case: &Path, run: &Run) -> Result<Vec<String>, String> {
         ));
     }
 
-    match read_optional(&case.join("expected-log"))? {
+    let log_file = expectation(case, "expected-log", version)?;
+    let log_name = log_file.file_name().unwrap_or_default().to_string_lossy();
+    match read_optional(&log_file)? {
         Some(expected) if expected == run.log => {}
         Some(expected) => problems.push(format!(
-            "stderr differs from expected-log:\n{}",
+            "stderr differs from {log_name}:\n{}",
             unified_diff(&expected, &run.log, "expected-log", "actual stderr")
         )),
         None => problems.push(
@@ -233,13 +334,17 @@ fn compare_expectations(case: &Path, run: &Run) -> Result<Vec<String>, String> {
         ),
     }
 
-    let expected_dir = case.join("expected");
+    let expected_dir = expectation(case, "expected", version)?;
     if expected_dir.is_dir() {
         let expected = read_tree(&expected_dir, Some(EMPTY_MARKER))?;
         let diffs = compare_trees(&expected, &run.tree, "expected", "actual", false);
         if !diffs.is_empty() {
             problems.push(format!(
-                "the output differs from expected/:\n{}",
+                "the output differs from {}/:\n{}",
+                expected_dir
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy(),
                 diffs.join("\n")
             ));
         }
@@ -249,34 +354,57 @@ fn compare_expectations(case: &Path, run: &Run) -> Result<Vec<String>, String> {
             expected_dir.display()
         ));
     }
+    if !problems.is_empty() {
+        problems.push(format!(
+            "actual result: {}, stderr:\n{}",
+            describe_status(run.out.status),
+            run.log
+        ));
+    }
     Ok(problems)
 }
 
-/// UPDATE_GOLDEN=1: writes the run's result as the case's expectations.
-fn record(case: &Path, run: &Run) -> Result<(), String> {
+/// UPDATE_GOLDEN=1: writes the run's result for `version` as the case's expectations: the
+/// plain files for the first version, `…@VERSION` copies of what differs from `before` (the
+/// result of the version before) for the others.
+fn record(case: &Path, version: u32, before: Option<&Run>, run: &Run) -> Result<(), String> {
     let Some(code) = run.out.status.code() else {
         return Err(format!(
             "not recording a run that was {}",
             describe_status(run.out.status)
         ));
     };
-    let expected_dir = case.join("expected");
-    if expected_dir.exists() {
-        fs::remove_dir_all(&expected_dir)
-            .map_err(|e| format!("removing {}: {e}", expected_dir.display()))?;
-    }
-    write_tree(&run.tree, &expected_dir)?;
-    let log_file = case.join("expected-log");
-    fs::write(&log_file, &run.log).map_err(|e| format!("writing {}: {e}", log_file.display()))?;
-    let status_file = case.join("expected-status");
-    if code == 0 {
-        if status_file.exists() {
-            fs::remove_file(&status_file)
-                .map_err(|e| format!("removing {}: {e}", status_file.display()))?;
+    let suffix = match before {
+        None => String::new(),
+        Some(_) => format!("@{version}"),
+    };
+    let tree_differs =
+        before.is_none_or(|b| !compare_trees(&b.tree, &run.tree, "a", "b", true).is_empty());
+    if tree_differs {
+        let expected_dir = case.join(format!("expected{suffix}"));
+        if expected_dir.exists() {
+            fs::remove_dir_all(&expected_dir)
+                .map_err(|e| format!("removing {}: {e}", expected_dir.display()))?;
         }
-    } else {
-        fs::write(&status_file, format!("{code}\n"))
-            .map_err(|e| format!("writing {}: {e}", status_file.display()))?;
+        write_tree(&run.tree, &expected_dir)?;
+    }
+    if before.is_none_or(|b| b.log != run.log) {
+        let log_file = case.join(format!("expected-log{suffix}"));
+        fs::write(&log_file, &run.log)
+            .map_err(|e| format!("writing {}: {e}", log_file.display()))?;
+    }
+    let status_file = case.join(format!("expected-status{suffix}"));
+    match before {
+        None if code == 0 => {
+            if status_file.exists() {
+                fs::remove_file(&status_file)
+                    .map_err(|e| format!("removing {}: {e}", status_file.display()))?;
+            }
+        }
+        Some(b) if b.out.status.code() == Some(code) => {}
+        // A later version's status is written even when 0, to override the one before.
+        _ => fs::write(&status_file, format!("{code}\n"))
+            .map_err(|e| format!("writing {}: {e}", status_file.display()))?,
     }
     Ok(())
 }
