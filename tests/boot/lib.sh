@@ -28,8 +28,10 @@ not_ok() {
         # The latest run of the generator (a reload runs it again) is the one that matters.
         local last
         last=$(grep -o 'portables-generator\[[0-9]*\]' "$work/$current/run/kmsg.log" | tail -n1)
-        say "    | $last on /dev/kmsg in boot '$current':"
-        grep -F "$last" "$work/$current/run/kmsg.log" | sed 's/^/    |   /'
+        if [[ -n $last ]]; then
+            say "    | $last on /dev/kmsg in boot '$current':"
+            grep -F "$last" "$work/$current/run/kmsg.log" | sed 's/^/    |   /'
+        fi
     fi
 }
 
