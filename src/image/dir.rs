@@ -164,14 +164,14 @@ impl Fs for DirFs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::xattr_fixture::{self, Scope};
+    use crate::image::xattr_fixture;
 
     #[test]
     fn reads_xattrs() {
         let Some(built) = xattr_fixture::build("tree", "", &[]) else {
             return;
         };
-        xattr_fixture::check(&DirFs::new(built.img.clone()), Scope::Everything);
+        xattr_fixture::check(&DirFs::new(built.img.clone()));
         xattr_fixture::check_tree(Box::new(DirFs::new(built.img.clone())));
     }
 }

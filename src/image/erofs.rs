@@ -374,7 +374,7 @@ mod tests {
     use super::*;
     use crate::image::MAX_FILE_BYTES;
     use crate::image::fixture::{self, Built};
-    use crate::image::xattr_fixture::{self, Scope};
+    use crate::image::xattr_fixture;
 
     fn mkfs(extra: &[&str]) -> Option<Built> {
         let mut args = vec!["--quiet", "--all-root"];
@@ -413,7 +413,7 @@ mod tests {
                 assert_eq!(r.unwrap(), None);
                 continue;
             }
-            xattr_fixture::check(&*fs, Scope::Everything);
+            xattr_fixture::check(&*fs);
             xattr_fixture::check_tree(fs);
         }
     }

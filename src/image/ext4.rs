@@ -394,7 +394,7 @@ mod tests {
     use super::*;
     use crate::image::MAX_FILE_BYTES;
     use crate::image::fixture::{self, Built};
-    use crate::image::xattr_fixture::{self, Scope};
+    use crate::image::xattr_fixture;
 
     fn mkfs(extra: &[&str]) -> Option<Built> {
         let mut args = vec!["-q", "-d", "{tree}", "-E", "root_owner=0:0"];
@@ -447,7 +447,7 @@ mod tests {
                 return;
             };
             let fs = open(fixture::source(&built.img)).unwrap();
-            xattr_fixture::check(&*fs, Scope::Everything);
+            xattr_fixture::check(&*fs);
             xattr_fixture::check_tree(fs);
         }
     }
@@ -467,11 +467,7 @@ mod tests {
         let Some(built) = mkfs_xattrs(&[]) else {
             return;
         };
-        let tree = built.dir.path().join("tree");
-        let dir = tree.join("usr/lib/extension-release.d");
-        for i in 0..600 {
-            std::fs::write(dir.join(format!("filler-with-a-longer-name-{i:04}")), b"").unwrap();
-        }
+        let tree = xattr_fixture::add_fillers(&built, "/usr/lib/extension-release.d", 600);
         let img = built.dir.path().join("many.ext4");
         let out = std::process::Command::new(fixture::tool("mkfs.ext4").unwrap())
             .args(["-q", "-b", "1024", "-d"])

@@ -367,7 +367,7 @@ impl Raw {
             let mut entry = [0u8; 4];
             let at = block
                 .checked_mul(self.block_size)
-                .map(|b| b + index * 4)
+                .and_then(|b| b.checked_add(index * 4))
                 .ok_or_else(|| corrupt(format!("block {block} beyond the end")))?;
             self.read(&mut entry, at)?;
             block = u64::from(u32::from_le_bytes(entry));
@@ -519,7 +519,10 @@ fn find_xattr(
     if size as u64 > limit {
         return Err(xattr_too_large(size as u64, limit));
     }
-    Ok(Some(area[offs..offs + size].to_vec()))
+    // An empty value's offset is not checked above (nor by the kernel): it may be anything.
+    Ok(Some(
+        area.get(offs..offs + size).unwrap_or_default().to_vec(),
+    ))
 }
 
 #[cfg(test)]
@@ -567,6 +570,10 @@ mod tests {
             find_xattr(&bad, 0, 1, b"a", 999),
             Err(FsError::Corrupt(_))
         ));
+        // An empty value may have any offset.
+        let mut empty = entry(1, b"e", 0xffff, 0);
+        empty.extend([0; 4]);
+        assert_eq!(find_xattr(&empty, 0, 1, b"e", 9).unwrap().unwrap(), b"");
         // No terminating entry.
         assert!(matches!(
             find_xattr(&area[..20], 0, 1, b"a", 9),

@@ -5,14 +5,21 @@
 //! index selects a 16-byte id in the id table (`xattr_id_table_start` in the superblock),
 //! which points into a stream of metadata blocks holding the inode's name/value pairs.
 //! Metadata blocks are decompressed with backhand's own decompressors.
+//!
+//! backhand keeps the index of regular files only; for directories, symlinks and special
+//! files the inode is found here from the root inode through the directory table.
 
 use std::cell::Cell;
 
 use backhand::BackhandError;
 use backhand::compression::{CompressionAction, Compressor, DefaultCompressor};
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path};
+
 use super::source::Source;
-use super::{FsError, xattr_too_large};
+use super::{FileKind, FsError, MAX_PATH_DEPTH, xattr_too_large};
 
 /// A superblock field with no table behind it.
 const NOT_SET: u64 = u64::MAX;
@@ -34,8 +41,11 @@ pub struct Table {
     compressor: u16,
     /// Start of the id table header, or [`NOT_SET`].
     id_table: u64,
-    /// Start of the filesystem's `bytes_used`: nothing lies beyond it.
+    /// The file system's size: nothing lies beyond it.
     bytes_used: u64,
+    root_inode: u64,
+    inode_table: u64,
+    dir_table: u64,
 }
 
 fn le16(b: &[u8], at: usize) -> u16 {
@@ -54,6 +64,26 @@ fn le64(b: &[u8], at: usize) -> u64 {
 
 fn corrupt(why: impl Into<String>) -> FsError {
     FsError::Corrupt(format!("xattr table: {}", why.into()))
+}
+
+fn inode_corrupt(why: impl Into<String>) -> FsError {
+    FsError::Corrupt(format!("inode lookup for xattrs: {}", why.into()))
+}
+
+/// Where a directory's listing is in the directory table.
+#[derive(Clone, Copy)]
+struct DirRef {
+    block: u32,
+    size: u32,
+    offset: u16,
+}
+
+/// What the xattr lookup needs of an inode.
+struct InodeInfo {
+    kind: FileKind,
+    /// The xattr index; `u32::MAX` for none (basic inodes have none).
+    xattr: u32,
+    dir: Option<DirRef>,
 }
 
 /// The namespace type squashfs stores for a full name, and the rest of the name.
@@ -81,7 +111,154 @@ impl Table {
             compressor: le16(&sb, 20),
             id_table,
             bytes_used: le64(&sb, 40),
+            root_inode: le64(&sb, 32),
+            inode_table: le64(&sb, 64),
+            dir_table: le64(&sb, 72),
         })
+    }
+
+    /// The xattr index and kind of the inode at `path`, found from the root through the
+    /// directory table without following symlinks (as mksquashfs writes them: each
+    /// directory's listing is a run of headers, each followed by its entries).
+    pub fn index_of(&self, path: &Path) -> Result<(u32, FileKind), FsError> {
+        let budget = Cell::new(MAX_BLOCKS);
+        let mut inode = self.inode(self.root_inode, &budget)?;
+        for (depth, c) in path.components().enumerate() {
+            let Component::Normal(name) = c else { continue };
+            if depth > MAX_PATH_DEPTH {
+                return Err(FsError::Corrupt("path too deep".into()));
+            }
+            let Some(dir) = inode.dir else {
+                return Err(FsError::NotADirectory);
+            };
+            let reference = self
+                .find_in_dir(dir, name, &budget)?
+                .ok_or(FsError::NotFound)?;
+            inode = self.inode(reference, &budget)?;
+        }
+        Ok((inode.xattr, inode.kind))
+    }
+
+    /// The inode at `reference`: block `reference >> 16` of the inode table, then the
+    /// offset in its data.
+    fn inode(&self, reference: u64, budget: &Cell<usize>) -> Result<InodeInfo, FsError> {
+        let block = self
+            .inode_table
+            .checked_add(reference >> 16)
+            .filter(|&b| b < self.dir_table)
+            .ok_or_else(|| inode_corrupt("a reference past the inode table"))?;
+        let mut s = Stream::new(self, block, self.dir_table, budget)?;
+        s.skip(reference & 0xffff)?;
+        let head = s.read(16)?;
+        let kind = le16(&head, 0);
+        let word = |s: &mut Stream<'_, '_>| Ok::<_, FsError>(le32(&s.read(4)?, 0));
+        let basic = |kind| InodeInfo {
+            kind,
+            xattr: u32::MAX,
+            dir: None,
+        };
+        Ok(match kind {
+            1 => {
+                let b = s.read(16)?;
+                InodeInfo {
+                    dir: Some(DirRef {
+                        block: le32(&b, 0),
+                        size: u32::from(le16(&b, 8)),
+                        offset: le16(&b, 10),
+                    }),
+                    ..basic(FileKind::Dir)
+                }
+            }
+            8 => {
+                let b = s.read(24)?;
+                InodeInfo {
+                    kind: FileKind::Dir,
+                    dir: Some(DirRef {
+                        block: le32(&b, 8),
+                        size: le32(&b, 4),
+                        offset: le16(&b, 18),
+                    }),
+                    xattr: le32(&b, 20),
+                }
+            }
+            2 | 9 => {
+                // Regular files come with their block list: backhand answers for them.
+                return Err(inode_corrupt("regular file reached through the inode walk"));
+            }
+            3 => basic(FileKind::Symlink),
+            10 => {
+                let b = s.read(8)?;
+                let len = le32(&b, 4);
+                if u64::from(len) > super::MAX_LINK_BYTES {
+                    return Err(inode_corrupt(format!("symlink of {len} bytes")));
+                }
+                s.skip(u64::from(len))?;
+                InodeInfo {
+                    xattr: word(&mut s)?,
+                    ..basic(FileKind::Symlink)
+                }
+            }
+            4..=7 => basic(FileKind::Other),
+            11 | 12 => {
+                s.skip(8)?;
+                InodeInfo {
+                    xattr: word(&mut s)?,
+                    ..basic(FileKind::Other)
+                }
+            }
+            13 | 14 => {
+                s.skip(4)?;
+                InodeInfo {
+                    xattr: word(&mut s)?,
+                    ..basic(FileKind::Other)
+                }
+            }
+            t => return Err(inode_corrupt(format!("inode type {t}"))),
+        })
+    }
+
+    /// The inode reference of `name` in a directory.
+    fn find_in_dir(
+        &self,
+        dir: DirRef,
+        name: &OsStr,
+        budget: &Cell<usize>,
+    ) -> Result<Option<u64>, FsError> {
+        // The size counts `.` and `..`, which are not stored.
+        let Some(mut left) = dir.size.checked_sub(3) else {
+            return Ok(None);
+        };
+        let block = self
+            .dir_table
+            .checked_add(u64::from(dir.block))
+            .filter(|&b| b < self.bytes_used)
+            .ok_or_else(|| inode_corrupt("a directory past the directory table"))?;
+        let mut s = Stream::new(self, block, self.bytes_used, budget)?;
+        s.skip(u64::from(dir.offset))?;
+        let name = name.as_bytes();
+        while left > 0 {
+            let head = s.read(12)?;
+            let (count, start) = (le32(&head, 0), le32(&head, 4));
+            // Stored one less; mksquashfs writes at most 256 entries per header.
+            if count >= 256 {
+                return Err(inode_corrupt(format!("{} entries in a header", count + 1)));
+            }
+            left = left
+                .checked_sub(12)
+                .ok_or_else(|| inode_corrupt("directory listing longer than its size"))?;
+            for _ in 0..=count {
+                let e = s.read(8)?;
+                let (offset, len) = (le16(&e, 0), usize::from(le16(&e, 6)) + 1);
+                let here = s.read(len)?;
+                left = left
+                    .checked_sub(8 + len as u32)
+                    .ok_or_else(|| inode_corrupt("directory listing longer than its size"))?;
+                if here == name {
+                    return Ok(Some(u64::from(start) << 16 | u64::from(offset)));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// The value of `name` among the xattrs with index `index` (from the inode).
