@@ -432,6 +432,9 @@ mod tests {
             fn read_file(&self, p: &Path, limit: u64) -> Result<Vec<u8>, FsError> {
                 self.0.read_file(p, limit)
             }
+            fn xattr(&self, p: &Path, n: &str, limit: u64) -> Result<Option<Vec<u8>>, FsError> {
+                self.0.xattr(p, n, limit)
+            }
         }
         let t = Tree::new(Box::new(Twice(
             MemFs::new().file(&format!("{DIR}/extension-release.app"), b"ID=debian\n"),
