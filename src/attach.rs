@@ -112,7 +112,7 @@ fn read_inner(root: &Root, p: &Portable, systemd: u32) -> Result<Read, String> {
         }
     }
     let tree = open_image(&root.join(&image.path), image.kind, trust)?;
-    let os_release = read_os_release(&tree)?;
+    let os_release = read_os_release(&tree, systemd)?;
 
     // Extensions: each must exist, carry extension-release data matching the root image,
     // and may widen the acceptable prefixes.

@@ -117,13 +117,13 @@ pub fn read_extension_release(
     for &dir in dirs {
         let exact = Path::new(dir).join(format!("{RELEASE_PREFIX}{name}"));
         match tree.resolve(&exact, true) {
-            Ok(found) => return read_release(tree, &exact, found.path),
+            Ok(found) => return read_release(tree, &exact, found.path, systemd),
             // A dangling symlink is as good as absent, as for chase() in systemd.
             Err(FsError::NotFound) => {}
             Err(e) => return Err(format!("cannot read {}: {e}", exact.display())),
         }
         if let Some(path) = fallback(tree, dir, name, systemd)? {
-            return read_release(tree, &path, path.clone());
+            return read_release(tree, &path, path.clone(), systemd);
         }
         looked_for.push(exact.display().to_string());
     }
@@ -209,12 +209,17 @@ fn strict_is_false(tree: &Tree, path: &Path, systemd: u32) -> bool {
             .any(|f| value.eq_ignore_ascii_case(f.as_bytes()))
 }
 
-fn read_release(tree: &Tree, shown: &Path, path: PathBuf) -> Result<(PathBuf, OsRelease), String> {
+fn read_release(
+    tree: &Tree,
+    shown: &Path,
+    path: PathBuf,
+    systemd: u32,
+) -> Result<(PathBuf, OsRelease), String> {
     let bytes = tree
         .read_file(&path, MAX_FILE_BYTES)
         .map_err(|e| format!("cannot read {}: {e}", shown.display()))?;
-    let release =
-        os_release::parse(&bytes).map_err(|e| format!("cannot parse {}: {e}", path.display()))?;
+    let release = os_release::parse_for(&bytes, systemd)
+        .map_err(|e| format!("cannot parse {}: {e}", path.display()))?;
     Ok((path, release))
 }
 

@@ -125,7 +125,8 @@ pub fn crc32(data: &[u8]) -> u32 {
 /// With `FUZZ_VERBOSE=1` what was read is printed, to check that seeds get through (run a
 /// target binary with file names as arguments to execute just those inputs).
 pub fn drive_tree(tree: &Tree) {
-    let os_release = read_os_release(tree);
+    let newest = portables_generator::systemd_version::NEWEST;
+    let os_release = read_os_release(tree, newest);
     let units = read_units(tree, |_| true);
     if let Ok(units) = &units {
         for unit in &units.found {
@@ -134,7 +135,7 @@ pub fn drive_tree(tree: &Tree) {
             }
         }
     }
-    let ext = extension::read_extension_release(tree, "app");
+    let ext = extension::read_extension_release(tree, "app_1", newest);
     // Extended attributes, as systemd reads them on extension-release files.
     let dir = Path::new("/usr/lib/extension-release.d");
     if let Ok((dir, entries)) = tree.read_dir(dir) {
