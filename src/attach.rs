@@ -112,7 +112,7 @@ fn read_inner(root: &Root, p: &Portable, systemd: u32) -> Result<Read, String> {
         }
     }
     let tree = open_image(&root.join(&image.path), image.kind, trust)?;
-    let os_release = read_os_release(&tree)?;
+    let os_release = read_os_release(&tree, systemd)?;
 
     // Extensions: each must exist, carry extension-release data matching the root image,
     // and may widen the acceptable prefixes.
@@ -135,7 +135,7 @@ fn read_inner(root: &Root, p: &Portable, systemd: u32) -> Result<Read, String> {
         let ext_name = extension::extension_name(&ext.file_name, kind);
         let (_, ext_release) = extension::read_extension_release(&ext_tree, &ext_name, systemd)
             .map_err(|e| format!("extension {}: {e}", ext.path.display()))?;
-        extension::validate(&ext_name, &ext_release, &os_release)
+        extension::validate(&ext_name, &ext_release, &os_release, systemd)
             .map_err(|e| format!("extension {}: {e}", ext.path.display()))?;
         let more = extension::portable_prefixes(&ext_release);
         if !more.is_empty() {
@@ -168,11 +168,21 @@ fn read_inner(root: &Root, p: &Portable, systemd: u32) -> Result<Read, String> {
                 extensions[i].image.path.display()
             )
         })?;
-        // An extension's /usr lies over the root image's, so its unit is the one the
-        // service would see.
+        // The root image's unit, then the first extension's, wins: portable.c adds each
+        // extension's units with hashmap_move(), which keeps the names it has already.
         for mut u in more.found {
+            if units.iter().any(|old| old.name == u.name) {
+                skipped.push(UnitSkip {
+                    name: u.name.clone(),
+                    reason: format!(
+                        "extension {} provides it too; the one found first is attached, as portablectl does",
+                        extensions[i].image.path.display()
+                    ),
+                    warn: false,
+                });
+                continue;
+            }
             u.extension = Some(i);
-            units.retain(|old| old.name != u.name);
             units.push(u);
         }
         skipped.extend(more.skipped);

@@ -80,15 +80,23 @@ fn base_name(name: &str) -> Option<&str> {
     image_name_is_valid(base).then_some(base)
 }
 
-/// Find and parse the extension-release file of the extension `name` inside `tree`.
+/// Where system extensions, then configuration extensions (looked for from 255), keep their
+/// release file (`image_class_release_info[]`).
+const RELEASE_DIRS: [&str; 2] = [RELEASE_DIR, "/etc/extension-release.d"];
+
+/// The extended attribute by which an image's author lets a release file of another name
+/// count (`extension_release_strict_xattr_value()` in src/basic/os-util.c).
+const STRICT_XATTR: &str = "user.extension-release.strict";
+
+/// Find and parse the extension-release file of the extension `name` inside `tree`, as
+/// portablectl of systemd `systemd` does (`extract_now()` in src/portable/portable.c calling
+/// `open_extension_release()` in src/basic/os-util.c).
 ///
-/// `/usr/lib/extension-release.d/extension-release.NAME` is used when it exists (symlinks are
-/// followed inside the image). Otherwise the directory may hold one regular file
-/// `extension-release.BASE`, BASE being NAME cut at the first `_` or `+`, as newer systemd
-/// (`open_extension_release_at()`) accepts; systemd 252 has no such fallback and would refuse
-/// `app_1.2.raw` carrying only `extension-release.app`. systemd also accepts any single file
-/// tagged with the xattr `user.extension-release.strict=0`; the image readers expose no
-/// extended attributes, so such images are refused here as lacking extension-release data.
+/// For each class in turn (confext only from 255): `DIR/extension-release.NAME` when it
+/// exists (symlinks followed inside the image); otherwise the one regular file
+/// `DIR/extension-release.OTHER` whose `user.extension-release.strict` attribute is false
+/// (every version), or whose OTHER is NAME cut at the first `_` or `+` (from 256:
+/// `app_1.2.raw` with `extension-release.app`). Two such files are an error, as in systemd.
 pub fn read_extension_release(
     tree: &Tree,
     name: &str,
@@ -100,72 +108,132 @@ pub fn read_extension_release(
             printable(name)
         ));
     }
-    let exact = Path::new(RELEASE_DIR).join(format!("{RELEASE_PREFIX}{name}"));
-    match tree.resolve(&exact, true) {
-        Ok(found) => return read_release(tree, &exact, found.path),
-        // A dangling symlink is as good as absent, as for chase() in systemd.
-        Err(FsError::NotFound) => {}
-        Err(e) => return Err(format!("cannot read {}: {e}", exact.display())),
-    }
-
-    let missing = || {
-        format!(
-            "lacks extension-release data ({} not found)",
-            exact.display()
-        )
+    let dirs = if systemd >= 255 {
+        &RELEASE_DIRS[..]
+    } else {
+        &RELEASE_DIRS[..1]
     };
-    let (dir, entries) = match tree.read_dir(Path::new(RELEASE_DIR)) {
-        Ok(listing) => listing,
-        Err(FsError::NotFound) => return Err(missing()),
-        Err(e) => return Err(format!("cannot read {RELEASE_DIR}: {e}")),
-    };
-    let Some(base) = base_name(name) else {
-        return Err(missing());
-    };
-    // Only regular files count, not symlinks: systemd opens candidates with O_NOFOLLOW.
-    let candidates: Vec<&str> = entries
-        .iter()
-        .filter(|e| e.kind == FileKind::File)
-        .filter_map(|e| std::str::from_utf8(&e.name).ok())
-        .filter(|n| {
-            n.strip_prefix(RELEASE_PREFIX)
-                .is_some_and(|suffix| image_name_is_valid(suffix) && suffix == base)
-        })
-        .collect();
-    match candidates.as_slice() {
-        [] => Err(missing()),
-        // The unit would fail at start: PID 1 checks the same file by the same rules.
-        [one] if systemd < 256 => Err(format!(
-            "lacks extension-release data: {} not found, and systemd {systemd} does not accept {one} in its place",
-            exact.display(),
-        )),
-        [one] => {
-            let path = dir.join(one);
-            read_release(tree, &path, path.clone())
+    let mut looked_for = Vec::new();
+    for &dir in dirs {
+        let exact = Path::new(dir).join(format!("{RELEASE_PREFIX}{name}"));
+        match tree.resolve(&exact, true) {
+            Ok(found) => return read_release(tree, &exact, found.path, systemd),
+            // A dangling symlink is as good as absent, as for chase() in systemd.
+            Err(FsError::NotFound) => {}
+            Err(e) => return Err(format!("cannot read {}: {e}", exact.display())),
         }
-        // Only a damaged directory listing can name one file twice; systemd's ENOTUNIQ.
-        several => Err(format!(
-            "ambiguous extension-release data: {} entries named {} in {}",
-            several.len(),
-            several[0],
-            dir.display()
-        )),
+        if let Some(path) = fallback(tree, dir, name, systemd)? {
+            return read_release(tree, &path, path.clone(), systemd);
+        }
+        looked_for.push(exact.display().to_string());
     }
+    let mut why = format!(
+        "lacks extension-release data ({} not found",
+        looked_for.join(" or ")
+    );
+    if systemd < 256 {
+        // The likeliest cause, which newer versions forgive: a file named for the base name.
+        if let Some(base) = base_name(name)
+            && let Ok((dir, entries)) = tree.read_dir(Path::new(RELEASE_DIR))
+            && entries.iter().any(|e| {
+                e.kind == FileKind::File && e.name == format!("{RELEASE_PREFIX}{base}").as_bytes()
+            })
+        {
+            why.push_str(&format!(
+                ", and systemd {systemd} does not accept {} in its place",
+                dir.join(format!("{RELEASE_PREFIX}{base}")).display()
+            ));
+        }
+    }
+    why.push(')');
+    Err(why)
 }
 
-fn read_release(tree: &Tree, shown: &Path, path: PathBuf) -> Result<(PathBuf, OsRelease), String> {
+/// The release file of another name that systemd accepts in `dir`, if there is one.
+fn fallback(tree: &Tree, dir: &str, name: &str, systemd: u32) -> Result<Option<PathBuf>, String> {
+    let (resolved, entries) = match tree.read_dir(Path::new(dir)) {
+        Ok(listing) => listing,
+        Err(FsError::NotFound | FsError::NotADirectory) => return Ok(None),
+        Err(e) => return Err(format!("cannot read {dir}: {e}")),
+    };
+    let base = if systemd >= 256 {
+        base_name(name)
+    } else {
+        None
+    };
+    let mut found: Option<PathBuf> = None;
+    // Only regular files count, not symlinks: systemd opens candidates with O_NOFOLLOW.
+    for entry in entries.iter().filter(|e| e.kind == FileKind::File) {
+        let Some(other) = std::str::from_utf8(&entry.name)
+            .ok()
+            .and_then(|n| n.strip_prefix(RELEASE_PREFIX))
+            .filter(|o| image_name_is_valid(o))
+        else {
+            continue;
+        };
+        let path = resolved.join(format!("{RELEASE_PREFIX}{other}"));
+        if Some(other) != base && !strict_is_false(tree, &path, systemd) {
+            continue;
+        }
+        if let Some(first) = &found {
+            // systemd's ENOTUNIQ: the fallback must not be ambiguous.
+            return Err(format!(
+                "ambiguous extension-release data: {} and {} both stand for {}",
+                first.display(),
+                path.display(),
+                printable(name)
+            ));
+        }
+        found = Some(path);
+    }
+    Ok(found)
+}
+
+/// Whether the file carries `user.extension-release.strict` set to a false value for systemd
+/// `systemd` (`parse_boolean()`: 0, no, n, false, f, off, in any case). An absent,
+/// unreadable or unparsable attribute keeps the name check strict. NUL bytes: 252 to 254
+/// read the value as a C string (up to the first NUL), 255 to 258 refuse any NUL
+/// (`getxattr_at_bool()`), 259 accepts one trailing NUL (`getxattr_at_malloc()`).
+fn strict_is_false(tree: &Tree, path: &Path, systemd: u32) -> bool {
+    let Ok(Some(value)) = tree.xattr(path, STRICT_XATTR) else {
+        return false;
+    };
+    let value: &[u8] = match systemd {
+        ..255 => value.split(|&b| b == 0).next().unwrap_or_default(),
+        255..259 => &value,
+        _ => value.strip_suffix(b"\0").unwrap_or(&value),
+    };
+    !value.contains(&0)
+        && ["0", "no", "n", "false", "f", "off"]
+            .iter()
+            .any(|f| value.eq_ignore_ascii_case(f.as_bytes()))
+}
+
+fn read_release(
+    tree: &Tree,
+    shown: &Path,
+    path: PathBuf,
+    systemd: u32,
+) -> Result<(PathBuf, OsRelease), String> {
     let bytes = tree
         .read_file(&path, MAX_FILE_BYTES)
         .map_err(|e| format!("cannot read {}: {e}", shown.display()))?;
-    let release =
-        os_release::parse(&bytes).map_err(|e| format!("cannot parse {}: {e}", path.display()))?;
+    let release = os_release::parse_for(&bytes, systemd)
+        .map_err(|e| format!("cannot parse {}: {e}", path.display()))?;
     Ok((path, release))
 }
 
-/// systemd 252's `extension_release_validate()` for scope "portable": does the extension fit
-/// the base image whose os-release is `base`? The reason for a refusal is one line.
-pub fn validate(ext_name: &str, ext: &OsRelease, base: &OsRelease) -> Result<(), String> {
-    validate_for_arch(ext_name, ext, base, native_arch())
+/// `extension_release_validate()` of systemd `systemd` for scope "portable", as portable.c
+/// calls it (with the sysext fields: its confext call only follows an error): does the
+/// extension fit the base image whose os-release is `base`? The reason for a refusal is one
+/// line.
+pub fn validate(
+    ext_name: &str,
+    ext: &OsRelease,
+    base: &OsRelease,
+    systemd: u32,
+) -> Result<(), String> {
+    validate_for_arch(ext_name, ext, base, native_arch(), systemd)
 }
 
 fn validate_for_arch(
@@ -173,6 +241,7 @@ fn validate_for_arch(
     ext: &OsRelease,
     base: &OsRelease,
     host_arch: Option<&str>,
+    systemd: u32,
 ) -> Result<(), String> {
     let Some(base_id) = base.non_empty("ID") else {
         // portable.c refuses such a base image before extensions are looked at.
@@ -218,9 +287,14 @@ fn validate_for_arch(
     if id == "_any" {
         return Ok(());
     }
-    if id != base_id {
+    // From 257 the base's ID_LIKE= counts too: an extension for debian fits an ubuntu base.
+    let like = base.get("ID_LIKE").filter(|_| systemd >= 257);
+    if id != base_id && !like.is_some_and(|l| l.split(WHITESPACE).any(|w| w == id)) {
+        let like = like
+            .map(|l| format!(" (ID_LIKE={})", printable(l)))
+            .unwrap_or_default();
         return Err(format!(
-            "extension-release ID={} does not match the image's ID={}",
+            "extension-release ID={} does not match the image's ID={}{like}",
             printable(id),
             printable(base_id)
         ));
@@ -386,7 +460,10 @@ mod tests {
             assert_eq!(r.get("ID"), Some("debian"));
             let e = read_extension_release(&t, name, 255).unwrap_err();
             assert!(
-                e.contains("and systemd 255 does not accept extension-release.app in its place"),
+                e.ends_with(
+                    " not found, and systemd 255 does not accept \
+                     /usr/lib/extension-release.d/extension-release.app in its place)"
+                ),
                 "{e}"
             );
         }
@@ -409,8 +486,111 @@ mod tests {
         assert_eq!(
             err,
             "lacks extension-release data \
+             (/usr/lib/extension-release.d/extension-release.app_1 or \
+             /etc/extension-release.d/extension-release.app_1 not found)"
+        );
+        let err = read_extension_release(&t, "app_1", 254).unwrap_err();
+        assert_eq!(
+            err,
+            "lacks extension-release data \
              (/usr/lib/extension-release.d/extension-release.app_1 not found)"
         );
+    }
+
+    /// A file of another name counts when its author says so, on every version.
+    #[test]
+    fn strict_attribute() {
+        let file = format!("{DIR}/extension-release.renamed");
+        for (value, taken) in [
+            (&b"false"[..], true),
+            (b"0", true),
+            (b"OFF", true),
+            (b"No", true),
+            (b"true", false),
+            (b"1", false),
+            (b"maybe", false),
+            (b"", false),
+        ] {
+            let t = tree(MemFs::new().file(&file, b"ID=debian\n").set_xattr(
+                &file,
+                STRICT_XATTR,
+                value,
+            ));
+            for v in [252, 257, 260] {
+                let got = read_extension_release(&t, "app_1", v);
+                assert_eq!(got.is_ok(), taken, "{value:?} on {v}: {got:?}");
+                if let Ok((path, _)) = got {
+                    assert_eq!(path, Path::new(&file));
+                }
+            }
+        }
+        // A NUL byte, as each version reads the value.
+        for (value, taken) in [
+            (&b"false\0"[..], [true, false, false, true]),
+            (b"false\0junk", [true, false, false, false]),
+            (b"\0false", [false, false, false, false]),
+        ] {
+            let t = tree(MemFs::new().file(&file, b"ID=debian\n").set_xattr(
+                &file,
+                STRICT_XATTR,
+                value,
+            ));
+            for (v, taken) in [252, 255, 258, 259].into_iter().zip(taken) {
+                let got = read_extension_release(&t, "app_1", v);
+                assert_eq!(got.is_ok(), taken, "{value:?} on {v}: {got:?}");
+            }
+        }
+        // Another attribute, or one on a symlink to the file, does not count.
+        let t = tree(
+            MemFs::new()
+                .file("/rel", b"ID=debian\n")
+                .set_xattr("/rel", STRICT_XATTR, b"false")
+                .link(&file, "/rel")
+                .file(&format!("{DIR}/extension-release.x"), b"ID=debian\n")
+                .set_xattr(
+                    &format!("{DIR}/extension-release.x"),
+                    "user.other",
+                    b"false",
+                ),
+        );
+        assert!(read_extension_release(&t, "app", 260).is_err());
+        // A relaxed file and one of the base name are two candidates: systemd's ENOTUNIQ
+        // (from 256, when the base name counts).
+        let t = tree(
+            MemFs::new()
+                .file(&file, b"ID=debian\n")
+                .set_xattr(&file, STRICT_XATTR, b"false")
+                .file(&format!("{DIR}/extension-release.app"), b"ID=debian\n"),
+        );
+        assert!(read_extension_release(&t, "app_1", 255).is_ok());
+        let err = read_extension_release(&t, "app_1", 256).unwrap_err();
+        assert!(
+            err.starts_with("ambiguous extension-release data: "),
+            "{err}"
+        );
+    }
+
+    /// Configuration extensions keep theirs in /etc, looked for from 255 after /usr/lib.
+    #[test]
+    fn confext_release_files() {
+        let etc = "/etc/extension-release.d";
+        let t = tree(MemFs::new().file(&format!("{etc}/extension-release.app"), b"ID=debian\n"));
+        assert!(read_extension_release(&t, "app", 254).is_err());
+        let (path, _) = read_extension_release(&t, "app", 255).unwrap();
+        assert_eq!(path, Path::new(etc).join("extension-release.app"));
+        // The sysext file, found first, wins.
+        let t = tree(
+            MemFs::new()
+                .file(&format!("{etc}/extension-release.app"), b"ID=etc\n")
+                .file(&format!("{DIR}/extension-release.app"), b"ID=usr\n"),
+        );
+        assert_eq!(
+            read_extension_release(&t, "app", 257).unwrap().1.get("ID"),
+            Some("usr")
+        );
+        // The base-name fallback applies to /etc too.
+        let t = tree(MemFs::new().file(&format!("{etc}/extension-release.app"), b"ID=debian\n"));
+        assert!(read_extension_release(&t, "app_2", 257).is_ok());
     }
 
     /// A file listed twice can only come from a damaged image; systemd's ENOTUNIQ.
@@ -432,13 +612,16 @@ mod tests {
             fn read_file(&self, p: &Path, limit: u64) -> Result<Vec<u8>, FsError> {
                 self.0.read_file(p, limit)
             }
+            fn xattr(&self, p: &Path, n: &str, limit: u64) -> Result<Option<Vec<u8>>, FsError> {
+                self.0.xattr(p, n, limit)
+            }
         }
         let t = Tree::new(Box::new(Twice(
             MemFs::new().file(&format!("{DIR}/extension-release.app"), b"ID=debian\n"),
         )));
         let err = read_extension_release(&t, "app_1", 260).unwrap_err();
         assert!(
-            err.starts_with("ambiguous extension-release data: 2 entries"),
+            err.starts_with("ambiguous extension-release data: "),
             "{err}"
         );
         // The exact name is not looked up in the listing, so it is not ambiguous.
@@ -483,7 +666,11 @@ mod tests {
     }
 
     fn check(ext: &str, base: &str) -> Result<(), String> {
-        validate_for_arch("app", &rel(ext), &rel(base), Some("x86-64"))
+        validate_for_arch("app", &rel(ext), &rel(base), Some("x86-64"), 252)
+    }
+
+    fn check_257(ext: &str, base: &str) -> Result<(), String> {
+        validate_for_arch("app", &rel(ext), &rel(base), Some("x86-64"), 257)
     }
 
     #[test]
@@ -534,6 +721,7 @@ mod tests {
             &rel("ID=debian\nARCHITECTURE=x86-64\n"),
             &rel("ID=debian\n"),
             None,
+            252,
         );
         assert!(r.unwrap_err().contains("does not name"));
     }
@@ -561,14 +749,17 @@ mod tests {
         );
         assert!(check("ID=_any\nSYSEXT_SCOPE=system\n", base).is_err());
         assert!(check("ID=_any\nARCHITECTURE=s390\n", base).is_err());
-        // ID_LIKE is not consulted by systemd 252.
-        assert!(
-            check(
-                "ID=debian\nVERSION_ID=12\n",
-                "ID=ubuntu\nID_LIKE=debian\nVERSION_ID=12\n"
-            )
-            .is_err()
+        // ID_LIKE is not consulted by systemd 252, and is from 257.
+        let ubuntu = "ID=ubuntu\nID_LIKE=\"debian  other\"\nVERSION_ID=12\n";
+        assert!(check("ID=debian\nVERSION_ID=12\n", ubuntu).is_err());
+        assert!(check_257("ID=debian\nVERSION_ID=12\n", ubuntu).is_ok());
+        assert!(check_257("ID=other\nVERSION_ID=12\n", ubuntu).is_ok());
+        assert_eq!(
+            check_257("ID=fedora\nVERSION_ID=12\n", ubuntu),
+            Err("extension-release ID=fedora does not match the image's ID=ubuntu (ID_LIKE=debian  other)".into())
         );
+        // The version must still match.
+        assert!(check_257("ID=debian\nVERSION_ID=13\n", ubuntu).is_err());
         // Comparison is exact.
         assert!(check("ID=Debian\nVERSION_ID=12\n", base).is_err());
     }
@@ -643,10 +834,10 @@ mod tests {
     #[test]
     fn validate_uses_this_build_architecture() {
         let ext = rel("ID=debian\nARCHITECTURE=_any\n");
-        assert!(validate("app", &ext, &rel("ID=debian\n")).is_ok());
+        assert!(validate("app", &ext, &rel("ID=debian\n"), 252).is_ok());
         if let Some(a) = native_arch() {
             let ext = rel(&format!("ID=debian\nARCHITECTURE={a}\n"));
-            assert!(validate("app", &ext, &rel("ID=debian\n")).is_ok());
+            assert!(validate("app", &ext, &rel("ID=debian\n"), 257).is_ok());
         }
     }
 

@@ -48,13 +48,14 @@ pub struct Units {
     pub skipped: Vec<UnitSkip>,
 }
 
-/// Read the image's os-release: `/etc/os-release`, else `/usr/lib/os-release`; it must
-/// carry a non-empty `ID=`.
-pub fn read_os_release(tree: &Tree) -> Result<OsRelease, String> {
+/// Read the image's os-release as systemd `systemd` does: `/etc/os-release`, else
+/// `/usr/lib/os-release`; it must carry a non-empty `ID=`.
+pub fn read_os_release(tree: &Tree, systemd: u32) -> Result<OsRelease, String> {
     for path in OS_RELEASE_PATHS {
         match tree.read_file(Path::new(path), MAX_FILE_BYTES) {
             Ok(bytes) => {
-                let release = os_release::parse(&bytes).map_err(|e| format!("{path}: {e}"))?;
+                let release =
+                    os_release::parse_for(&bytes, systemd).map_err(|e| format!("{path}: {e}"))?;
                 if release.non_empty("ID").is_none() {
                     return Err(format!("os-release ({path}) lacks the ID= field"));
                 }
@@ -179,17 +180,17 @@ mod tests {
     #[test]
     fn os_release_order_and_id() {
         let t = tree(MemFs::new().file("/usr/lib/os-release", b"ID=debian\n"));
-        assert_eq!(read_os_release(&t).unwrap().get("ID"), Some("debian"));
+        assert_eq!(read_os_release(&t, 257).unwrap().get("ID"), Some("debian"));
         let t = tree(
             MemFs::new()
                 .file("/etc/os-release", b"ID=etc\n")
                 .file("/usr/lib/os-release", b"ID=usr\n"),
         );
-        assert_eq!(read_os_release(&t).unwrap().get("ID"), Some("etc"));
+        assert_eq!(read_os_release(&t, 257).unwrap().get("ID"), Some("etc"));
         let t = tree(MemFs::new().file("/etc/os-release", b"NAME=x\n"));
-        assert!(read_os_release(&t).unwrap_err().contains("ID="));
+        assert!(read_os_release(&t, 257).unwrap_err().contains("ID="));
         assert!(
-            read_os_release(&tree(MemFs::new()))
+            read_os_release(&tree(MemFs::new()), 257)
                 .unwrap_err()
                 .contains("lacks os-release")
         );

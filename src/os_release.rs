@@ -73,7 +73,16 @@ enum State {
 /// Invalid UTF-8 in a key or value is an error, as in systemd's `check_utf8ness_and_warn()`
 /// (whose message says "ignoring" but whose caller gives up on the file); invalid UTF-8 in a
 /// comment or in a line without `=` is never looked at, as in systemd.
+///
+/// This reads as the newest systemd does; [`parse_for`] reads as a given version.
 pub fn parse(bytes: &[u8]) -> Result<OsRelease, OsReleaseError> {
+    parse_for(bytes, crate::systemd_version::NEWEST)
+}
+
+/// Parse as systemd `systemd` does: before 254 a backslash at the end of a comment line
+/// swallows the next line into the comment (`parse_env_file_internal()`, v254's
+/// `COMMENT_ESCAPE`), so `# note \` followed by `ID=x` sets no `ID=`.
+pub fn parse_for(bytes: &[u8], systemd: u32) -> Result<OsRelease, OsReleaseError> {
     if let Some(pos) = bytes.iter().position(|&b| b == 0) {
         return Err(OsReleaseError(format!("NUL byte at offset {pos}")));
     }
@@ -193,8 +202,7 @@ pub fn parse(bytes: &[u8]) -> Result<OsRelease, OsReleaseError> {
                     State::Comment
                 }
             }
-            // systemd before v254 lets a backslash at the end of a comment line swallow the
-            // next line into the comment; v252 is the reference here.
+            State::CommentEscape if systemd >= 254 && NEWLINE.contains(&c) => State::PreKey,
             State::CommentEscape => State::Comment,
         };
         if c == b'\n' {
@@ -344,8 +352,14 @@ mod tests {
             fields("# comment\n  ; also\nA=1 # not a comment\n#B=2\n"),
             pairs(&[("A", "1 # not a comment")])
         );
-        // In systemd 252 a comment ending in a backslash also swallows the next line.
-        assert_eq!(fields("# c \\\nA=1\nB=2\n"), pairs(&[("B", "2")]));
+        // Before 254 a comment ending in a backslash also swallows the next line.
+        let swallowed = |v| parse_for(b"# c \\\nA=1\nB=2\n", v).unwrap().fields;
+        assert_eq!(swallowed(252), pairs(&[("B", "2")]));
+        assert_eq!(swallowed(253), pairs(&[("B", "2")]));
+        assert_eq!(swallowed(254), pairs(&[("A", "1"), ("B", "2")]));
+        assert_eq!(fields("# c \\\nA=1\n"), pairs(&[("A", "1")]));
+        // A backslash inside the comment escapes nothing but the next character.
+        assert_eq!(swallowed(257), pairs(&[("A", "1"), ("B", "2")]));
     }
 
     #[test]

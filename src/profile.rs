@@ -22,8 +22,9 @@ pub const OWN_PROFILE_DIR: &str = match option_env!("PORTABLES_GENERATOR_PROFILE
 
 /// The forms of this project's profiles, each named by the first systemd version it is for:
 /// 257 replaced the journal-socket bind mounts with `BindLogSockets=yes` (a setting older
-/// versions reject) and dropped `PrivateTmp=yes`.
-pub const PROFILE_FORMS: [u32; 2] = [252, 257];
+/// versions reject) and dropped `PrivateTmp=yes`; 258 added `DelegateNamespaces=no` (a
+/// setting new in 258; 259's profiles have it, 258's sources were not at hand).
+pub const PROFILE_FORMS: [u32; 3] = [252, 257, 258];
 
 /// The form of this project's profiles for systemd `version`.
 pub fn form_for(version: u32) -> u32 {
@@ -66,7 +67,8 @@ mod tests {
         assert_eq!(form_for(252), 252);
         assert_eq!(form_for(256), 252);
         assert_eq!(form_for(257), 257);
-        assert_eq!(form_for(260), 257);
+        assert_eq!(form_for(258), 258);
+        assert_eq!(form_for(260), 258);
         assert_eq!(form_for(100), 252);
     }
 
@@ -116,5 +118,16 @@ mod tests {
             );
         }
         assert_eq!(settings("252", "trusted"), settings("257", "trusted"));
+        assert_eq!(settings("257", "trusted"), settings("258", "trusted"));
+        for p in ["default", "nonetwork", "strict"] {
+            let mut new = settings("258", p);
+            assert!(has(&new, "DelegateNamespaces=no"), "{p}");
+            new.retain(|l| l != "DelegateNamespaces=no");
+            // Only the continuation lines' indentation differs otherwise.
+            let trim = |v: Vec<String>| -> Vec<String> {
+                v.into_iter().map(|l| l.trim().to_string()).collect()
+            };
+            assert_eq!(trim(new), trim(settings("257", p)), "{p}");
+        }
     }
 }

@@ -5,7 +5,7 @@
 //! in src/core/manager.c), but PID 1's binary names it twice: its `DT_NEEDED` entry
 //! `libsystemd-shared-TAG.so`, where meson's `shared_lib_tag` defaults to the major version
 //! (Debian: `252`, `257`; Fedora and Arch set tags that start with it, such as
-//! `256.7-1.fc41`), and the format string `"systemd " GIT_VERSION " running in %ssystem
+//! `256.8-1.fc41` and `258-4`), and the format string `"systemd " GIT_VERSION " running in %ssystem
 //! mode"` of src/core/main.c (`systemd 252.39-1~deb12u2 running in`).
 
 use std::fs::File;
@@ -241,9 +241,12 @@ mod tests {
         // Debian 12 and 13: the tag is the major version.
         assert_eq!(scan(b"\0libsystemd-shared-252.so\0"), Some(252));
         assert_eq!(scan(b"\0libsystemd-shared-257.so\0"), Some(257));
-        // Fedora: %{version_no_tilde}-%{release}; Arch: ${pkgver}-${pkgrel}.
+        // Fedora: %{version_no_tilde}-%{release}; Arch: ${pkgver}-${pkgrel}; 256's default
+        // was the whole project version.
         assert_eq!(scan(b"\0libsystemd-shared-256.11-1.fc41.so\0"), Some(256));
+        assert_eq!(scan(b"\0libsystemd-shared-258-4.so\0"), Some(258));
         assert_eq!(scan(b"\0libsystemd-shared-257.4-1.so\0"), Some(257));
+        assert_eq!(scan(b"\0libsystemd-shared-256.2.so\0"), Some(256));
         assert_eq!(scan(b"\0libsystemd-shared-258~rc1-1.so\0"), Some(258));
     }
 

@@ -2,7 +2,10 @@
 //! opened image the way the generator does.
 
 use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::panic::{self, PanicHookInfo};
+use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
 use portables_generator::extension;
@@ -115,13 +118,15 @@ pub fn crc32(data: &[u8]) -> u32 {
 
 /// What the generator does with an opened image: its os-release, every unit of its unit
 /// directories (the generator reads only those matching the image's prefix; here every
-/// name is wanted), each unit parsed with its `[Install]` links computed, and an
-/// extension-release lookup as for an extension image.
+/// name is wanted), each unit parsed with its `[Install]` links computed, an
+/// extension-release lookup as for an extension image, and the extended attribute systemd
+/// looks for on each extension-release file.
 ///
 /// With `FUZZ_VERBOSE=1` what was read is printed, to check that seeds get through (run a
 /// target binary with file names as arguments to execute just those inputs).
 pub fn drive_tree(tree: &Tree) {
-    let os_release = read_os_release(tree);
+    let newest = portables_generator::systemd_version::NEWEST;
+    let os_release = read_os_release(tree, newest);
     let units = read_units(tree, |_| true);
     if let Ok(units) = &units {
         for unit in &units.found {
@@ -130,7 +135,15 @@ pub fn drive_tree(tree: &Tree) {
             }
         }
     }
-    let ext = extension::read_extension_release(tree, "app");
+    let ext = extension::read_extension_release(tree, "app_1", newest);
+    // Extended attributes, as systemd reads them on extension-release files.
+    let dir = Path::new("/usr/lib/extension-release.d");
+    if let Ok((dir, entries)) = tree.read_dir(dir) {
+        for e in entries.iter().take(64) {
+            let path = dir.join(OsStr::from_bytes(&e.name));
+            let _ = tree.xattr(&path, "user.extension-release.strict");
+        }
+    }
     if verbose() {
         eprintln!(
             "os-release: {:?}",

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::{
     DirEntry, FileKind, Fs, FsError, MAX_DIR_ENTRIES, MAX_PATH_DEPTH, MAX_PATH_STEPS, MAX_SYMLINKS,
+    MAX_XATTR_BYTES,
 };
 
 /// An image's file system with symlink-following lookups confined to it.
@@ -128,6 +129,21 @@ impl Tree {
         }
         self.fs.read_link(&link.path)
     }
+
+    /// The extended attribute `name` (e.g. `user.extension-release.strict`) of the entry at
+    /// `path` itself: its parents are resolved, a final symlink is not followed, as
+    /// `getxattr()` on a file opened `O_NOFOLLOW`. `None` when the entry does not carry it;
+    /// values over [`MAX_XATTR_BYTES`] are an error.
+    pub fn xattr(&self, path: &Path, name: &str) -> Result<Option<Vec<u8>>, FsError> {
+        let entry = self.resolve(path, false)?;
+        // The kernel allows `user.` attributes on regular files and directories only, and
+        // answers ENODATA for any other kind whatever the disk holds (xattr_permission() in
+        // fs/xattr.c); a crafted image gets no more say than a mounted one.
+        if name.starts_with("user.") && !matches!(entry.kind, FileKind::File | FileKind::Dir) {
+            return Ok(None);
+        }
+        self.fs.xattr(&entry.path, name, MAX_XATTR_BYTES)
+    }
 }
 
 #[cfg(test)]
@@ -139,6 +155,8 @@ pub(crate) mod tests {
     #[derive(Default)]
     pub struct MemFs {
         pub nodes: BTreeMap<PathBuf, Node>,
+        /// Extended attributes by entry and name.
+        pub xattrs: BTreeMap<(PathBuf, String), Vec<u8>>,
     }
 
     pub enum Node {
@@ -178,6 +196,13 @@ pub(crate) mod tests {
         pub fn other(mut self, p: &str) -> Self {
             self.parents(Path::new(p));
             self.nodes.insert(p.into(), Node::Other);
+            self
+        }
+        /// Give the existing entry `p` the extended attribute `name`.
+        pub fn set_xattr(mut self, p: &str, name: &str, value: &[u8]) -> Self {
+            assert!(self.nodes.contains_key(Path::new(p)), "no entry {p}");
+            self.xattrs
+                .insert((p.into(), name.to_string()), value.to_vec());
             self
         }
     }
@@ -221,6 +246,17 @@ pub(crate) mod tests {
                 }),
                 Some(Node::File(d)) => Ok(d.clone()),
                 _ => Err(FsError::NotFound),
+            }
+        }
+        fn xattr(&self, path: &Path, name: &str, limit: u64) -> Result<Option<Vec<u8>>, FsError> {
+            if !self.nodes.contains_key(path) {
+                return Err(FsError::NotFound);
+            }
+            match self.xattrs.get(&(path.to_path_buf(), name.to_string())) {
+                Some(v) if v.len() as u64 > limit => {
+                    Err(crate::image::xattr_too_large(v.len() as u64, limit))
+                }
+                v => Ok(v.cloned()),
             }
         }
     }
@@ -318,6 +354,48 @@ pub(crate) mod tests {
         assert!(matches!(
             t.read_file(Path::new("/l40"), 10),
             Err(FsError::SymlinkLoop)
+        ));
+    }
+
+    #[test]
+    fn xattr_of_the_entry_itself() {
+        const STRICT: &str = "user.extension-release.strict";
+        let t = Tree::new(Box::new(
+            MemFs::new()
+                .file("/usr/lib/rel", b"ID=x\n")
+                .set_xattr("/usr/lib/rel", STRICT, b"false")
+                .set_xattr("/usr/lib", "user.dir", b"d")
+                .link("/lib", "usr/lib")
+                .link("/usr/lib/alias", "rel")
+                .set_xattr("/usr/lib/alias", "trusted.link", b"l")
+                .set_xattr("/usr/lib/alias", "user.forged", b"f")
+                .other("/fifo")
+                .set_xattr("/fifo", "user.forged", b"f")
+                .file("/big", b"")
+                .set_xattr("/big", "user.big", &[7; MAX_XATTR_BYTES as usize + 1]),
+        ));
+        let get = |p: &str, n: &str| t.xattr(Path::new(p), n);
+        // Parents are followed, the entry itself is not.
+        assert_eq!(get("/lib/rel", STRICT).unwrap().unwrap(), b"false");
+        assert_eq!(get("/lib/alias", STRICT).unwrap(), None);
+        assert_eq!(get("/lib/alias", "trusted.link").unwrap().unwrap(), b"l");
+        assert_eq!(get("/lib", "user.dir").unwrap(), None);
+        assert_eq!(get("/usr/lib", "user.dir").unwrap().unwrap(), b"d");
+        assert_eq!(get("/lib/rel", "user.other").unwrap(), None);
+        // As in the kernel, `user.` attributes exist on files and directories only.
+        assert_eq!(get("/usr/lib/alias", "user.forged").unwrap(), None);
+        assert_eq!(get("/fifo", "user.forged").unwrap(), None);
+        assert!(matches!(get("/lib/none", STRICT), Err(FsError::NotFound)));
+        assert!(matches!(
+            get("/usr/lib/rel/x", STRICT),
+            Err(FsError::NotADirectory)
+        ));
+        assert!(matches!(
+            get("/big", "user.big"),
+            Err(FsError::TooLarge {
+                what: "extended attribute",
+                ..
+            })
         ));
     }
 }

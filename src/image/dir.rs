@@ -6,7 +6,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::{DirEntry, FileKind, Fs, FsError, MAX_DIR_ENTRIES, MAX_LINK_BYTES};
+use rustix::io::Errno;
+
+use super::{
+    DirEntry, FileKind, Fs, FsError, MAX_DIR_ENTRIES, MAX_LINK_BYTES, MAX_XATTR_BYTES,
+    xattr_too_large,
+};
 
 /// A directory tree used as an image. Paths from [`super::chase::Tree`] are joined below
 /// `base`; since every parent component was checked to be a real directory, the lookup
@@ -128,5 +133,45 @@ impl Fs for DirFs {
             });
         }
         Ok(data)
+    }
+
+    fn xattr(&self, path: &Path, name: &str, limit: u64) -> Result<Option<Vec<u8>>, FsError> {
+        let host = self.host(path);
+        // No value is larger than the kernel's XATTR_SIZE_MAX; one byte more than the
+        // limit tells a value over it from one that just fits.
+        let room = limit.min(MAX_XATTR_BYTES) as usize + 1;
+        let mut buf = vec![0u8; room];
+        match rustix::fs::lgetxattr(&host, name, &mut buf[..]) {
+            Ok(n) if n as u64 > limit => Err(xattr_too_large(n as u64, limit)),
+            Ok(n) => {
+                buf.truncate(n);
+                Ok(Some(buf))
+            }
+            Err(Errno::NODATA) => Ok(None),
+            // A file system without extended attributes (or without this namespace)
+            // holds none.
+            Err(Errno::NOTSUP) => Ok(None),
+            // The value did not fit: it is over the limit. Its size is only for the message.
+            Err(Errno::RANGE) => {
+                let size = rustix::fs::lgetxattr_query(&host, name).map_or(u64::MAX, |n| n as u64);
+                Err(xattr_too_large(size, limit))
+            }
+            Err(e) => Err(std::io::Error::from(e).into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::xattr_fixture;
+
+    #[test]
+    fn reads_xattrs() {
+        let Some(built) = xattr_fixture::build("tree", "", &[]) else {
+            return;
+        };
+        xattr_fixture::check(&DirFs::new(built.img.clone()));
+        xattr_fixture::check_tree(Box::new(DirFs::new(built.img.clone())));
     }
 }

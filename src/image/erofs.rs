@@ -27,7 +27,10 @@ use erofs_rs::backend::AsyncImage;
 use erofs_rs::types::Inode;
 
 use super::source::Source;
-use super::{DirEntry, FileKind, Fs, FsError, MAX_DIR_ENTRIES, MAX_LINK_BYTES, PANICKED, guarded};
+use super::{
+    DirEntry, FileKind, Fs, FsError, MAX_DIR_ENTRIES, MAX_LINK_BYTES, PANICKED, guarded,
+    xattr_too_large,
+};
 
 /// Entries kept in cached listings, all directories together; past it the cache starts
 /// over, so memory stays bounded however many directories are asked about.
@@ -330,6 +333,24 @@ impl Fs for ErofsFs {
             })
         })
     }
+
+    fn xattr(&self, path: &Path, name: &str, limit: u64) -> Result<Option<Vec<u8>>, FsError> {
+        self.call(|| {
+            let (nid, _) = self.entry(path)?.ok_or(FsError::NotFound)?;
+            block_on(async {
+                let inode = self.fs.get_inode(nid).await.map_err(map_err)?;
+                // erofs-rs reads them all: the inline area is at most 256 KiB and each of
+                // at most 255 shared entries 64 KiB, and the read budget bounds it too.
+                let attrs = self.fs.xattrs_inode(inode).await.map_err(map_err)?;
+                match attrs.get(name.as_bytes()) {
+                    Some(v) if v.len() as u64 > limit => {
+                        Err(xattr_too_large(v.len() as u64, limit))
+                    }
+                    v => Ok(v.cloned()),
+                }
+            })
+        })
+    }
 }
 
 fn map_err(e: erofs_rs::Error) -> FsError {
@@ -353,6 +374,7 @@ mod tests {
     use super::*;
     use crate::image::MAX_FILE_BYTES;
     use crate::image::fixture::{self, Built};
+    use crate::image::xattr_fixture;
 
     fn mkfs(extra: &[&str]) -> Option<Built> {
         let mut args = vec!["--quiet", "--all-root"];
@@ -367,6 +389,45 @@ mod tests {
             let Some(built) = mkfs(extra) else { return };
             fixture::check_image(&built, open);
         }
+    }
+
+    fn mkfs_xattrs(extra: &[&str]) -> Option<Built> {
+        let mut args = vec!["--quiet", "--all-root"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["{img}", "{tree}"]);
+        xattr_fixture::build("img.erofs", "mkfs.erofs", &args)
+    }
+
+    /// Inline and shared xattrs (`-x1`: an attribute on two files is shared), plain and
+    /// compressed, and an image built without xattrs.
+    #[test]
+    fn reads_xattrs() {
+        for extra in [&[][..], &["-zlz4hc"], &["-x1"], &["-x-1"]] {
+            let Some(built) = mkfs_xattrs(extra) else {
+                return;
+            };
+            let fs = open(fixture::source(&built.img)).unwrap();
+            if extra == ["-x-1"] {
+                // Built without xattrs.
+                let r = fs.xattr(Path::new(xattr_fixture::RELEASE), xattr_fixture::STRICT, 99);
+                assert_eq!(r.unwrap(), None);
+                continue;
+            }
+            xattr_fixture::check(&*fs);
+            xattr_fixture::check_tree(fs);
+        }
+    }
+
+    #[test]
+    fn damaged_xattrs_do_not_panic() {
+        let Some(built) = mkfs_xattrs(&[]) else {
+            return;
+        };
+        xattr_fixture::check_corrupt(&built, open, b"extension-release.strict");
+        let Some(built) = mkfs_xattrs(&["-x1"]) else {
+            return;
+        };
+        xattr_fixture::check_corrupt(&built, open, b"the same value");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::rc::Rc;
 
 use ext4_view::{Ext4, Ext4Error, Ext4Read, FileType, Metadata};
 
+use super::ext4_xattr;
 use super::source::Source;
 use super::{DirEntry, FileKind, Fs, FsError, MAX_DIR_ENTRIES, MAX_LINK_BYTES, PANICKED, guarded};
 
@@ -23,7 +24,7 @@ const MAX_BLOCK_GROUPS: u64 = 1 << 18;
 /// longest kind take about 17 MiB; ext4-view scans every block up to i_size, from its
 /// block cache when a crafted extent tree maps them all onto the same few blocks, where
 /// no read budget sees the work.
-const MAX_DIR_BYTES: u64 = 32 * 1024 * 1024;
+pub(super) const MAX_DIR_BYTES: u64 = 32 * 1024 * 1024;
 
 /// Bytes read from the image for one call (open, lstat, ...). Real requests read a few
 /// blocks; a crafted extent tree can map one small directory or file onto the same
@@ -45,6 +46,7 @@ pub fn open(src: Source) -> Result<Box<dyn Fs>, FsError> {
 fn open_with_budget(src: Source, per_call: u64) -> Result<Box<dyn Fs>, FsError> {
     check_superblock(&src)?;
     let budget = Rc::new(Cell::new(per_call));
+    let xattrs = ext4_xattr::Raw::new(src.clone(), budget.clone())?;
     let reader = SourceRead {
         src,
         budget: budget.clone(),
@@ -52,6 +54,7 @@ fn open_with_budget(src: Source, per_call: u64) -> Result<Box<dyn Fs>, FsError> 
     let fs = guarded(|| Ext4::load(Box::new(reader)).map_err(map_err))?;
     let fs = Ext4Fs {
         fs,
+        xattrs,
         budget,
         per_call,
         poisoned: Cell::new(false),
@@ -195,6 +198,8 @@ fn check_superblock(src: &Source) -> Result<(), FsError> {
 
 struct Ext4Fs {
     fs: Ext4,
+    /// ext4-view reads no xattrs: they are read from the raw image.
+    xattrs: ext4_xattr::Raw,
     budget: Rc<Cell<u64>>,
     per_call: u64,
     /// Set once ext4-view panicked: its caches may be half updated, so nothing it says
@@ -350,6 +355,15 @@ impl Fs for Ext4Fs {
             Ok(buf)
         })
     }
+
+    fn xattr(&self, path: &Path, name: &str, limit: u64) -> Result<Option<Vec<u8>>, FsError> {
+        self.call(|| {
+            // ext4-view decides whether the entry exists, as for every other call.
+            let m = self.entry(path)?;
+            let expect = (kind(m.file_type()), m.mode(), m.len());
+            self.xattrs.xattr(path, name, limit, expect)
+        })
+    }
 }
 
 fn map_err(e: Ext4Error) -> FsError {
@@ -380,6 +394,7 @@ mod tests {
     use super::*;
     use crate::image::MAX_FILE_BYTES;
     use crate::image::fixture::{self, Built};
+    use crate::image::xattr_fixture;
 
     fn mkfs(extra: &[&str]) -> Option<Built> {
         let mut args = vec!["-q", "-d", "{tree}", "-E", "root_owner=0:0"];
@@ -406,6 +421,89 @@ mod tests {
     fn reads_a_partition_at_an_offset() {
         let Some(built) = mkfs(&[]) else { return };
         fixture::check_at_offset(&built, open);
+    }
+
+    fn mkfs_xattrs(extra: &[&str]) -> Option<Built> {
+        let mut args = vec!["-q", "-d", "{tree}", "-E", "root_owner=0:0"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["{img}", "8M"]);
+        xattr_fixture::build("img.ext4", "mkfs.ext4", &args)
+    }
+
+    /// In the inode and in the xattr block, with every block size, 32 and 64-bit group
+    /// descriptors, 128-byte inodes (no room in the inode: all in the block), and ext2's
+    /// block map.
+    #[test]
+    fn reads_xattrs() {
+        for extra in [
+            &[][..],
+            &["-b", "1024"],
+            &["-b", "4096", "-O", "^64bit,^metadata_csum"],
+            &["-I", "128", "-O", "^metadata_csum"],
+            &["-t", "ext2"],
+            &["-t", "ext3", "-I", "256"],
+        ] {
+            let Some(built) = mkfs_xattrs(extra) else {
+                return;
+            };
+            let fs = open(fixture::source(&built.img)).unwrap();
+            xattr_fixture::check(&*fs);
+            xattr_fixture::check_tree(fs);
+        }
+    }
+
+    #[test]
+    fn damaged_xattrs_do_not_panic() {
+        let Some(built) = mkfs_xattrs(&[]) else {
+            return;
+        };
+        xattr_fixture::check_corrupt(&built, open, b"extension-release.strict");
+        xattr_fixture::check_corrupt(&built, open, &xattr_fixture::long_value()[..64]);
+    }
+
+    /// A directory's htree index is skipped over as ext4 lays it out for linear readers.
+    #[test]
+    fn finds_inodes_in_hashed_directories() {
+        let Some(built) = mkfs_xattrs(&[]) else {
+            return;
+        };
+        let tree = xattr_fixture::add_fillers(&built, "/usr/lib/extension-release.d", 600);
+        let img = built.dir.path().join("many.ext4");
+        let out = std::process::Command::new(fixture::tool("mkfs.ext4").unwrap())
+            .args(["-q", "-b", "1024", "-d"])
+            .arg(&tree)
+            .arg(&img)
+            .arg("8M")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        // mkfs.ext4 -d writes linear directories; e2fsck -D indexes the large ones.
+        let (Some(e2fsck), Some(debugfs)) = (fixture::tool("e2fsck"), fixture::tool("debugfs"))
+        else {
+            eprintln!("e2fsck or debugfs is not installed; skipping");
+            return;
+        };
+        let out = std::process::Command::new(e2fsck)
+            .arg("-fyD")
+            .arg(&img)
+            .output()
+            .unwrap();
+        assert!(matches!(out.status.code(), Some(0 | 1)), "{out:?}");
+        let out = std::process::Command::new(debugfs)
+            .args(["-R", "htree /usr/lib/extension-release.d"])
+            .arg(&img)
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Root node dump"));
+        let fs = open(fixture::source(&img)).unwrap();
+        assert_eq!(
+            fs.xattr(Path::new(xattr_fixture::RELEASE), xattr_fixture::STRICT, 99)
+                .unwrap()
+                .unwrap(),
+            b"false"
+        );
+        let filler = Path::new("/usr/lib/extension-release.d/filler-with-a-longer-name-0599");
+        assert_eq!(fs.xattr(filler, xattr_fixture::STRICT, 99).unwrap(), None);
     }
 
     #[test]

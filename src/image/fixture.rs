@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::image::source::Source;
-use crate::image::{FileKind, Fs, FsError, MAX_FILE_BYTES};
+use crate::image::{FileKind, Fs, FsError, MAX_FILE_BYTES, MAX_XATTR_BYTES};
 
 pub type Opener = fn(Source) -> Result<Box<dyn Fs>, FsError>;
 
@@ -344,6 +344,7 @@ impl Walk {
             }
             let path = dir.join(OsStr::from_bytes(&e.name));
             self.note(fs.lstat(&path));
+            self.note(fs.xattr(&path, "user.extension-release.strict", MAX_XATTR_BYTES));
             match e.kind {
                 FileKind::Dir => self.dir(fs, &path, depth + 1),
                 FileKind::File => {

@@ -85,6 +85,16 @@ impl Fs for Layered {
             _ => Err(FsError::NotFound),
         }
     }
+
+    fn xattr(&self, path: &Path, name: &str, limit: u64) -> Result<Option<Vec<u8>>, FsError> {
+        match self.route(path) {
+            Target::Root(fs, p) => fs.xattr(&p, name, limit),
+            Target::Usr(p) => self.usr.xattr(&p, name, limit),
+            // The synthetic root directory carries nothing.
+            Target::EmptyRoot => Ok(None),
+            Target::Absent => Err(FsError::NotFound),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -132,5 +142,37 @@ mod tests {
             t.read_file(Path::new("/etc/os-release"), 99).unwrap(),
             b"ID=u\n"
         );
+    }
+
+    #[test]
+    fn xattrs_come_from_the_partition_holding_the_entry() {
+        let root = MemFs::new()
+            .file("/etc/rel", b"")
+            .set_xattr("/etc/rel", "user.a", b"root")
+            .dir("/usr")
+            .set_xattr("/usr", "user.a", b"mount point");
+        let usr = MemFs::new()
+            .file("/lib/rel", b"")
+            .set_xattr("/lib/rel", "user.a", b"usr");
+        let t = Tree::new(Box::new(Layered {
+            root: Some(Box::new(root)),
+            usr: Box::new(usr),
+        }));
+        let get = |p: &str| t.xattr(Path::new(p), "user.a");
+        assert_eq!(get("/etc/rel").unwrap().unwrap(), b"root");
+        assert_eq!(get("/usr/lib/rel").unwrap().unwrap(), b"usr");
+        // What is mounted on /usr hides the root partition's directory.
+        assert_eq!(get("/usr").unwrap(), None);
+        assert!(matches!(get("/usr/lib/none"), Err(FsError::NotFound)));
+
+        let t = Tree::new(Box::new(Layered {
+            root: None,
+            usr: Box::new(MemFs::new().file("/lib/rel", b"")),
+        }));
+        assert_eq!(t.xattr(Path::new("/"), "user.a").unwrap(), None);
+        assert!(matches!(
+            t.xattr(Path::new("/etc"), "user.a"),
+            Err(FsError::NotFound)
+        ));
     }
 }

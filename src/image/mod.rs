@@ -9,6 +9,7 @@ pub mod chase;
 pub mod dir;
 pub mod erofs;
 pub mod ext4;
+pub mod ext4_xattr;
 #[cfg(test)]
 pub(crate) mod fixture;
 pub mod gpt;
@@ -17,6 +18,9 @@ pub mod open;
 pub mod probe;
 pub mod source;
 pub mod squashfs;
+pub mod squashfs_xattr;
+#[cfg(test)]
+pub(crate) mod xattr_fixture;
 
 use std::any::Any;
 use std::fmt;
@@ -36,6 +40,9 @@ pub const MAX_SYMLINKS: usize = 40;
 /// crafted image otherwise make one path cost seconds).
 pub const MAX_PATH_DEPTH: usize = 64;
 pub const MAX_PATH_STEPS: usize = 1024;
+/// Largest extended attribute value read through [`chase::Tree::xattr`]: the kernel's
+/// XATTR_SIZE_MAX, so nothing a mounted image could hold is refused.
+pub const MAX_XATTR_BYTES: u64 = 64 * 1024;
 
 /// What an entry is, as far as path resolution cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -120,6 +127,20 @@ pub trait Fs {
     fn read_link(&self, path: &Path) -> Result<Vec<u8>, FsError>;
     /// The contents of the regular file at `path`; [`FsError::TooLarge`] if over `limit` bytes.
     fn read_file(&self, path: &Path, limit: u64) -> Result<Vec<u8>, FsError>;
+    /// The value of the extended attribute `name` (with its namespace, as
+    /// `user.extension-release.strict`) of the entry at `path`, without following a final
+    /// symlink; `None` when the entry has no such attribute, [`FsError::NotFound`] when
+    /// there is no entry, [`FsError::TooLarge`] when the value is over `limit` bytes.
+    fn xattr(&self, path: &Path, name: &str, limit: u64) -> Result<Option<Vec<u8>>, FsError>;
+}
+
+/// The `TooLarge` error of an extended attribute value.
+pub fn xattr_too_large(size: u64, limit: u64) -> FsError {
+    FsError::TooLarge {
+        what: "extended attribute",
+        size,
+        limit,
+    }
 }
 
 /// How a panic caught in a reader starts its [`FsError::Corrupt`] message; a reader that

@@ -9,9 +9,10 @@ use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use backhand::{BackhandError, FilesystemReader, InnerNode};
+use backhand::{BackhandError, FilesystemReader, InnerNode, SquashfsFileReader};
 
 use super::source::Source;
+use super::squashfs_xattr;
 use super::{DirEntry, FileKind, Fs, FsError, MAX_DIR_ENTRIES, MAX_LINK_BYTES, PANICKED, guarded};
 
 /// backhand reads metadata in small pieces and seeks often; one syscall per 64 KiB
@@ -73,6 +74,7 @@ fn check_superblock(src: &Source) -> Result<(), FsError> {
 /// Open the squashfs file system occupying all of `src`.
 pub fn open(src: Source) -> Result<Box<dyn Fs>, FsError> {
     check_superblock(&src)?;
+    let xattrs = squashfs_xattr::Table::new(src.clone())?;
     guarded(|| {
         let reader = BufReader::with_capacity(READ_BUFFER, SourceCursor { src, pos: 0 });
         // `src` is already the file system's own window, so backhand starts at 0.
@@ -82,6 +84,7 @@ pub fn open(src: Source) -> Result<Box<dyn Fs>, FsError> {
             fs,
             index,
             children,
+            xattrs,
             poisoned: Cell::new(false),
         }) as Box<dyn Fs>)
     })
@@ -129,6 +132,7 @@ struct SquashFs {
     index: HashMap<PathBuf, usize>,
     /// Directory position to the positions of its entries.
     children: HashMap<usize, Vec<usize>>,
+    xattrs: squashfs_xattr::Table,
     /// Set once backhand panicked: its reader lock and caches may be left inconsistent.
     poisoned: Cell<bool>,
 }
@@ -269,6 +273,31 @@ impl Fs for SquashFs {
             Ok(buf)
         })
     }
+
+    fn xattr(&self, path: &Path, name: &str, limit: u64) -> Result<Option<Vec<u8>>, FsError> {
+        let (_, node) = self.node(path).ok_or(FsError::NotFound)?;
+        // The decompressors are backhand's: a panic in them is caught like its others.
+        self.call(|| {
+            let index = match node {
+                // mksquashfs writes a file with xattrs as an extended inode; a basic one
+                // has none.
+                InnerNode::File(SquashfsFileReader::Extended(f)) => f.xattr_index,
+                InnerNode::File(SquashfsFileReader::Basic(_)) => return Ok(None),
+                // backhand keeps no index for the others: their inode is looked up anew.
+                _ => {
+                    let (index, found) = self.xattrs.index_of(path)?;
+                    if found != kind(node) {
+                        return Err(FsError::Corrupt(format!(
+                            "{} is a different inode to the xattr reader",
+                            path.display()
+                        )));
+                    }
+                    index
+                }
+            };
+            self.xattrs.get(index, name, limit)
+        })
+    }
 }
 
 /// backhand's `Display` is empty without its `error-strings` feature (which pulls in
@@ -321,6 +350,7 @@ fn map_err(e: BackhandError) -> FsError {
 mod tests {
     use super::*;
     use crate::image::fixture::{self, Built};
+    use crate::image::xattr_fixture;
 
     fn mksquashfs(comp: &[&str]) -> Option<Built> {
         let mut args = vec![
@@ -356,6 +386,77 @@ mod tests {
             return;
         };
         fixture::check_image(&built, open);
+    }
+
+    fn mksquashfs_xattrs(extra: &[&str]) -> Option<Built> {
+        let mut args = vec!["{tree}", "{img}", "-noappend", "-quiet", "-no-progress"];
+        args.extend_from_slice(extra);
+        xattr_fixture::build("img.squashfs", "mksquashfs", &args)
+    }
+
+    /// Compressed and uncompressed xattr tables; mksquashfs stores a value seen before
+    /// out of line, as a reference to the first.
+    #[test]
+    fn reads_xattrs() {
+        for extra in [
+            &[][..],
+            &["-comp", "zstd"],
+            &["-comp", "xz"],
+            &["-comp", "lz4"],
+            &["-noX"],
+            &["-no-xattrs"],
+        ] {
+            let Some(built) = mksquashfs_xattrs(extra) else {
+                return;
+            };
+            let fs = open(fixture::source(&built.img)).unwrap();
+            if extra == ["-no-xattrs"] {
+                let r = fs.xattr(Path::new(xattr_fixture::RELEASE), xattr_fixture::STRICT, 99);
+                assert_eq!(r.unwrap(), None);
+                continue;
+            }
+            xattr_fixture::check(&*fs);
+            xattr_fixture::check_tree(fs);
+        }
+    }
+
+    /// Directories and symlinks are looked up through the directory table, here one
+    /// whose listing has several headers and spans metadata blocks.
+    #[test]
+    fn finds_inodes_in_large_directories() {
+        let Some(built) = mksquashfs_xattrs(&[]) else {
+            return;
+        };
+        let tree = xattr_fixture::add_fillers(&built, "/etc", 600);
+        let img = built.dir.path().join("many.squashfs");
+        let out = std::process::Command::new(fixture::tool("mksquashfs").unwrap())
+            .arg(&tree)
+            .arg(&img)
+            .args(["-noappend", "-quiet", "-no-progress"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let fs = open(fixture::source(&img)).unwrap();
+        xattr_fixture::check(&*fs);
+        let filler = Path::new("/etc/filler-with-a-longer-name-0599");
+        assert_eq!(fs.xattr(filler, xattr_fixture::STRICT, 99).unwrap(), None);
+    }
+
+    #[test]
+    fn damaged_xattrs_do_not_panic() {
+        for extra in [&["-noX"][..], &[]] {
+            let Some(built) = mksquashfs_xattrs(extra) else {
+                return;
+            };
+            if extra.is_empty() {
+                // Compressed: around the xattr id table, after the entries' blocks.
+                let data = std::fs::read(&built.img).unwrap();
+                let table = u64::from_le_bytes(data[56..64].try_into().unwrap()) as usize;
+                xattr_fixture::check_corrupt_at(&built, open, &[table, table - 200]);
+            } else {
+                xattr_fixture::check_corrupt(&built, open, b"extension-release.strict");
+            }
+        }
     }
 
     #[test]
