@@ -114,6 +114,7 @@ pub fn read_extension_release(
         &RELEASE_DIRS[..1]
     };
     let mut looked_for = Vec::new();
+    let mut passed_over: Option<PathBuf> = None;
     for &dir in dirs {
         let exact = Path::new(dir).join(format!("{RELEASE_PREFIX}{name}"));
         match tree.resolve(&exact, true) {
@@ -122,26 +123,31 @@ pub fn read_extension_release(
             Err(FsError::NotFound) => {}
             Err(e) => return Err(format!("cannot read {}: {e}", exact.display())),
         }
-        if let Some(path) = fallback(tree, dir, name, systemd)? {
+        let other = fallback(tree, dir, name, systemd)?;
+        if let Some(path) = other.taken {
             return read_release(tree, &path, path.clone(), systemd);
         }
+        passed_over = passed_over.or(other.passed_over);
         looked_for.push(exact.display().to_string());
     }
     let mut why = format!(
         "lacks extension-release data ({} not found",
         looked_for.join(" or ")
     );
-    if systemd < 256 {
-        // The likeliest cause, which newer versions forgive: a file named for the base name.
-        if let Some(base) = base_name(name)
-            && let Ok((dir, entries)) = tree.read_dir(Path::new(RELEASE_DIR))
-            && entries.iter().any(|e| {
-                e.kind == FileKind::File && e.name == format!("{RELEASE_PREFIX}{base}").as_bytes()
-            })
-        {
+    // Say why a file that is there does not count: the likeliest mistake.
+    if let Some(path) = passed_over {
+        let file = path.file_name().unwrap_or_default().to_string_lossy();
+        let base = base_name(name).map(|b| format!("{RELEASE_PREFIX}{b}"));
+        if base.as_deref() == Some(&*file) {
+            // Newer versions forgive a file named for the base name.
             why.push_str(&format!(
                 ", and systemd {systemd} does not accept {} in its place",
-                dir.join(format!("{RELEASE_PREFIX}{base}")).display()
+                path.display()
+            ));
+        } else {
+            why.push_str(&format!(
+                ", and {} is of another name without {STRICT_XATTR}=false",
+                path.display()
             ));
         }
     }
@@ -149,11 +155,22 @@ pub fn read_extension_release(
     Err(why)
 }
 
+/// What the fallback found in one directory: the file taken, or else the first file that
+/// was passed over, for the message.
+struct Fallback {
+    taken: Option<PathBuf>,
+    passed_over: Option<PathBuf>,
+}
+
 /// The release file of another name that systemd accepts in `dir`, if there is one.
-fn fallback(tree: &Tree, dir: &str, name: &str, systemd: u32) -> Result<Option<PathBuf>, String> {
+fn fallback(tree: &Tree, dir: &str, name: &str, systemd: u32) -> Result<Fallback, String> {
+    let mut result = Fallback {
+        taken: None,
+        passed_over: None,
+    };
     let (resolved, entries) = match tree.read_dir(Path::new(dir)) {
         Ok(listing) => listing,
-        Err(FsError::NotFound | FsError::NotADirectory) => return Ok(None),
+        Err(FsError::NotFound | FsError::NotADirectory) => return Ok(result),
         Err(e) => return Err(format!("cannot read {dir}: {e}")),
     };
     let base = if systemd >= 256 {
@@ -161,21 +178,26 @@ fn fallback(tree: &Tree, dir: &str, name: &str, systemd: u32) -> Result<Option<P
     } else {
         None
     };
-    let mut found: Option<PathBuf> = None;
     // Only regular files count, not symlinks: systemd opens candidates with O_NOFOLLOW.
-    for entry in entries.iter().filter(|e| e.kind == FileKind::File) {
-        let Some(other) = std::str::from_utf8(&entry.name)
-            .ok()
-            .and_then(|n| n.strip_prefix(RELEASE_PREFIX))
-            .filter(|o| image_name_is_valid(o))
-        else {
-            continue;
-        };
+    let mut names: Vec<&str> = entries
+        .iter()
+        .filter(|e| e.kind == FileKind::File)
+        .filter_map(|e| std::str::from_utf8(&e.name).ok())
+        .filter_map(|n| n.strip_prefix(RELEASE_PREFIX))
+        .filter(|o| image_name_is_valid(o))
+        .collect();
+    // Listing order is the file system's; messages name files in a stable order.
+    names.sort_unstable();
+    for other in names {
         let path = resolved.join(format!("{RELEASE_PREFIX}{other}"));
         if Some(other) != base && !strict_is_false(tree, &path, systemd) {
+            // The file named for the base name is the one its author meant, if there is one.
+            if result.passed_over.is_none() || Some(other) == base_name(name) {
+                result.passed_over = Some(path);
+            }
             continue;
         }
-        if let Some(first) = &found {
+        if let Some(first) = &result.taken {
             // systemd's ENOTUNIQ: the fallback must not be ambiguous.
             return Err(format!(
                 "ambiguous extension-release data: {} and {} both stand for {}",
@@ -184,9 +206,9 @@ fn fallback(tree: &Tree, dir: &str, name: &str, systemd: u32) -> Result<Option<P
                 printable(name)
             ));
         }
-        found = Some(path);
+        result.taken = Some(path);
     }
-    Ok(found)
+    Ok(result)
 }
 
 /// Whether the file carries `user.extension-release.strict` set to a false value for systemd
