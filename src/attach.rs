@@ -61,6 +61,23 @@ pub fn read_image(root: &Root, image: &Image, systemd: u32) -> Result<Read, Stri
     read_portable(root, &unconfigured(image)?, systemd)
 }
 
+/// From 260, where portabled also serves user managers, an image may say which it is for
+/// (`PORTABLE_SCOPE=` in its os-release: `system`, `user` or `any`, default `system`), and the
+/// system's refuses an image for users (`extract_image_and_extensions()` in portable.c).
+fn check_scope(os_release: &crate::os_release::OsRelease, systemd: u32) -> Result<(), String> {
+    match os_release.get("PORTABLE_SCOPE") {
+        _ if systemd < 260 => Ok(()),
+        None | Some("system" | "any") => Ok(()),
+        Some(scope @ ("user" | "global")) => Err(format!(
+            "its os-release says PORTABLE_SCOPE={scope}: it is not for the system's service manager"
+        )),
+        Some(other) => Err(format!(
+            "its os-release has an invalid PORTABLE_SCOPE={} (system, user or any)",
+            crate::kmsg::shorten(&other.escape_debug().to_string())
+        )),
+    }
+}
+
 /// The name of a sidecar of `image` (`foo_1.2.raw` → `foo_1.2.roothash`), for messages.
 fn sidecar(image: &std::path::Path, suffix: &str) -> String {
     let name = image
@@ -113,6 +130,7 @@ fn read_inner(root: &Root, p: &Portable, systemd: u32) -> Result<Read, String> {
     }
     let tree = open_image(&root.join(&image.path), image.kind, trust)?;
     let os_release = read_os_release(&tree, systemd)?;
+    check_scope(&os_release, systemd)?;
 
     // Extensions: each must exist, carry extension-release data matching the root image,
     // and may widen the acceptable prefixes.
@@ -223,4 +241,34 @@ fn read_inner(root: &Root, p: &Portable, systemd: u32) -> Result<Read, String> {
         },
         skipped,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::os_release;
+
+    #[test]
+    fn scope_from_260() {
+        let check = |text: &str, v| check_scope(&os_release::parse(text.as_bytes()).unwrap(), v);
+        for ok in ["ID=x\n", "PORTABLE_SCOPE=system\n", "PORTABLE_SCOPE=any\n"] {
+            assert!(check(ok, 260).is_ok(), "{ok}");
+        }
+        for bad in [
+            "PORTABLE_SCOPE=user\n",
+            "PORTABLE_SCOPE=global\n",
+            "PORTABLE_SCOPE=\n",
+        ] {
+            assert!(check(bad, 260).is_err(), "{bad}");
+            assert!(check(bad, 259).is_ok(), "{bad}");
+        }
+        assert_eq!(
+            check("PORTABLE_SCOPE=user\n", 260).unwrap_err(),
+            "its os-release says PORTABLE_SCOPE=user: it is not for the system's service manager"
+        );
+        assert_eq!(
+            check("PORTABLE_SCOPE=\"a\nb\"\n", 260).unwrap_err(),
+            "its os-release has an invalid PORTABLE_SCOPE=a\\nb (system, user or any)"
+        );
+    }
 }
