@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod attach;
+pub mod boundary;
 pub mod cli;
 pub mod config;
 pub mod discover;
@@ -120,8 +121,16 @@ pub fn make_plan(root: &Root, first_boot: bool, systemd: u32) -> Plan {
         let image = &portable.image;
         match attach::read_portable(root, &portable, systemd) {
             Ok(read) => {
+                // A crafted image can leave out thousands of units: a few lines, then a count.
+                let mut shown = 0;
                 for skip in &read.skipped {
-                    let level = if skip.warn { Level::Warn } else { Level::Debug };
+                    let mut level = if skip.warn { Level::Warn } else { Level::Debug };
+                    if skip.warn {
+                        shown += 1;
+                        if shown > plan::MAX_LINES_PER_IMAGE {
+                            level = Level::Debug;
+                        }
+                    }
                     log!(
                         level,
                         "Unit {} of image {} not attached: {}.",
@@ -130,6 +139,13 @@ pub fn make_plan(root: &Root, first_boot: bool, systemd: u32) -> Plan {
                         skip.reason
                     );
                     failed |= skip.warn;
+                }
+                if shown > plan::MAX_LINES_PER_IMAGE {
+                    warn!(
+                        "Image {}: {} more units not attached (shown at debug level).",
+                        image.label(),
+                        shown - plan::MAX_LINES_PER_IMAGE
+                    );
                 }
                 attachments.push(read.attachment);
             }
@@ -140,10 +156,17 @@ pub fn make_plan(root: &Root, first_boot: bool, systemd: u32) -> Plan {
         }
     }
 
-    let unit_file = |name: &str| host::host_unit(root, name);
+    let unit_file = |name: &str| {
+        host::host_unit(root, name).map(|path| plan::HostUnit {
+            kind: host::host_unit_kind(root, &path),
+            path,
+        })
+    };
+    let instance_of = |template: &str| host::host_instance_of(root, template);
     let profile = |name: &str, kind: &str| profile::find_profile(root, systemd, name, kind);
     let host = Host {
         unit_file: &unit_file,
+        instance_of: &instance_of,
         profile: &profile,
         os_release: host::host_os_release(root),
         systemd_version: systemd,

@@ -82,6 +82,23 @@ pub fn parse_unit_name(name: &str) -> Option<UnitName<'_>> {
     })
 }
 
+/// Whether systemd applies `NAME.d/` to units other than `name` itself: for every unit
+/// `a-b-c.service` it also reads `a-b-.service.d/` and `a-.service.d/`
+/// (`unit_file_find_dirs()` in src/shared/unit-file.c), so a unit named `systemd-.service`
+/// would carry its drop-ins, and the image's root, into every `systemd-*.service` of the host.
+pub fn dropins_apply_to_others(name: &str) -> bool {
+    parse_unit_name(name).is_some_and(|n| n.instance.is_none() && n.prefix.ends_with('-'))
+}
+
+/// The template of an instance name (`getty@tty1.service` gives `getty@.service`).
+pub fn template_of(name: &str) -> Option<String> {
+    let n = parse_unit_name(name)?;
+    match n.instance {
+        Some(i) if !i.is_empty() => Some(format!("{}@.{}", n.prefix, n.kind)),
+        _ => None,
+    }
+}
+
 /// The instance `instance` of the template `template` (`foo@.service` + `bar` gives
 /// `foo@bar.service`), if the result is a valid unit name.
 pub fn instantiate(template: &str, instance: &str) -> Option<String> {
@@ -217,5 +234,21 @@ mod tests {
             assert!(!unit_matches(no, &p), "{no}");
         }
         assert!(unit_matches("app0.service", &["app0.service".to_string()]));
+    }
+
+    #[test]
+    fn dropins_of_dash_names_and_templates() {
+        assert!(dropins_apply_to_others("systemd-.service"));
+        assert!(dropins_apply_to_others("foo-.socket"));
+        assert!(dropins_apply_to_others("a-b-.timer"));
+        assert!(!dropins_apply_to_others("systemd-foo.service"));
+        assert!(!dropins_apply_to_others("foo-@.service"));
+        assert!(!dropins_apply_to_others("foo@x-.service"));
+        assert_eq!(
+            template_of("getty@tty1.service").as_deref(),
+            Some("getty@.service")
+        );
+        assert_eq!(template_of("getty@.service"), None);
+        assert_eq!(template_of("getty.service"), None);
     }
 }

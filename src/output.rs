@@ -1,38 +1,114 @@
 //! Writing the plan into the output directory: the only code that creates anything.
 
+use std::collections::BTreeSet;
 use std::fs::{self, DirBuilder, OpenOptions, Permissions};
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::plan::{Node, Plan, is_confined};
 
 /// Create every node of `plan` below `out`. Returns one message per node that could not
 /// be created; the others are still created.
+///
+/// A unit's drop-ins are written before the unit file, as portablectl does, and a unit
+/// whose drop-ins or file cannot be written is left out whole, links included: a unit must
+/// never run without its drop-ins, and this generator's drop-ins must never land on a unit
+/// file another generator wrote there first.
 pub fn write(plan: &Plan, out: &Path) -> Vec<String> {
+    match fs::symlink_metadata(out) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return vec![format!(
+                "Cannot write into {}: not a directory.",
+                out.display()
+            )];
+        }
+        Err(e) => return vec![format!("Cannot write into {}: {e}.", out.display())],
+    }
     let mut errors = Vec::new();
+    // Units: top-level files with a drop-in directory in the plan.
+    let units: BTreeSet<&Path> = plan
+        .nodes
+        .iter()
+        .filter(|(rel, node)| {
+            let dir = dropin_dir(rel);
+            matches!(node, Node::File(_))
+                && rel.components().count() == 1
+                && plan
+                    .nodes
+                    .range(dir.clone()..)
+                    .next()
+                    .is_some_and(|(k, _)| k.starts_with(&dir))
+        })
+        .map(|(rel, _)| rel.as_path())
+        .collect();
+    let mut failed: BTreeSet<&Path> = BTreeSet::new();
+    for unit in &units {
+        let dir = dropin_dir(unit);
+        let mut problem = None;
+        let mut written = Vec::new();
+        for (rel, node) in plan
+            .nodes
+            .range(dir.clone()..)
+            .take_while(|(k, _)| k.starts_with(&dir))
+        {
+            if let Err(e) = write_node(out, rel, node) {
+                problem = Some(format!("Cannot create {}: {e}", out.join(rel).display()));
+                break;
+            }
+            written.push(rel);
+        }
+        if problem.is_none()
+            && let Some(node) = plan.nodes.get(*unit)
+            && let Err(e) = write_node(out, unit, node)
+        {
+            problem = Some(format!("Cannot create {}: {e}", out.join(unit).display()));
+        }
+        if let Some(problem) = problem {
+            // Take back what was written of it, and only that: the directory may hold
+            // another generator's drop-ins.
+            for rel in written {
+                let _ = fs::remove_file(out.join(rel));
+            }
+            let _ = fs::remove_dir(out.join(&dir));
+            errors.push(format!(
+                "{problem}; {} is left out with its drop-ins and links.",
+                unit.display()
+            ));
+            failed.insert(unit);
+        }
+    }
     for (rel, node) in &plan.nodes {
+        let first = rel.components().next().map(|c| Path::new(c.as_os_str()));
+        let is_unit_part = units.contains(rel.as_path())
+            || first
+                .and_then(|f| f.to_str())
+                .and_then(|f| f.strip_suffix(".d"))
+                .is_some_and(|u| units.contains(Path::new(u)));
+        if is_unit_part {
+            continue;
+        }
+        // An [Install] link or alias of a unit that was left out would dangle.
+        if let Node::Symlink(target) = node
+            && failed.iter().any(|u| {
+                rel.file_name() == Some(u.as_os_str()) || target.file_name() == Some(u.as_os_str())
+            })
+        {
+            continue;
+        }
         if let Err(e) = write_node(out, rel, node) {
             errors.push(format!("Cannot create {}: {e}", out.join(rel).display()));
-            // A unit whose drop-ins are missing would run unconfined, on the host: take it
-            // back out.
-            let mut parts = rel.components();
-            if let (Some(first), Some(_)) = (parts.next(), parts.next())
-                && let Some(unit) = first
-                    .as_os_str()
-                    .to_str()
-                    .and_then(|d| d.strip_suffix(".d"))
-                && plan.nodes.contains_key(Path::new(unit))
-            {
-                let _ = fs::remove_file(out.join(unit));
-                errors.push(format!(
-                    "Removed {} again: its drop-ins could not be written.",
-                    out.join(unit).display()
-                ));
-            }
         }
     }
     errors
+}
+
+/// `UNIT.d`, the drop-in directory of a unit file's relative path.
+fn dropin_dir(unit: &Path) -> PathBuf {
+    let mut name = unit.as_os_str().to_owned();
+    name.push(".d");
+    PathBuf::from(name)
 }
 
 fn write_node(out: &Path, rel: &Path, node: &Node) -> std::io::Result<()> {
@@ -87,4 +163,92 @@ fn write_node(out: &Path, rel: &Path, node: &Node) -> std::io::Result<()> {
         },
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan_of(nodes: &[(&str, Node)]) -> Plan {
+        let mut plan = Plan::default();
+        for (p, n) in nodes {
+            plan.nodes.insert(PathBuf::from(p), n.clone());
+        }
+        plan
+    }
+
+    fn unit_plan() -> Plan {
+        plan_of(&[
+            ("foo.service", Node::File(b"[Service]\n".to_vec())),
+            (
+                "foo.service.d/20-portable.conf",
+                Node::File(b"# x\n".to_vec()),
+            ),
+            (
+                "multi-user.target.wants/foo.service",
+                Node::Symlink("../foo.service".into()),
+            ),
+            ("bar.service", Node::File(b"[Service]\n".to_vec())),
+            (
+                "bar.service.d/20-portable.conf",
+                Node::File(b"# y\n".to_vec()),
+            ),
+        ])
+    }
+
+    #[test]
+    fn writes_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(write(&unit_plan(), dir.path()).is_empty());
+        for p in [
+            "foo.service",
+            "foo.service.d/20-portable.conf",
+            "multi-user.target.wants/foo.service",
+            "bar.service.d/20-portable.conf",
+        ] {
+            assert!(dir.path().join(p).symlink_metadata().is_ok(), "{p}");
+        }
+    }
+
+    /// Another generator wrote foo.service first: none of this unit's files may apply to it.
+    #[test]
+    fn a_unit_already_there_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("foo.service"), b"theirs").unwrap();
+        let errors = write(&unit_plan(), dir.path());
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("foo.service is left out with its drop-ins and links"));
+        assert_eq!(fs::read(dir.path().join("foo.service")).unwrap(), b"theirs");
+        assert!(!dir.path().join("foo.service.d").exists());
+        assert!(
+            !dir.path()
+                .join("multi-user.target.wants/foo.service")
+                .exists()
+        );
+        assert!(dir.path().join("bar.service.d/20-portable.conf").exists());
+    }
+
+    /// A drop-in that cannot be written: the unit is not written at all.
+    #[test]
+    fn no_unit_without_its_dropins() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("foo.service.d"), b"in the way").unwrap();
+        let errors = write(&unit_plan(), dir.path());
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(!dir.path().join("foo.service").exists());
+        assert!(
+            !dir.path()
+                .join("multi-user.target.wants/foo.service")
+                .exists()
+        );
+        assert!(dir.path().join("bar.service").exists());
+    }
+
+    #[test]
+    fn a_missing_output_directory_is_one_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let errors = write(&unit_plan(), &dir.path().join("missing"));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].starts_with("Cannot write into "), "{errors:?}");
+    }
 }

@@ -1,13 +1,14 @@
 //! The plan: which files and symlinks go where, and every skip with its reason. Built by
 //! pure functions from what was read, so most behaviour is testable without files.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use log::Level;
 
 use crate::discover::Image;
 use crate::facts::UnitSource;
+use crate::host::HostKind;
 use crate::install::enablement;
 use crate::names::parse_unit_name;
 use crate::os_release::OsRelease;
@@ -56,12 +57,36 @@ pub struct Extension {
     pub release: OsRelease,
 }
 
+/// Most units attached from one image: real images ship a handful; a crafted one with
+/// thousands of (hard-linked) unit files would otherwise fill /run.
+pub const MAX_UNITS_PER_IMAGE: usize = 256;
+
+/// Most files and links one run creates, whatever the input.
+pub const MAX_OUTPUT_NODES: usize = 65_536;
+
+/// Most log lines about one image; the rest are counted in one more line (and shown at
+/// debug level).
+pub const MAX_LINES_PER_IMAGE: usize = 16;
+
+/// A unit file the host has under some name, and how (see [`crate::host::HostKind`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostUnit {
+    pub path: PathBuf,
+    pub kind: HostKind,
+}
+
+/// The profile drop-in a unit is linked to, as found on the host.
+pub type ProfileLookup = Result<Option<PathBuf>, String>;
+
 /// What planning needs from the host, as functions so tests can stand in for it.
 pub struct Host<'a> {
-    /// Where the host already has a unit file of this name, if it does.
-    pub unit_file: &'a dyn Fn(&str) -> Option<PathBuf>,
-    /// The profile drop-in for (profile, unit type), as a host path.
-    pub profile: &'a dyn Fn(&str, &str) -> Option<PathBuf>,
+    /// The host's unit file of this name, if it has one.
+    pub unit_file: &'a dyn Fn(&str) -> Option<HostUnit>,
+    /// A host unit file that is an instance of this template, if there is one.
+    pub instance_of: &'a dyn Fn(&str) -> Option<PathBuf>,
+    /// The profile drop-in for (profile, unit type), as a host path; an error for one that
+    /// may not be used.
+    pub profile: &'a dyn Fn(&str, &str) -> ProfileLookup,
     pub os_release: &'a str,
     pub systemd_version: u32,
 }
@@ -87,60 +112,180 @@ impl Plan {
     }
 }
 
+/// The notices about one image, at most [`MAX_LINES_PER_IMAGE`] of them above debug level.
+struct ImageLog<'p> {
+    plan: &'p mut Plan,
+    shown: usize,
+    hidden: usize,
+    failed: bool,
+}
+
+impl ImageLog<'_> {
+    fn say(&mut self, level: Level, failure: bool, message: String) {
+        self.failed |= failure;
+        let level = if level <= Level::Info && self.shown >= MAX_LINES_PER_IMAGE {
+            self.hidden += 1;
+            Level::Debug
+        } else {
+            if level <= Level::Info {
+                self.shown += 1;
+            }
+            level
+        };
+        self.plan.notice(level, failure, message);
+    }
+
+    fn finish(self, label: &str) {
+        if self.hidden > 0 {
+            self.plan.notice(
+                if self.failed {
+                    Level::Warn
+                } else {
+                    Level::Info
+                },
+                false,
+                format!(
+                    "Image {label}: {} more lines like these (shown at debug level).",
+                    self.hidden
+                ),
+            );
+        }
+    }
+}
+
+/// How a unit is placed: whole, or only its drop-ins and links when the administrator has
+/// a copy of it in /etc or /run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placement {
+    Whole,
+    DropinsOnly,
+}
+
 /// Plan the output for `attachments`, given in search-path order: earlier images win.
 pub fn plan(attachments: &[Attachment], host: &Host) -> Plan {
     let mut plan = Plan::default();
     // Unit name → the image path that provides it.
     let mut owner: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut placed: Vec<(&Attachment, &UnitSource)> = Vec::new();
+    let mut full = false;
 
     for att in attachments {
         let image_path = att.image.label();
-        let mut attached = Vec::new();
-        for unit in &att.units {
-            // UNIT.d must be a valid file name too, or the unit would be written without the
-            // drop-ins that confine it.
-            if unit.name.len() > MAX_UNIT_NAME_WITH_DROPINS {
-                plan.notice(
+        // A path a unit file cannot name is no image to attach: an empty RootImage= would
+        // reset the setting and run the unit on the host.
+        if let Some(bad) = std::iter::once(&att.image)
+            .chain(att.extensions.iter().map(|e| &e.image))
+            .find(|i| i.path.to_str().is_none())
+        {
+            plan.notice(
+                Level::Error,
+                true,
+                format!(
+                    "Image {image_path} not attached: the path {} is not valid UTF-8, which a unit file cannot name.",
+                    bad.path.display()
+                ),
+            );
+            continue;
+        }
+        let mut log = ImageLog {
+            plan: &mut plan,
+            shown: 0,
+            hidden: 0,
+            failed: false,
+        };
+        let mut admitted: Vec<(&UnitSource, Placement, Option<PathBuf>)> = Vec::new();
+        for (i, unit) in att.units.iter().enumerate() {
+            if i == MAX_UNITS_PER_IMAGE {
+                log.say(
                     Level::Warn,
                     true,
                     format!(
-                        "Unit {} of image {image_path} not attached: its name is {} bytes long, and {}.d would exceed the 255 bytes a file name may have.",
+                        "Image {image_path} has {} matching units, more than {MAX_UNITS_PER_IMAGE}: only the first {MAX_UNITS_PER_IMAGE} are attached.",
+                        att.units.len()
+                    ),
+                );
+                break;
+            }
+            match admit(att, unit, host, &owner) {
+                Ok((placement, profile)) => admitted.push((unit, placement, profile)),
+                Err(skip) => log.say(
+                    skip.level,
+                    skip.failure,
+                    format!(
+                        "Unit {} of image {image_path} not attached: {}.",
                         crate::kmsg::shorten(&unit.name),
-                        unit.name.len(),
-                        crate::kmsg::shorten(&unit.name)
+                        skip.reason
                     ),
-                );
-                continue;
+                ),
             }
-            if let Some(host_path) = (host.unit_file)(&unit.name) {
-                plan.notice(
+        }
+        // A socket, timer or path unit starts another unit: it must be one this image
+        // provides, or the host's unit would run, unconfined, on the image's behalf.
+        loop {
+            let names: BTreeSet<&str> = admitted.iter().map(|(u, ..)| u.name.as_str()).collect();
+            let Some(at) = admitted
+                .iter()
+                .position(|(u, ..)| activated_unit(u).is_some_and(|t| !provides(&names, &t)))
+            else {
+                break;
+            };
+            let (unit, ..) = admitted.remove(at);
+            let target = activated_unit(unit).unwrap_or_default();
+            log.say(
+                Level::Warn,
+                true,
+                format!(
+                    "Unit {} of image {image_path} not attached: it would start {}, which this image does not attach.",
+                    unit.name,
+                    crate::kmsg::shorten(&target)
+                ),
+            );
+        }
+        let mut attached = Vec::new();
+        for (unit, placement, profile) in admitted {
+            if log.plan.nodes.len() >= MAX_OUTPUT_NODES {
+                if !full {
+                    log.say(
+                        Level::Error,
+                        true,
+                        format!(
+                            "Image {image_path} and later ones not attached in full: this run has made {MAX_OUTPUT_NODES} files and links, the most it makes."
+                        ),
+                    );
+                }
+                full = true;
+                break;
+            }
+            match place_unit(log.plan, att, unit, placement, profile, host) {
+                Ok(()) if placement == Placement::DropinsOnly => {
+                    let copy = (host.unit_file)(&unit.name).map(|h| h.path).unwrap_or_default();
+                    log.say(
+                        Level::Info,
+                        false,
+                        format!(
+                            "Unit {} of image {image_path}: the administrator's {} is used in its place, with the image's root and profile.",
+                            unit.name,
+                            copy.display()
+                        ),
+                    );
+                    owner.insert(unit.name.clone(), att.image.path.clone());
+                    placed.push((att, unit));
+                    attached.push(unit.name.as_str());
+                }
+                Ok(()) => {
+                    owner.insert(unit.name.clone(), att.image.path.clone());
+                    placed.push((att, unit));
+                    attached.push(unit.name.as_str());
+                }
+                Err(why) => log.say(
                     Level::Warn,
                     true,
                     format!(
-                        "Unit {} of image {image_path} not attached: the host has {} already.",
-                        unit.name,
-                        host_path.display()
+                        "Unit {} of image {image_path} not attached: its drop-in cannot be written faithfully: {why}.",
+                        unit.name
                     ),
-                );
-                continue;
+                ),
             }
-            if let Some(first) = owner.get(&unit.name) {
-                plan.notice(
-                    Level::Warn,
-                    true,
-                    format!(
-                        "Unit {} of image {image_path} not attached: image {} provides it already.",
-                        unit.name,
-                        first.display()
-                    ),
-                );
-                continue;
-            }
-            owner.insert(unit.name.clone(), att.image.path.clone());
-            place_unit(&mut plan, att, unit, host);
-            placed.push((att, unit));
-            attached.push(unit.name.as_str());
         }
         if !attached.is_empty() {
             let not_enabled = if att.enable {
@@ -148,15 +293,21 @@ pub fn plan(attachments: &[Attachment], host: &Host) -> Plan {
             } else {
                 " (not enabled: Enable=no)"
             };
-            plan.notice(
+            let shown = attached.len().min(MAX_LINES_PER_IMAGE);
+            let more = match attached.len() - shown {
+                0 => String::new(),
+                n => format!(" and {n} more"),
+            };
+            log.say(
                 Level::Info,
                 false,
                 format!(
-                    "Attached image {image_path}: {}{not_enabled}.",
-                    attached.join(", ")
+                    "Attached image {image_path}: {}{more}{not_enabled}.",
+                    attached[..shown].join(", ")
                 ),
             );
         }
+        log.finish(&image_path);
     }
 
     // Links come after every unit is placed, so an alias can not take the name of a unit
@@ -176,14 +327,187 @@ pub fn plan(attachments: &[Attachment], host: &Host) -> Plan {
     plan
 }
 
-fn place_unit(plan: &mut Plan, att: &Attachment, unit: &UnitSource, host: &Host) {
+/// Why a unit is left out: its level, whether that fails the run, and the reason.
+struct Skip {
+    level: Level,
+    failure: bool,
+    reason: String,
+}
+
+fn refuse(reason: String) -> Skip {
+    Skip {
+        level: Level::Warn,
+        failure: true,
+        reason,
+    }
+}
+
+/// Whether `unit` of `att` may be attached, how, and with which profile.
+fn admit(
+    att: &Attachment,
+    unit: &UnitSource,
+    host: &Host,
+    owner: &BTreeMap<String, PathBuf>,
+) -> Result<(Placement, Option<PathBuf>), Skip> {
+    let name = unit.name.as_str();
+    // UNIT.d must be a valid file name too, or the unit would be written without the
+    // drop-ins that confine it.
+    if name.len() > MAX_UNIT_NAME_WITH_DROPINS {
+        return Err(refuse(format!(
+            "its name is {} bytes long, and {}.d would exceed the 255 bytes a file name may have",
+            name.len(),
+            crate::kmsg::shorten(name)
+        )));
+    }
+    if crate::names::dropins_apply_to_others(name) {
+        return Err(refuse(format!(
+            "systemd would apply its drop-ins {name}.d/ to every unit named {}*.{} on the host",
+            name.rsplit_once('.').map_or(name, |(stem, _)| stem),
+            parse_unit_name(name).map_or("", |n| n.kind)
+        )));
+    }
+    let mut placement = Placement::Whole;
+    if let Some(found) = (host.unit_file)(name) {
+        match found.kind {
+            HostKind::Masked => {
+                return Err(Skip {
+                    level: Level::Info,
+                    failure: false,
+                    reason: format!("it is masked by {}", found.path.display()),
+                });
+            }
+            HostKind::Override => placement = Placement::DropinsOnly,
+            HostKind::Other => {
+                return Err(refuse(format!(
+                    "the host has {} already",
+                    found.path.display()
+                )));
+            }
+        }
+    }
+    // The generator directory outranks /usr/lib: an instance would replace the host's
+    // template for that instance, and a template's drop-ins apply to the host's instances.
+    if let Some(template) = crate::names::template_of(name)
+        && let Some(found) = (host.unit_file)(&template)
+        && found.kind != HostKind::Masked
+    {
+        return Err(refuse(format!(
+            "it is an instance of the host's template {}",
+            found.path.display()
+        )));
+    }
+    if parse_unit_name(name).is_some_and(|n| n.is_template())
+        && let Some(path) = (host.instance_of)(name)
+    {
+        return Err(refuse(format!(
+            "its drop-ins would apply to the host's instance {}",
+            path.display()
+        )));
+    }
+    if let Some(first) = owner.get(name) {
+        return Err(refuse(format!(
+            "image {} provides it already",
+            first.display()
+        )));
+    }
+    if let Ok((file, _)) = unit_syntax::parse(&unit.bytes)
+        && let Some(why) = overrides_confinement(name, &file)
+    {
+        return Err(refuse(why));
+    }
+    let kind = parse_unit_name(name).map(|n| n.kind).unwrap_or("");
+    let profile = (host.profile)(&att.profile, kind).map_err(refuse)?;
+    if profile.is_none() && kind == "service" {
+        return Err(refuse(format!(
+            "no profile '{}' for services was found, and no service is attached without one",
+            att.profile
+        )));
+    }
+    Ok((placement, profile))
+}
+
+/// A setting of the unit itself that would undo what the drop-in confines, if it has one:
+/// its own root (a directory image's unit with `RootImage=` runs from that image, and the
+/// drop-in's `RootDirectory=` does not reset it), or commands a socket runs on the host
+/// (socket units get no root, as with portablectl).
+fn overrides_confinement(name: &str, file: &unit_syntax::UnitFile) -> Option<String> {
+    let set = |section: &str, key: &str| file.values(section, key).iter().any(|v| !v.is_empty());
+    for key in ["RootDirectory", "RootImage"] {
+        if name.ends_with(".service") && set("Service", key) {
+            return Some(format!(
+                "it sets {key}= itself, which the image's root must not be replaced by"
+            ));
+        }
+    }
+    for key in [
+        "ExecStartPre",
+        "ExecStartPost",
+        "ExecStopPre",
+        "ExecStopPost",
+    ] {
+        if name.ends_with(".socket") && set("Socket", key) {
+            return Some(format!(
+                "its {key}= would run on the host, outside the image"
+            ));
+        }
+    }
+    None
+}
+
+/// The unit a socket, timer or path unit starts (`Service=`, `Unit=`, else the unit of the
+/// same name; an `Accept=yes` socket starts instances of `NAME@.service`).
+fn activated_unit(unit: &UnitSource) -> Option<String> {
+    let n = parse_unit_name(&unit.name)?;
+    let (section, key) = match n.kind {
+        "socket" => ("Socket", "Service"),
+        "timer" => ("Timer", "Unit"),
+        "path" => ("Path", "Unit"),
+        _ => return None,
+    };
+    let stem = unit.name.strip_suffix(&format!(".{}", n.kind))?;
+    let file = unit_syntax::parse(&unit.bytes).ok().map(|(f, _)| f);
+    if let Some(named) = file
+        .as_ref()
+        .and_then(|f| f.last(section, key))
+        .filter(|v| !v.is_empty())
+    {
+        return Some(named.to_string());
+    }
+    let accept = n.kind == "socket"
+        && file
+            .as_ref()
+            .and_then(|f| f.last("Socket", "Accept"))
+            .is_some_and(|v| matches!(v, "yes" | "true" | "on" | "1" | "y" | "t"));
+    if accept && n.instance.is_none() {
+        return Some(format!("{stem}@.service"));
+    }
+    Some(format!("{stem}.service"))
+}
+
+/// Whether `target` is attached from the image (itself, or as an instance of a template).
+fn provides(names: &BTreeSet<&str>, target: &str) -> bool {
+    names.contains(target)
+        || crate::names::template_of(target).is_some_and(|t| names.contains(t.as_str()))
+}
+
+fn place_unit(
+    plan: &mut Plan,
+    att: &Attachment,
+    unit: &UnitSource,
+    placement: Placement,
+    profile: Option<PathBuf>,
+    host: &Host,
+) -> Result<(), String> {
     let dropins = PathBuf::from(format!("{}.d", unit.name));
-    let kind = parse_unit_name(&unit.name).map(|n| n.kind).unwrap_or("");
+    // plan() refused every image whose paths are not UTF-8.
+    fn path_of(i: &Image) -> &str {
+        i.path.to_str().unwrap_or_default()
+    }
     let extensions: Vec<DropinExtension> = att
         .extensions
         .iter()
         .map(|e| DropinExtension {
-            path: e.image.path.to_str().unwrap_or_default(),
+            path: path_of(&e.image),
             file_name: &e.image.file_name,
             kind: e.image.kind,
             release: &e.release,
@@ -195,24 +519,28 @@ fn place_unit(plan: &mut Plan, att: &Attachment, unit: &UnitSource, host: &Host)
         .and_then(|i| att.extensions.get(i))
         .map_or(&att.image, |e| &e.image);
     let image = DropinImage {
-        path: att.image.path.to_str().unwrap_or_default(),
+        path: path_of(&att.image),
         root_file_name: &att.image.file_name,
         file_name: &origin.file_name,
         kind: att.image.kind,
         release: &att.release,
         extensions: &extensions,
     };
-    plan.nodes
-        .insert(PathBuf::from(&unit.name), Node::File(unit.bytes.clone()));
-    if let Some(profile) = (host.profile)(&att.profile, kind) {
+    // The drop-in first: a unit is never written without it.
+    let text = portable_dropin(host.systemd_version, &unit.name, &image, host.os_release)?;
+    if placement == Placement::Whole {
+        plan.nodes
+            .insert(PathBuf::from(&unit.name), Node::File(unit.bytes.clone()));
+    }
+    if let Some(profile) = profile {
         plan.nodes
             .insert(dropins.join("10-profile.conf"), Node::Symlink(profile));
     }
-    let text = portable_dropin(host.systemd_version, &unit.name, &image, host.os_release);
     plan.nodes.insert(
         dropins.join("20-portable.conf"),
         Node::File(text.into_bytes()),
     );
+    Ok(())
 }
 
 fn place_links(plan: &mut Plan, att: &Attachment, unit: &UnitSource, host: &Host) {
@@ -273,7 +601,7 @@ fn place_links(plan: &mut Plan, att: &Attachment, unit: &UnitSource, host: &Host
             let clash = if plan.nodes.contains_key(&link.path) {
                 Some("the name is taken by another unit or alias".to_string())
             } else {
-                (host.unit_file)(name).map(|p| format!("the host has {} already", p.display()))
+                (host.unit_file)(name).map(|h| format!("the host has {} already", h.path.display()))
             };
             if let Some(why) = clash {
                 plan.notice(
@@ -368,22 +696,51 @@ mod tests {
     }
 
     fn run(atts: &[Attachment], host_units: &[&str]) -> Plan {
+        let host: Vec<(&str, HostKind)> =
+            host_units.iter().map(|n| (*n, HostKind::Other)).collect();
+        run_on(atts, &host, 252)
+    }
+
+    /// A host with these unit files: packages' in /usr/lib, overrides in /etc, masks.
+    fn run_on(atts: &[Attachment], host_units: &[(&str, HostKind)], version: u32) -> Plan {
         let unit_file = |n: &str| {
+            host_units.iter().find(|(h, _)| *h == n).map(|&(h, kind)| {
+                let dir = match kind {
+                    HostKind::Other => "/usr/lib/systemd/system",
+                    _ => "/etc/systemd/system",
+                };
+                HostUnit {
+                    path: PathBuf::from(dir).join(h),
+                    kind,
+                }
+            })
+        };
+        let instance_of = |t: &str| {
+            let (head, kind) = t.split_once("@.")?;
             host_units
-                .contains(&n)
-                .then(|| PathBuf::from("/etc/systemd/system").join(n))
+                .iter()
+                .find(|(h, _)| {
+                    h.starts_with(&format!("{head}@"))
+                        && h.ends_with(&format!(".{kind}"))
+                        && h.len() > t.len()
+                })
+                .map(|(h, _)| PathBuf::from("/usr/lib/systemd/system").join(h))
         };
         let profile = |p: &str, t: &str| {
-            (t == "service")
-                .then(|| PathBuf::from(format!("/usr/lib/systemd/portable/profile/{p}/{t}.conf")))
+            if p == "writable" {
+                return Err("its profile is writable by every user".to_string());
+            }
+            Ok((t == "service" && p != "missing")
+                .then(|| PathBuf::from(format!("/usr/lib/systemd/portable/profile/{p}/{t}.conf"))))
         };
         plan(
             atts,
             &Host {
                 unit_file: &unit_file,
+                instance_of: &instance_of,
                 profile: &profile,
                 os_release: "/etc/os-release",
-                systemd_version: 252,
+                systemd_version: version,
             },
         )
     }
@@ -425,11 +782,20 @@ mod tests {
         let p = run(
             &[att(
                 "/var/lib/portables/foo",
-                vec![unit("foo.socket", "[Socket]\n")],
+                vec![unit("foo.socket", "[Socket]\n"), unit("foo.service", "")],
             )],
             &[],
         );
-        assert_eq!(paths(&p), ["foo.socket", "foo.socket.d/20-portable.conf"]);
+        assert_eq!(
+            paths(&p),
+            [
+                "foo.service",
+                "foo.service.d/10-profile.conf",
+                "foo.service.d/20-portable.conf",
+                "foo.socket",
+                "foo.socket.d/20-portable.conf"
+            ]
+        );
     }
 
     #[test]
@@ -443,7 +809,7 @@ mod tests {
         assert!(
             p.notices[0]
                 .message
-                .contains("the host has /etc/systemd/system/foo.service already")
+                .contains("the host has /usr/lib/systemd/system/foo.service already")
         );
     }
 
@@ -513,6 +879,246 @@ mod tests {
         assert!(is_confined(Path::new("a.service.d/20-portable.conf")));
         for bad in ["", "/etc/passwd", "../x", "a/../../x", "./a"] {
             assert!(!is_confined(Path::new(bad)), "{bad}");
+        }
+    }
+
+    fn messages(p: &Plan) -> Vec<&str> {
+        p.notices.iter().map(|n| n.message.as_str()).collect()
+    }
+
+    #[test]
+    fn names_whose_dropins_apply_elsewhere() {
+        let p = run(
+            &[att(
+                "/var/lib/portables/systemd",
+                vec![unit("systemd-.service", ""), unit("systemd-x.service", "")],
+            )],
+            &[],
+        );
+        assert_eq!(
+            paths(&p),
+            [
+                "systemd-x.service",
+                "systemd-x.service.d/10-profile.conf",
+                "systemd-x.service.d/20-portable.conf"
+            ]
+        );
+        assert!(p.failed());
+        assert!(messages(&p)[0].contains(
+            "systemd would apply its drop-ins systemd-.service.d/ to every unit named systemd-*.service on the host"
+        ));
+    }
+
+    #[test]
+    fn host_templates_and_instances() {
+        let a = att(
+            "/var/lib/portables/getty",
+            vec![unit("getty@tty1.service", ""), unit("getty@.socket", "")],
+        );
+        let p = run(&[a], &["getty@.service", "getty@ttyS0.socket"]);
+        assert!(p.nodes.is_empty(), "{:?}", paths(&p));
+        let m = messages(&p);
+        assert!(
+            m.iter().any(|l| l.contains(
+                "an instance of the host's template /usr/lib/systemd/system/getty@.service"
+            )),
+            "{m:?}"
+        );
+        assert!(
+            m.iter().any(|l| l.contains(
+                "would apply to the host's instance /usr/lib/systemd/system/getty@ttyS0.socket"
+            )),
+            "{m:?}"
+        );
+    }
+
+    #[test]
+    fn overrides_and_masks_on_the_host() {
+        let a = att(
+            "/var/lib/portables/foo",
+            vec![
+                unit("foo.service", "[Install]\nWantedBy=multi-user.target\n"),
+                unit("foo-masked.service", ""),
+            ],
+        );
+        let p = run_on(
+            &[a],
+            &[
+                ("foo.service", HostKind::Override),
+                ("foo-masked.service", HostKind::Masked),
+            ],
+            257,
+        );
+        // The administrator's copy keeps the image's drop-ins; the mask is respected.
+        assert_eq!(
+            paths(&p),
+            [
+                "foo.service.d/10-profile.conf",
+                "foo.service.d/20-portable.conf",
+                "multi-user.target.wants/foo.service"
+            ]
+        );
+        assert!(!p.failed(), "{:?}", messages(&p));
+        assert!(messages(&p).contains(&"Unit foo-masked.service of image /var/lib/portables/foo not attached: it is masked by /etc/systemd/system/foo-masked.service."));
+    }
+
+    #[test]
+    fn units_that_undo_their_confinement() {
+        let p = run(
+            &[att(
+                "/var/lib/portables/foo",
+                vec![
+                    unit("foo.service", "[Service]\nRootImage=/dev/sda1\n"),
+                    unit("foo-b.service", "[Service]\nRootDirectory=/\n"),
+                    unit("foo-c.service", "[Service]\nRootImage=\n"),
+                    unit(
+                        "foo-c.socket",
+                        "[Socket]\nListenStream=1\nExecStartPre=/bin/sh\n",
+                    ),
+                ],
+            )],
+            &[],
+        );
+        assert_eq!(
+            paths(&p),
+            [
+                "foo-c.service",
+                "foo-c.service.d/10-profile.conf",
+                "foo-c.service.d/20-portable.conf"
+            ]
+        );
+        let m = messages(&p);
+        assert!(m.iter().any(|l| l.contains("foo.service of image /var/lib/portables/foo not attached: it sets RootImage= itself")), "{m:?}");
+        assert!(
+            m.iter()
+                .any(|l| l.contains("its ExecStartPre= would run on the host")),
+            "{m:?}"
+        );
+    }
+
+    #[test]
+    fn activators_need_their_unit_from_the_image() {
+        let p = run(
+            &[att(
+                "/var/lib/portables/foo",
+                vec![
+                    unit("foo.socket", "[Socket]\nListenStream=1\n"),
+                    unit("foo.service", ""),
+                    unit("foo-web.socket", "[Socket]\nAccept=yes\n"),
+                    unit("foo-web@.service", ""),
+                    unit("foo.timer", "[Timer]\nUnit=systemd-journald.service\n"),
+                    unit("foo-x.path", "[Path]\nPathExists=/x\n"),
+                ],
+            )],
+            &["foo.service"],
+        );
+        let names: Vec<String> = paths(&p).into_iter().filter(|p| !p.contains('/')).collect();
+        // foo.service is the host's: foo.socket would start it unconfined.
+        assert_eq!(names, ["foo-web.socket", "foo-web@.service"]);
+        let m = messages(&p);
+        assert!(m.iter().any(|l| l.contains("foo.socket of image /var/lib/portables/foo not attached: it would start foo.service")), "{m:?}");
+        assert!(
+            m.iter()
+                .any(|l| l.contains("foo.timer") && l.contains("systemd-journald.service")),
+            "{m:?}"
+        );
+        assert!(
+            m.iter()
+                .any(|l| l.contains("foo-x.path") && l.contains("foo-x.service")),
+            "{m:?}"
+        );
+    }
+
+    #[test]
+    fn services_need_a_usable_profile() {
+        let mut a = att(
+            "/var/lib/portables/foo",
+            vec![unit("foo.service", ""), unit("foo.target", "")],
+        );
+        a.profile = "missing".into();
+        let p = run(&[a], &[]);
+        assert_eq!(paths(&p), ["foo.target", "foo.target.d/20-portable.conf"]);
+        assert!(messages(&p)[0].contains("no profile 'missing' for services was found"));
+        let mut a = att("/var/lib/portables/foo", vec![unit("foo.service", "")]);
+        a.profile = "writable".into();
+        let p = run(&[a], &[]);
+        assert!(p.nodes.is_empty());
+        assert!(messages(&p)[0].contains("writable by every user"));
+    }
+
+    #[test]
+    fn paths_that_cannot_be_written() {
+        use std::os::unix::ffi::OsStrExt;
+        let mut a = att("/var/lib/portables/x", vec![unit("x.service", "")]);
+        a.image.path = PathBuf::from(std::ffi::OsStr::from_bytes(b"/srv/\xff/x"));
+        let mut b = att("/var/lib/portables/y\\", vec![unit("y.service", "")]);
+        b.image.name = "y".into();
+        let p = run(&[a, b], &[]);
+        assert!(p.nodes.is_empty(), "{:?}", paths(&p));
+        let m = messages(&p);
+        assert!(
+            m[0].contains("is not valid UTF-8, which a unit file cannot name"),
+            "{m:?}"
+        );
+        assert!(
+            m[1].contains("cannot be written faithfully") && m[1].contains("line continuation"),
+            "{m:?}"
+        );
+    }
+
+    #[test]
+    fn limits_per_image_and_run() {
+        let units: Vec<UnitSource> = (0..MAX_UNITS_PER_IMAGE + 50)
+            .map(|i| unit(&format!("foo-{i:04}.service"), ""))
+            .collect();
+        let p = run(&[att("/var/lib/portables/foo", units)], &[]);
+        assert_eq!(
+            p.nodes
+                .keys()
+                .filter(|k| k.components().count() == 1)
+                .count(),
+            MAX_UNITS_PER_IMAGE
+        );
+        assert!(p.failed());
+        // The lines about one image are bounded.
+        let units: Vec<UnitSource> = (0..100)
+            .map(|i| unit(&format!("foo-{i:03}.service"), "[Service]\nRootImage=/x\n"))
+            .collect();
+        let p = run(&[att("/var/lib/portables/foo", units)], &[]);
+        let loud = p.notices.iter().filter(|n| n.level <= Level::Info).count();
+        assert_eq!(loud, MAX_LINES_PER_IMAGE + 1, "{:?}", messages(&p));
+        assert!(
+            messages(&p)
+                .last()
+                .unwrap()
+                .contains("84 more lines like these")
+        );
+    }
+
+    /// Every drop-in the plan writes reads back as what was decided (boundary::verify runs
+    /// inside render); here over names and paths chosen to be awkward.
+    #[test]
+    fn every_dropin_reads_back() {
+        for name in ["a b", "a%b", "a\"b", "a'b", "a\\b", "a:b", "ä", "a=b"] {
+            let mut a = att(
+                &format!("/var/lib/portables/{name}"),
+                vec![unit("x.service", "")],
+            );
+            a.image.file_name = name.to_string();
+            let p = run_on(&[a], &[], 257);
+            for (path, node) in &p.nodes {
+                if let Node::File(bytes) = node
+                    && path.ends_with("20-portable.conf")
+                {
+                    let text = String::from_utf8(bytes.clone()).unwrap();
+                    let (file, _) = unit_syntax::parse(text.as_bytes()).unwrap();
+                    let root = file.last("Service", "RootDirectory").unwrap();
+                    assert_eq!(
+                        root.replace("%%", "%"),
+                        format!("/var/lib/portables/{name}")
+                    );
+                }
+            }
         }
     }
 }

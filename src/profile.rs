@@ -43,12 +43,28 @@ pub fn profile_dirs(version: u32) -> Vec<PathBuf> {
     dirs
 }
 
-/// The first `DIR/PROFILE/TYPE.conf` that exists, as a host path (without `--root`).
-pub fn find_profile(root: &Root, version: u32, profile: &str, unit_type: &str) -> Option<PathBuf> {
-    profile_dirs(version).into_iter().find_map(|dir| {
+/// The first `DIR/PROFILE/TYPE.conf` that exists, as a host path (without `--root`). A
+/// profile that a user other than root can change is an error: it is what confines the
+/// service.
+pub fn find_profile(
+    root: &Root,
+    version: u32,
+    profile: &str,
+    unit_type: &str,
+) -> Result<Option<PathBuf>, String> {
+    let Some(path) = profile_dirs(version).into_iter().find_map(|dir| {
         let path = dir.join(profile).join(format!("{unit_type}.conf"));
         root.join(&path).is_file().then_some(path)
-    })
+    }) else {
+        return Ok(None);
+    };
+    match crate::ownership::path_writable_by_others(&root.join(&path)) {
+        Some(who) => Err(format!(
+            "its profile {} is {who}, and a profile others can change confines nothing",
+            path.display()
+        )),
+        None => Ok(Some(path)),
+    }
 }
 
 /// Whether a profile of that name exists at all, for any unit type.

@@ -1,6 +1,7 @@
 //! The text of the drop-ins the generator writes, byte for byte as `portablectl attach`
 //! writes them.
 
+use crate::boundary::{self, Assignment, Kind};
 use crate::image::open::ImageKind;
 use crate::os_release::OsRelease;
 
@@ -78,14 +79,22 @@ fn name_and_version(release: &OsRelease, fields: &ReleaseFields) -> Option<Strin
     }
 }
 
-/// A `LogExtraFields=FIELD=…` line naming an image by its release file, if it names one.
-fn release_line(text: &mut String, field: &str, release: &OsRelease, fields: &ReleaseFields) {
+/// A `LogExtraFields=FIELD=…` naming an image by its release file, if it names one.
+fn release_line(out: &mut Vec<Line>, field: &str, release: &OsRelease, fields: &ReleaseFields) {
     if let Some(value) = name_and_version(release, fields) {
-        text.push_str(&format!(
-            "LogExtraFields={}\n",
-            quote_word(&format!("{field}={value}"))
-        ));
+        out.push(Line::Set(Assignment::new(
+            "LogExtraFields",
+            Kind::Word,
+            format!("{field}={value}"),
+        )));
     }
+}
+
+/// A line of the `[Service]` section: a setting, or the blank line portablectl puts before
+/// each extension (254+).
+enum Line {
+    Set(Assignment),
+    Blank,
 }
 
 /// systemd's `xescape(s, ":")`: control characters, bytes from 0x7f, backslash and the
@@ -102,35 +111,10 @@ pub fn xescape(s: &str) -> String {
     out
 }
 
-/// A value for a setting that takes the rest of the line (`RootImage=`): only specifier
-/// expansion needs undoing.
+/// A value for a setting that takes the rest of the line: only specifier expansion needs
+/// undoing.
 pub fn escape_specifiers(s: &str) -> String {
     s.replace('%', "%%")
-}
-
-/// One word for a setting that splits its value into words and unquotes them
-/// (`Environment=`, `LogExtraFields=`). Plain words are written as they are, as
-/// portablectl does; anything the word splitter would change is double-quoted with C
-/// escapes.
-pub fn quote_word(s: &str) -> String {
-    let s = escape_specifiers(s);
-    let plain = !s.is_empty()
-        && !s
-            .chars()
-            .any(|c| c.is_whitespace() || matches!(c, '"' | '\'' | '\\'));
-    if plain {
-        return s;
-    }
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            _ => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// The first line of `20-portable.conf`, by which portablectl recognises attached units.
@@ -160,39 +144,72 @@ pub fn portable_dropin(
     unit: &str,
     image: &DropinImage,
     host_os_release: &str,
-) -> String {
-    let mut text = marker_line(image.path, image.extensions);
+) -> Result<String, String> {
+    let marker = marker_line(image.path, image.extensions);
     if !unit.ends_with(".service") {
-        return text;
+        boundary::verify(&marker, &marker, "Service", &[])?;
+        return Ok(marker);
     }
-    let root = match image.kind {
-        ImageKind::Directory => "RootDirectory=",
-        ImageKind::Raw | ImageKind::Block => "RootImage=",
-    };
-    let portable = quote_word(&format!("PORTABLE={}", image.file_name));
+    let lines = service_lines(version, image, host_os_release);
+    let mut text = marker.clone();
     text.push_str("\n[Service]\n");
-    text.push_str(&format!("{root}{}\n", escape_specifiers(image.path)));
-    text.push_str(&format!("Environment={portable}\n"));
-    if version < 254 {
-        text.push_str(&format!(
-            "BindReadOnlyPaths={host_os_release}:/run/host/os-release\n"
-        ));
+    for line in &lines {
+        match line {
+            Line::Set(a) => {
+                text.push_str(a.key);
+                text.push('=');
+                text.push_str(&boundary::encode(a)?);
+                text.push('\n');
+            }
+            Line::Blank => text.push('\n'),
+        }
     }
-    text.push_str(&format!("LogExtraFields={portable}\n"));
+    let expected: Vec<Assignment> = lines
+        .into_iter()
+        .filter_map(|l| match l {
+            Line::Set(a) => Some(a),
+            Line::Blank => None,
+        })
+        .collect();
+    boundary::verify(&text, &marker, "Service", &expected)?;
+    Ok(text)
+}
+
+/// The settings of the `[Service]` section, in portablectl's order.
+fn service_lines(version: u32, image: &DropinImage, host_os_release: &str) -> Vec<Line> {
+    let set = |key, kind, value: String| Line::Set(Assignment::new(key, kind, value));
+    let root = match image.kind {
+        ImageKind::Directory => "RootDirectory",
+        ImageKind::Raw | ImageKind::Block => "RootImage",
+    };
+    let portable = format!("PORTABLE={}", image.file_name);
+    let mut out = vec![
+        set(root, Kind::Path, image.path.to_string()),
+        set("Environment", Kind::Word, portable.clone()),
+    ];
+    if version < 254 {
+        // From 254 on PID 1 provides /run/host/os-release itself.
+        out.push(Line::Set(Assignment::new(
+            "BindReadOnlyPaths",
+            Kind::Word,
+            format!("{host_os_release}:/run/host/os-release"),
+        )));
+    }
+    out.push(set("LogExtraFields", Kind::Word, portable));
     if version >= 254 {
         if image.extensions.is_empty() {
             release_line(
-                &mut text,
+                &mut out,
                 "PORTABLE_NAME_AND_VERSION",
                 image.release,
                 &PORTABLE_FIELDS,
             );
         } else {
-            let root_name = quote_word(&format!("PORTABLE_ROOT={}", image.root_file_name));
-            text.push_str(&format!("Environment={root_name}\n"));
-            text.push_str(&format!("LogExtraFields={root_name}\n"));
+            let root_name = format!("PORTABLE_ROOT={}", image.root_file_name);
+            out.push(set("Environment", Kind::Word, root_name.clone()));
+            out.push(set("LogExtraFields", Kind::Word, root_name));
             release_line(
-                &mut text,
+                &mut out,
                 "PORTABLE_ROOT_NAME_AND_VERSION",
                 image.release,
                 &PORTABLE_FIELDS,
@@ -204,26 +221,27 @@ pub fn portable_dropin(
     // in 260): every unit gets them here.
     for e in image.extensions {
         let setting = match e.kind {
-            ImageKind::Directory => "ExtensionDirectories=",
-            ImageKind::Raw | ImageKind::Block => "ExtensionImages=",
+            ImageKind::Directory => "ExtensionDirectories",
+            ImageKind::Raw | ImageKind::Block => "ExtensionImages",
         };
         if version >= 254 {
-            text.push('\n');
+            out.push(Line::Blank);
         }
-        text.push_str(&format!("{setting}{}\n", escape_specifiers(e.path)));
+        out.push(set(setting, Kind::ListPath, e.path.to_string()));
         if version >= 254 {
-            text.push_str(&format!(
-                "LogExtraFields={}\n",
-                quote_word(&format!("PORTABLE_EXTENSION={}", e.file_name))
+            out.push(set(
+                "LogExtraFields",
+                Kind::Word,
+                format!("PORTABLE_EXTENSION={}", e.file_name),
             ));
             let field = "PORTABLE_EXTENSION_NAME_AND_VERSION";
-            release_line(&mut text, field, e.release, &SYSEXT_FIELDS);
+            release_line(&mut out, field, e.release, &SYSEXT_FIELDS);
             if version >= 255 {
-                release_line(&mut text, field, e.release, &CONFEXT_FIELDS);
+                release_line(&mut out, field, e.release, &CONFEXT_FIELDS);
             }
         }
     }
-    text
+    out
 }
 
 #[cfg(test)]
@@ -258,7 +276,8 @@ mod tests {
                 "demosquash.service",
                 &squash(&r, &[]),
                 "/etc/os-release"
-            ),
+            )
+            .unwrap(),
             "# Drop-in created for image '/var/lib/portables/demosquash.raw', do not edit.\n\
              \n\
              [Service]\n\
@@ -273,13 +292,15 @@ mod tests {
                 "demosquash.service",
                 &squash(&r, &[]),
                 "/etc/os-release"
-            ),
+            )
+            .unwrap(),
             portable_dropin(
                 252,
                 "demosquash.service",
                 &squash(&r, &[]),
                 "/etc/os-release"
-            ),
+            )
+            .unwrap(),
         );
     }
 
@@ -289,7 +310,8 @@ mod tests {
         let r = rel("ID=portabletest\nIMAGE_ID=demosquash\nIMAGE_VERSION=1\n");
         for v in 254..=260 {
             assert_eq!(
-                portable_dropin(v, "demosquash.service", &squash(&r, &[]), "/etc/os-release"),
+                portable_dropin(v, "demosquash.service", &squash(&r, &[]), "/etc/os-release")
+                    .unwrap(),
                 "# Drop-in created for image '/var/lib/portables/demosquash.raw', do not edit.\n\
                  \n\
                  [Service]\n\
@@ -339,7 +361,8 @@ mod tests {
             "demosquash.service",
             &squash(&r, &[]),
             "/etc/os-release",
-        );
+        )
+        .unwrap();
         assert!(
             text.ends_with("LogExtraFields=PORTABLE=demosquash.raw\n"),
             "{text}"
@@ -359,7 +382,7 @@ mod tests {
         };
         for v in [252, 257] {
             assert_eq!(
-                portable_dropin(v, "d.socket", &img, "/etc/os-release"),
+                portable_dropin(v, "d.socket", &img, "/etc/os-release").unwrap(),
                 "# Drop-in created for image '/var/lib/portables/d', do not edit.\n"
             );
         }
@@ -397,7 +420,7 @@ mod tests {
             extensions: &exts,
         };
         assert_eq!(
-            portable_dropin(252, "app.service", &img, "/etc/os-release"),
+            portable_dropin(252, "app.service", &img, "/etc/os-release").unwrap(),
             "# Drop-in created for image '/var/lib/portables/base.raw:/var/lib/portables/app.raw:/srv/conf', do not edit.\n\
              \n\
              [Service]\n\
@@ -410,6 +433,7 @@ mod tests {
         );
         assert!(
             portable_dropin(252, "app.socket", &img, "/etc/os-release")
+                .unwrap()
                 .ends_with(":/srv/conf', do not edit.\n")
         );
     }
@@ -447,26 +471,32 @@ mod tests {
              ExtensionDirectories=/srv/conf\n\
              LogExtraFields=PORTABLE_EXTENSION=conf\n";
         assert_eq!(
-            portable_dropin(254, "base.service", &img, "/etc/os-release"),
+            portable_dropin(254, "base.service", &img, "/etc/os-release").unwrap(),
             format!("{head}{tail}")
         );
         // 255 adds the confext fields (here the version has a control character: dropped).
         assert_eq!(
-            portable_dropin(255, "base.service", &img, "/etc/os-release"),
+            portable_dropin(255, "base.service", &img, "/etc/os-release").unwrap(),
             format!("{head}LogExtraFields=PORTABLE_EXTENSION_NAME_AND_VERSION=appconf\n{tail}")
         );
         assert_eq!(
-            portable_dropin(257, "base.service", &img, "/etc/os-release"),
-            portable_dropin(255, "base.service", &img, "/etc/os-release"),
+            portable_dropin(257, "base.service", &img, "/etc/os-release").unwrap(),
+            portable_dropin(255, "base.service", &img, "/etc/os-release").unwrap(),
         );
     }
 
     #[test]
     fn escaping() {
         assert_eq!(xescape("/a:b\\c\n"), "/a\\x3ab\\x5cc\\x0a");
-        assert_eq!(quote_word("PORTABLE=a b%.raw"), "\"PORTABLE=a b%%.raw\"");
-        assert_eq!(quote_word("PORTABLE=x\"y"), "\"PORTABLE=x\\\"y\"");
-        assert_eq!(quote_word("PORTABLE=foo_1.2.raw"), "PORTABLE=foo_1.2.raw");
+        assert_eq!(
+            boundary::quote_word("PORTABLE=a b%.raw"),
+            "\"PORTABLE=a b%%.raw\""
+        );
+        assert_eq!(boundary::quote_word("PORTABLE=x\"y"), "\"PORTABLE=x\\\"y\"");
+        assert_eq!(
+            boundary::quote_word("PORTABLE=foo_1.2.raw"),
+            "PORTABLE=foo_1.2.raw"
+        );
         let r = rel("ID=a b\nVERSION_ID=100%\n");
         let img = DropinImage {
             path: "/p/100%.raw",
@@ -476,10 +506,10 @@ mod tests {
             release: &r,
             extensions: &[],
         };
-        let text = portable_dropin(252, "x.service", &img, "/usr/lib/os-release");
+        let text = portable_dropin(252, "x.service", &img, "/usr/lib/os-release").unwrap();
         assert!(text.contains("RootImage=/p/100%%.raw\n"));
         assert!(text.contains("BindReadOnlyPaths=/usr/lib/os-release:/run/host/os-release\n"));
-        let text = portable_dropin(257, "x.service", &img, "/usr/lib/os-release");
+        let text = portable_dropin(257, "x.service", &img, "/usr/lib/os-release").unwrap();
         assert!(
             text.ends_with("LogExtraFields=\"PORTABLE_NAME_AND_VERSION=a b_100%%\"\n"),
             "{text}"
