@@ -10,6 +10,12 @@
 //! Nothing here logs: every message is returned with its level, so the caller decides where it
 //! goes and tests can look at it.
 
+// The safe reader of host files lives in its own file; it is declared here only because
+// lib.rs is being changed elsewhere meanwhile. Once lib.rs has `pub mod host_file;`, this
+// goes and `crate::config::host_file` becomes `crate::host_file` in its users.
+#[path = "host_file.rs"]
+pub mod host_file;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
@@ -163,6 +169,55 @@ impl Config {
 
 fn message(level: Level, text: String) -> Message {
     Message { level, text }
+}
+
+/// Most lines logged about one file, and most invalid values named in the reason an image
+/// is refused for; the rest are counted: a file of 100 000 unknown keys must not become
+/// 100 000 log lines.
+const MAX_LINES_PER_FILE: usize = 5;
+
+/// The messages about one file: the first [`MAX_LINES_PER_FILE`], then how many more.
+struct FileMessages<'a> {
+    file: &'a Path,
+    messages: Vec<Message>,
+    more: usize,
+    /// The most severe level among those not kept.
+    more_level: Level,
+}
+
+impl<'a> FileMessages<'a> {
+    fn new(file: &'a Path) -> FileMessages<'a> {
+        FileMessages {
+            file,
+            messages: Vec::new(),
+            more: 0,
+            more_level: Level::Trace,
+        }
+    }
+
+    /// `text` is made only if it is kept: counting the rest stays cheap.
+    fn push(&mut self, level: Level, text: impl FnOnce() -> String) {
+        if self.messages.len() < MAX_LINES_PER_FILE {
+            self.messages.push(message(level, text()));
+        } else {
+            self.more += 1;
+            self.more_level = self.more_level.min(level);
+        }
+    }
+
+    fn finish(mut self) -> Vec<Message> {
+        if self.more > 0 {
+            self.messages.push(message(
+                self.more_level,
+                format!(
+                    "{}: {} more messages about this file not shown.",
+                    self.file.display(),
+                    self.more
+                ),
+            ));
+        }
+        self.messages
+    }
 }
 
 /// What a configuration file name says it configures.
@@ -416,10 +471,10 @@ pub fn parse_image_config(
     file: &Path,
     bytes: &[u8],
 ) -> (Result<ImageConfig, String>, Vec<Message>) {
-    let mut messages = Vec::new();
+    let mut messages = FileMessages::new(file);
     let unit = match parse_file(file, bytes, &mut messages) {
         Ok(unit) => unit,
-        Err(reason) => return (Err(reason), messages),
+        Err(reason) => return (Err(reason), messages.finish()),
     };
     warn_unknown_sections(
         &unit,
@@ -435,6 +490,7 @@ pub fn parse_image_config(
         ..ImageConfig::default()
     };
     let mut errors = Vec::new();
+    let mut more_errors = 0usize;
     for entry in section_entries(&unit, PORTABLE_SECTION) {
         let v = entry.value.as_str();
         let result = match entry.key.as_str() {
@@ -461,14 +517,21 @@ pub fn parse_image_config(
                 Ok(())
             }
         };
-        if let Err(why) = result {
-            errors.push(invalid(file, entry, &why));
+        match result {
+            Err(why) if errors.len() < MAX_LINES_PER_FILE => {
+                errors.push(invalid(file, entry, &why));
+            }
+            Err(_) => more_errors += 1,
+            Ok(()) => {}
         }
     }
+    if more_errors > 0 {
+        errors.push(format!("and {more_errors} more invalid values"));
+    }
     if errors.is_empty() {
-        (Ok(config), messages)
+        (Ok(config), messages.finish())
     } else {
-        (Err(errors.join("; ")), messages)
+        (Err(errors.join("; ")), messages.finish())
     }
 }
 
@@ -482,13 +545,12 @@ pub fn parse_defaults(files: &[(PathBuf, Vec<u8>)]) -> (Defaults, Vec<Message>) 
     let mut defaults = Defaults::default();
     let mut messages = Vec::new();
     for (file, bytes) in files {
-        let unit = match parse_file(file, bytes, &mut messages) {
+        let mut lines = FileMessages::new(file);
+        let unit = match parse_file(file, bytes, &mut lines) {
             Ok(unit) => unit,
             Err(reason) => {
-                messages.push(message(
-                    Level::Error,
-                    format!("{reason}, ignoring the file."),
-                ));
+                lines.push(Level::Error, || format!("{reason}, ignoring the file."));
+                messages.extend(lines.finish());
                 continue;
             }
         };
@@ -497,7 +559,7 @@ pub fn parse_defaults(files: &[(PathBuf, Vec<u8>)]) -> (Defaults, Vec<Message>) 
             file,
             DEFAULTS_SECTION,
             "settings of one image belong in NAME.conf",
-            &mut messages,
+            &mut lines,
         );
         for entry in section_entries(&unit, DEFAULTS_SECTION) {
             let v = entry.value.as_str();
@@ -538,20 +600,20 @@ pub fn parse_defaults(files: &[(PathBuf, Vec<u8>)]) -> (Defaults, Vec<Message>) 
                     yes_no(builtin.allow_writable_by_others),
                 ),
                 key => {
-                    warn_unknown_key(file, entry, key, DEFAULTS_SECTION, &mut messages);
+                    warn_unknown_key(file, entry, key, DEFAULTS_SECTION, &mut lines);
                     (Ok(()), String::new())
                 }
             };
             if let Err(why) = result {
-                messages.push(message(
-                    Level::Error,
+                lines.push(Level::Error, || {
                     format!(
                         "{}, using the default {default}.",
                         invalid(file, entry, &why)
-                    ),
-                ));
+                    )
+                });
             }
         }
+        messages.extend(lines.finish());
     }
     (defaults, messages)
 }
@@ -562,14 +624,13 @@ fn yes_no(b: bool) -> String {
 
 /// Parse with unit-file syntax, turning its warnings into messages; the error is a whole-file
 /// refusal, naming file and line.
-fn parse_file(file: &Path, bytes: &[u8], messages: &mut Vec<Message>) -> Result<UnitFile, String> {
+fn parse_file(file: &Path, bytes: &[u8], messages: &mut FileMessages) -> Result<UnitFile, String> {
     let (unit, warnings) = unit_syntax::parse(bytes)
         .map_err(|e| format!("{}:{}: {}", file.display(), e.line, e.message))?;
     for w in warnings {
-        messages.push(message(
-            Level::Warn,
-            format!("{}:{}: {}", file.display(), w.line, w.message),
-        ));
+        messages.push(Level::Warn, || {
+            format!("{}:{}: {}", file.display(), w.line, w.message)
+        });
     }
     Ok(unit)
 }
@@ -583,26 +644,25 @@ fn warn_unknown_sections(
     file: &Path,
     known: &str,
     hint: &str,
-    messages: &mut Vec<Message>,
+    messages: &mut FileMessages,
 ) {
     for section in &unit.sections {
         // systemd ignores X- sections silently too, so that extensions need no warning.
         if section.name == known || section.name.starts_with("X-") {
             continue;
         }
-        let hint = if [PORTABLE_SECTION, DEFAULTS_SECTION].contains(&section.name.as_str()) {
-            format!(" ({hint})")
-        } else {
-            String::new()
-        };
-        messages.push(message(
-            Level::Warn,
+        messages.push(Level::Warn, || {
+            let hint = if [PORTABLE_SECTION, DEFAULTS_SECTION].contains(&section.name.as_str()) {
+                format!(" ({hint})")
+            } else {
+                String::new()
+            };
             format!(
                 "{}: unknown section [{}]{hint}, ignoring.",
                 file.display(),
                 shown(&section.name)
-            ),
-        ));
+            )
+        });
     }
 }
 
@@ -611,20 +671,19 @@ fn warn_unknown_key(
     entry: &Entry,
     key: &str,
     section: &str,
-    messages: &mut Vec<Message>,
+    messages: &mut FileMessages,
 ) {
     if key.starts_with("X-") {
         return;
     }
-    messages.push(message(
-        Level::Warn,
+    messages.push(Level::Warn, || {
         format!(
             "{}:{}: unknown key {}= in section [{section}], ignoring.",
             file.display(),
             entry.line,
             shown(key)
-        ),
-    ));
+        )
+    });
 }
 
 fn invalid(file: &Path, entry: &Entry, why: &str) -> String {
@@ -813,7 +872,7 @@ fn cmdline_words(cmdline: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::XorShift;
+    use crate::testutil::{XorShift, assert_linear, repeated};
     use std::os::unix::fs::symlink;
     use std::process::Command;
 
@@ -1343,6 +1402,83 @@ mod tests {
                 "/etc/portables.d/_site.conf: unknown section [Portable] (settings of one image belong in NAME.conf), ignoring.",
                 "/etc/portables.d/_site.conf:2: unknown key Bogus= in section [Defaults], ignoring.",
             ]
+        );
+    }
+
+    #[test]
+    fn a_flood_of_warnings_is_a_few_lines_and_a_count() {
+        let text = repeated(1024 * 1024, "[Portable]\nEnable=no\n", |i| {
+            format!("K{i:06}=x\n")
+        });
+        let keys = (text.len() - 21) / 10;
+        let (c, m) = parse_ok(std::str::from_utf8(&text).unwrap());
+        assert_eq!(c.enable, Some(false));
+        assert_eq!(m.len(), MAX_LINES_PER_FILE + 1, "{m:?}");
+        assert_eq!(
+            m[0].text,
+            "/etc/portables.d/foo.conf:3: unknown key K000000= in section [Portable], ignoring."
+        );
+        assert_eq!(
+            m[MAX_LINES_PER_FILE].text,
+            format!(
+                "/etc/portables.d/foo.conf: {} more messages about this file not shown.",
+                keys - MAX_LINES_PER_FILE
+            )
+        );
+        assert_eq!(m[MAX_LINES_PER_FILE].level, Level::Warn);
+
+        // Sections and syntax warnings count together.
+        let text = repeated(64 * 1024, "[Portable]\nNoEquals\n", |i| {
+            format!("[S{i:06}]\n")
+        });
+        let (_, m) = parse_ok(std::str::from_utf8(&text).unwrap());
+        assert_eq!(m.len(), MAX_LINES_PER_FILE + 1);
+        assert!(m[0].text.ends_with(":2: Missing '=', ignoring line."));
+        assert!(
+            m[1].text
+                .ends_with(": unknown section [S000000], ignoring.")
+        );
+
+        // Invalid values: the image is refused for the first few, the rest counted.
+        let text = repeated(64 * 1024, "[Portable]\n", |_| "Enable=maybe\n".into());
+        let reason = parse_err(std::str::from_utf8(&text).unwrap());
+        assert_eq!(
+            reason.matches("invalid Enable=maybe").count(),
+            MAX_LINES_PER_FILE
+        );
+        assert!(reason.ends_with(" more invalid values"), "{reason}");
+
+        // In a defaults file, errors are capped with the warnings, and the count is an error.
+        let text = repeated(64 * 1024, "[Defaults]\nBogus=1\n", |_| {
+            "Enable=maybe\n".into()
+        });
+        let (d, m) = defaults_of(&[(
+            "/etc/portables.d/_site.conf",
+            std::str::from_utf8(&text).unwrap(),
+        )]);
+        assert_eq!(d, Defaults::default());
+        assert_eq!(m.len(), MAX_LINES_PER_FILE + 1);
+        assert_eq!(m[0].level, Level::Warn);
+        assert_eq!(m[MAX_LINES_PER_FILE].level, Level::Error);
+    }
+
+    #[test]
+    fn linear_in_sections_and_keys() {
+        assert_linear(
+            "portables.d file with distinct sections",
+            |n| repeated(n, "[Portable]\n", |i| format!("[S{i:06}]\n")),
+            |b| {
+                let (_, m) = parse_image_config("foo", Path::new("/etc/portables.d/foo.conf"), b);
+                assert!(m.len() <= MAX_LINES_PER_FILE + 1);
+            },
+        );
+        assert_linear(
+            "portables.d file with unknown keys",
+            |n| repeated(n, "[Portable]\n", |i| format!("K{i:06}=x\n")),
+            |b| {
+                let (_, m) = parse_image_config("foo", Path::new("/etc/portables.d/foo.conf"), b);
+                assert!(m.len() <= MAX_LINES_PER_FILE + 1);
+            },
         );
     }
 

@@ -31,18 +31,30 @@ const DEPENDENCIES: [(&str, &str); 3] = [
     ("UpheldBy", "upholds"),
 ];
 
+/// The longest name `expand` builds: every expansion is meant to be a unit name, which is at
+/// most this long (systemd's UNIT_NAME_MAX less the NUL).
+const EXPANDED_MAX: usize = 255;
+
 /// The subset of unit specifiers that make sense in `[Install]` names
-/// (install.c `install_name_printf`).
+/// (install.c `install_name_printf`). Expansion stops as soon as the result is longer than
+/// any unit name: `%n` a million times over would otherwise build hundreds of MiB just to
+/// be refused.
 fn expand(value: &str, unit: &str) -> Result<String, String> {
     let parsed = parse_unit_name(unit).ok_or("invalid unit name")?;
     let stem = &unit[..unit.len() - parsed.kind.len() - 1];
     let mut out = String::new();
+    // Whether a specifier added to the text, for the message.
+    let mut expanded = false;
     let mut chars = value.chars();
     while let Some(c) = chars.next() {
+        if out.len() > EXPANDED_MAX {
+            return Err(too_long(expanded));
+        }
         if c != '%' {
             out.push(c);
             continue;
         }
+        expanded = true;
         match chars.next() {
             Some('%') => out.push('%'),
             Some('n') => out.push_str(unit),
@@ -54,7 +66,20 @@ fn expand(value: &str, unit: &str) -> Result<String, String> {
             None => return Err("trailing %".into()),
         }
     }
+    if out.len() > EXPANDED_MAX {
+        return Err(too_long(expanded));
+    }
     Ok(out)
+}
+
+/// Why a name longer than any unit name is refused: said as for any invalid name when the
+/// text was that long already, else that the specifiers made it so.
+fn too_long(expanded: bool) -> String {
+    if expanded {
+        format!("expands to more than {EXPANDED_MAX} bytes, too long for a unit name")
+    } else {
+        "not a valid unit name".into()
+    }
 }
 
 /// Compute the links for `unit` from its parsed file.
@@ -299,5 +324,57 @@ mod tests {
             )]
         );
         assert_eq!(e.problems.len(), 3, "{:?}", e.problems);
+    }
+
+    #[test]
+    fn specifier_expansion_is_bounded() {
+        // A unit name of 253 bytes and WantedBy=%n%n... of 1 MiB: refused after a few
+        // hundred bytes, not after building 130 MiB.
+        let unit = format!("{}.service", "a".repeat(245));
+        assert_eq!(unit.len(), 253);
+        let value = "%n".repeat(500 * 1024);
+        let start = std::time::Instant::now();
+        let e = expand(&value, &unit).unwrap_err();
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
+        assert_eq!(
+            e,
+            "expands to more than 255 bytes, too long for a unit name"
+        );
+        // Long plain text is refused as any invalid name; a name of 255 bytes is not.
+        assert_eq!(
+            expand(&"a".repeat(300), &unit).unwrap_err(),
+            "not a valid unit name"
+        );
+        let name = format!("{}.target", "b".repeat(248));
+        assert_eq!(expand(&name, &unit).unwrap(), name);
+
+        let e = links(&unit, &format!("[Install]\nWantedBy={value}\n"));
+        assert!(e.links.is_empty());
+        assert_eq!(e.problems.len(), 1);
+        assert!(
+            e.problems[0].ends_with(": expands to more than 255 bytes, too long for a unit name")
+        );
+    }
+
+    #[test]
+    fn linear_in_install_entries() {
+        use crate::testutil::{assert_linear, repeated};
+        let unit = format!("{}.service", "a".repeat(245));
+        assert_linear(
+            "[Install] with many specifiers",
+            |n| repeated(n - 64, "[Install]\nWantedBy=", |_| "%n".into()),
+            |b| {
+                let file = parse(b).unwrap().0;
+                assert!(enablement(&unit, &file).links.is_empty());
+            },
+        );
+        assert_linear(
+            "[Install] with many targets",
+            |n| repeated(n, "[Install]\n", |i| format!("WantedBy=t{i:06}.target\n")),
+            |b| {
+                let file = parse(b).unwrap().0;
+                assert!(!enablement(&unit, &file).links.is_empty());
+            },
+        );
     }
 }

@@ -8,6 +8,9 @@ use std::sync::Mutex;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
+use crate::config::host_file;
+use crate::root::Root;
+
 const IDENT: &str = "portables-generator";
 
 /// Longest message written: the kernel refuses a /dev/kmsg record over about 1 KiB, and a
@@ -157,6 +160,19 @@ pub fn settings(
     (level, target)
 }
 
+/// [`settings`] with the kernel command line read from below `root`, never blocking on it
+/// (a FIFO in place of `/proc/cmdline`) nor reading more than its cap. The logger is not
+/// set up yet, so a command line that cannot be read counts as empty here; the run that
+/// follows reads it again and says why.
+pub fn settings_below(
+    root: &Root,
+    env: impl Fn(&str) -> Option<String>,
+    default: Target,
+) -> (LevelFilter, Target) {
+    let cmdline = host_file::kernel_cmdline(root).unwrap_or_default();
+    settings(&cmdline, env, default)
+}
+
 /// Install the logger. Safe to call once; later calls are ignored.
 pub fn init(level: LevelFilter, target: Target) {
     let kmsg = match target {
@@ -211,6 +227,34 @@ mod tests {
         assert_eq!(
             settings("systemd.log_level=bogus", none, Target::Kmsg).0,
             LevelFilter::Info
+        );
+    }
+
+    #[test]
+    fn cmdline_below_a_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let none = |_: &str| None;
+        assert_eq!(
+            settings_below(&root, none, Target::Kmsg).0,
+            LevelFilter::Info
+        );
+        std::fs::create_dir(dir.path().join("proc")).unwrap();
+        std::fs::write(dir.path().join("proc/cmdline"), "ro debug\n").unwrap();
+        assert_eq!(
+            settings_below(&root, none, Target::Kmsg).0,
+            LevelFilter::Debug
+        );
+        // A FIFO is not waited on: it counts as an empty command line.
+        std::fs::remove_file(dir.path().join("proc/cmdline")).unwrap();
+        let fifo = std::process::Command::new("mkfifo")
+            .arg(dir.path().join("proc/cmdline"))
+            .status()
+            .unwrap();
+        assert!(fifo.success());
+        assert_eq!(
+            settings_below(&root, none, Target::Console),
+            (LevelFilter::Info, Target::Console)
         );
     }
 }

@@ -3,6 +3,9 @@
 
 use std::path::Path;
 
+use log::warn;
+
+use crate::config::host_file;
 use crate::root::Root;
 
 /// The unit the generator emits to arrange that reload.
@@ -87,17 +90,35 @@ pub fn pending(fstab: &str, mountinfo: &str, search_paths: &[&str]) -> Vec<Strin
     out
 }
 
-/// Read fstab and mountinfo below `root` and decide. Unreadable files count as empty: no
-/// fstab entry means nothing to wait for; no mountinfo means nothing is known to be mounted.
+/// Longest `/etc/fstab` read: a real one is a few KiB.
+const FSTAB_MAX_BYTES: u64 = 1024 * 1024;
+/// Longest mount table read: some 50 000 mounts; a host with more is not waiting for `/var`.
+const MOUNTINFO_MAX_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Read fstab and mountinfo below `root` and decide. Missing files count as empty: no fstab
+/// entry means nothing to wait for; no mountinfo means nothing is known to be mounted. Files
+/// that cannot be read (a FIFO, a giant) are said so in one line each and count as empty too.
 pub fn pending_below(root: &Root, search_paths: &[&str]) -> Vec<String> {
-    let read = |p: &str| {
-        std::fs::read(root.join(p))
-            .map(|b| String::from_utf8_lossy(&b[..b.len().min(1 << 20)]).into_owned())
-            .unwrap_or_default()
-    };
+    let read =
+        |p: &str, cap: u64, meaning: &str| match host_file::read_capped_lossy(&root.join(p), cap) {
+            Ok(text) => text,
+            Err(e) if e.is_not_found() => String::new(),
+            Err(e) => {
+                warn!("Cannot read {p}: {e}; {meaning}.");
+                String::new()
+            }
+        };
     pending(
-        &read("/etc/fstab"),
-        &read("/proc/self/mountinfo"),
+        &read(
+            "/etc/fstab",
+            FSTAB_MAX_BYTES,
+            "not waiting for file systems mounted later",
+        ),
+        &read(
+            "/proc/self/mountinfo",
+            MOUNTINFO_MAX_BYTES,
+            "taking no file system to be mounted yet",
+        ),
         search_paths,
     )
 }

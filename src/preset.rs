@@ -4,6 +4,9 @@
 
 use std::collections::BTreeMap;
 
+use log::warn;
+
+use crate::config::host_file::{self, HostReadError};
 use crate::root::Root;
 
 /// Preset directories, highest priority first.
@@ -62,8 +65,15 @@ impl Presets {
     }
 }
 
+/// Longest preset file read: real ones are a few KiB.
+const PRESET_FILE_MAX_BYTES: u64 = 1024 * 1024;
+/// Most bytes read from all preset files together: the policy is read only to warn, and
+/// thousands of files of a MiB each must not cost the boot gigabytes.
+const PRESETS_TOTAL_MAX_BYTES: u64 = 4 * 1024 * 1024;
+
 /// Read the preset files below `root`: a file in an earlier directory replaces one of the
-/// same name in a later one; all are applied in file-name order.
+/// same name in a later one; all are applied in file-name order. A file that cannot be read
+/// (a FIFO, a giant) is left out with one line saying so: the policy only decides a warning.
 pub fn load(root: &Root) -> Presets {
     let mut files: BTreeMap<String, std::path::PathBuf> = BTreeMap::new();
     for dir in PRESET_DIRS.iter().rev() {
@@ -75,16 +85,34 @@ pub fn load(root: &Root) -> Presets {
                 continue;
             };
             if name.ends_with(".preset") {
-                files.insert(name, entry.path());
+                let host_path = std::path::Path::new(dir).join(&name);
+                files.insert(name, host_path);
             }
         }
     }
-    let texts: Vec<String> = files
-        .values()
-        .filter_map(|p| std::fs::read(p).ok())
-        .filter(|b| b.len() as u64 <= crate::image::MAX_FILE_BYTES)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .collect();
+    let mut texts = Vec::new();
+    let mut total = 0u64;
+    for host_path in files.values() {
+        let cap = PRESET_FILE_MAX_BYTES.min(PRESETS_TOTAL_MAX_BYTES - total);
+        match host_file::read_capped(&root.join(host_path), cap) {
+            Ok(bytes) => {
+                total += bytes.len() as u64;
+                texts.push(String::from_utf8_lossy(&bytes).into_owned());
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e @ HostReadError::TooLarge { .. }) if cap < PRESET_FILE_MAX_BYTES => {
+                warn!(
+                    "Cannot read preset file {}: {e}: the preset files hold more than {PRESETS_TOTAL_MAX_BYTES} bytes together, ignoring it and those after it.",
+                    host_path.display()
+                );
+                break;
+            }
+            Err(e) => warn!(
+                "Cannot read preset file {}: {e}, ignoring it.",
+                host_path.display()
+            ),
+        }
+    }
     Presets::parse(&texts)
 }
 

@@ -8,10 +8,10 @@
 //! `256.8-1.fc41` and `258-4`), and the format string `"systemd " GIT_VERSION " running in %ssystem
 //! mode"` of src/core/main.c (`systemd 252.39-1~deb12u2 running in`).
 
-use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use crate::config::host_file::{self, HostReadError};
 use crate::root::Root;
 
 /// The oldest version whose `portablectl attach` output is reproduced.
@@ -113,7 +113,7 @@ pub fn detect(root: &Root) -> Version {
                 };
             }
             Ok(None) => why.push(format!("{} names no systemd version", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) if e.is_not_found() => {}
             Err(e) => why.push(format!("cannot read {}: {e}", path.display())),
         }
     }
@@ -128,12 +128,10 @@ pub fn detect(root: &Root) -> Version {
     }
 }
 
-/// Search a binary for the version it was built as.
-fn scan_file(path: &Path) -> std::io::Result<Option<u32>> {
-    let file = File::open(path)?;
-    if !file.metadata()?.is_file() {
-        return Ok(None);
-    }
+/// Search a binary for the version it was built as. A FIFO or device in its place is
+/// refused without blocking; a giant is searched only as far as `MAX_SCAN_BYTES`.
+fn scan_file(path: &Path) -> Result<Option<u32>, HostReadError> {
+    let (file, _) = host_file::open_regular(path)?;
     let mut reader = file.take(MAX_SCAN_BYTES);
     let mut scanner = Scanner::default();
     let mut chunk = vec![0u8; 64 * 1024];
@@ -142,7 +140,7 @@ fn scan_file(path: &Path) -> std::io::Result<Option<u32>> {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(e) => return Err(HostReadError::Io(e)),
         };
         scanner.feed(&chunk[..n]);
         if scanner.library.is_some() {
@@ -335,6 +333,25 @@ mod tests {
         )
         .unwrap();
         assert_eq!(detect(&root).major, NEWEST);
+
+        // A FIFO in its place is said so at once, never waited on.
+        std::fs::remove_file(dir.path().join("usr/lib/systemd/systemd")).unwrap();
+        let fifo = std::process::Command::new("mkfifo")
+            .arg(dir.path().join("usr/lib/systemd/systemd"))
+            .status()
+            .unwrap();
+        assert!(fifo.success());
+        let v = detect(&root);
+        assert_eq!(v.major, 254);
+        std::fs::remove_file(dir.path().join("lib/systemd/systemd")).unwrap();
+        let v = detect(&root);
+        assert!(v.is_guess());
+        assert!(
+            v.describe()
+                .contains("cannot read /usr/lib/systemd/systemd: not a regular file (a FIFO)"),
+            "{}",
+            v.describe()
+        );
     }
 
     #[test]

@@ -19,6 +19,8 @@
 //!    of `build`); `extra-lines`: stderr holds no other line beyond the baseline's (except
 //!    those in `extra-lines`); `log-flood`: at most 20 such lines; `log-length`: every line
 //!    fits in one `/dev/kmsg` record; `log-control`: no control characters in any line;
+//!    a case's `env` file (`KEY=VALUE` lines, e.g. `SYSTEMD_FIRST_BOOT=1`) adds to the
+//!    generator's environment;
 //! 4. `root`: nothing changed outside the output directory: every path of ROOT and of the
 //!    output directory's parent, with type, size, mode and mtime, is the same afterwards;
 //! 5. `time`: the run takes at most 2 s; it is killed after 10 s (so a FIFO that blocks
@@ -171,7 +173,7 @@ fn make_base() -> Result<Base, String> {
     fs::create_dir_all(&out).map_err(|e| e.to_string())?;
     let work = dir.join("baseline");
     let (stdout, stderr) = (work.join("stdout"), work.join("stderr"));
-    let run = run_measured(&root, &out, (&stdout, &stderr), None)?;
+    let run = run_measured(&root, &out, (&stdout, &stderr), None, &[])?;
     let log = normalize_paths(
         &String::from_utf8_lossy(&fs::read(&stderr).map_err(|e| e.to_string())?),
         &[(&root, "<root>"), (&out, "<out>")],
@@ -236,8 +238,8 @@ fn harness_anon_kib() -> i64 {
 }
 
 /// Runs `portables-generator --root ROOT OUT` as the golden tests do (only
-/// `SYSTEMD_LOG_TARGET=console` and `SYSTEMD_LOG_LEVEL=info` of the `SYSTEMD_*` variables),
-/// reaping it with `wait4` for its peak RSS. Its stdout and stderr go to the files `logs`
+/// `SYSTEMD_LOG_TARGET=console` and `SYSTEMD_LOG_LEVEL=info` of the `SYSTEMD_*` variables,
+/// and those of the case's `env`), reaping it with `wait4` for its peak RSS. Its stdout and stderr go to the files `logs`
 /// names (not into the harness's memory: some cases log tens of megabytes). `mutate` runs
 /// beside it until it ends.
 fn run_measured(
@@ -245,6 +247,7 @@ fn run_measured(
     out: &Path,
     logs: (&Path, &Path),
     mutate: Option<&Mutation>,
+    env: &[(String, String)],
 ) -> Result<Measured, String> {
     let file = |p: &Path| fs::File::create(p).map_err(|e| format!("creating {}: {e}", p.display()));
     let (stdout, stderr) = (file(logs.0)?, file(logs.1)?);
@@ -256,6 +259,7 @@ fn run_measured(
     }
     cmd.env("SYSTEMD_LOG_TARGET", "console")
         .env("SYSTEMD_LOG_LEVEL", "info")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .arg("--root")
         .arg(root)
         .arg(out)
@@ -501,6 +505,23 @@ fn read_optional(path: &Path) -> Result<Option<String>, String> {
     }
 }
 
+/// The case's `env` file: `KEY=VALUE` lines (`#` comments) added to the generator's
+/// environment, for inputs only some boots read (`SYSTEMD_FIRST_BOOT=1`: preset files).
+fn case_env(case: &Path) -> Result<Vec<(String, String)>, String> {
+    let Some(text) = read_optional(&case.join("env"))? else {
+        return Ok(Vec::new());
+    };
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| format!("env: expected `KEY=VALUE`: {l}"))
+        })
+        .collect()
+}
+
 /// The path the expected line must name: the case's `subject` file, else the first DEST of
 /// its `build` file that is in the root, as the booted system would see it.
 fn subject(case: &Path) -> Result<String, String> {
@@ -657,7 +678,14 @@ fn run_case(case: &Path) -> Result<(), String> {
     let (stdout_file, stderr_file) = (dir.join("stdout"), dir.join("stderr"));
     let root_before = snapshot_meta(&root)?;
     let work_before = snapshot_meta(&work)?;
-    let run = run_measured(&root, &out, (&stdout_file, &stderr_file), mutation.as_ref());
+    let env = case_env(case)?;
+    let run = run_measured(
+        &root,
+        &out,
+        (&stdout_file, &stderr_file),
+        mutation.as_ref(),
+        &env,
+    );
     let root_after = snapshot_meta(&root)?;
     let work_after = snapshot_meta(&work)?;
     let run = run?;
