@@ -10,12 +10,6 @@
 //! Nothing here logs: every message is returned with its level, so the caller decides where it
 //! goes and tests can look at it.
 
-// The safe reader of host files lives in its own file; it is declared here only because
-// lib.rs is being changed elsewhere meanwhile. Once lib.rs has `pub mod host_file;`, this
-// goes and `crate::config::host_file` becomes `crate::host_file` in its users.
-#[path = "host_file.rs"]
-pub mod host_file;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;

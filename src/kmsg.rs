@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
-use crate::config::host_file;
+use crate::host_file;
 use crate::root::Root;
 
 const IDENT: &str = "portables-generator";

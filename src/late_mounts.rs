@@ -5,7 +5,7 @@ use std::path::Path;
 
 use log::warn;
 
-use crate::config::host_file;
+use crate::host_file;
 use crate::root::Root;
 
 /// The unit the generator emits to arrange that reload.

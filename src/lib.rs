@@ -13,6 +13,7 @@ pub mod discover;
 pub mod extension;
 pub mod facts;
 pub mod host;
+pub mod host_file;
 pub mod image;
 pub mod install;
 pub mod kmsg;
@@ -248,7 +249,10 @@ pub fn run(
         debug!("Running for a user manager, portable services are a system feature.");
         return EXIT_OK;
     }
-    let cmdline = std::fs::read_to_string(root.join("/proc/cmdline")).unwrap_or_default();
+    let cmdline = host_file::kernel_cmdline(root).unwrap_or_else(|e| {
+        warn!("Cannot read /proc/cmdline: {e}; reading it as empty.");
+        String::new()
+    });
     if !config::enabled_by_cmdline(&cmdline) {
         info!(
             "Turned off for this boot by {}= on the kernel command line.",
@@ -293,8 +297,7 @@ pub fn run(
 
 /// Log settings for this run: the kernel command line (below `root`) and environment.
 pub fn log_settings(root: &Root, default: kmsg::Target) -> (log::LevelFilter, kmsg::Target) {
-    let cmdline = std::fs::read_to_string(root.join("/proc/cmdline")).unwrap_or_default();
-    kmsg::settings(&cmdline, |k| std::env::var(k).ok(), default)
+    kmsg::settings_below(root, |k| std::env::var(k).ok(), default)
 }
 
 /// A panic inside a reader is reported as that image's error; the default hook's

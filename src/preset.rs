@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use log::warn;
 
-use crate::config::host_file::{self, HostReadError};
+use crate::host_file::{self, HostReadError};
 use crate::root::Root;
 
 /// Preset directories, highest priority first.

@@ -11,7 +11,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::config::host_file::{self, HostReadError};
+use crate::host_file::{self, HostReadError};
 use crate::root::Root;
 
 /// The oldest version whose `portablectl attach` output is reproduced.
