@@ -96,6 +96,8 @@ pub struct Plan {
     /// Relative paths in the output directory; sorted, so output is deterministic.
     pub nodes: BTreeMap<PathBuf, Node>,
     pub notices: Vec<Notice>,
+    /// Whether [`MAX_OUTPUT_NODES`] was reached (said once).
+    full: bool,
 }
 
 impl Plan {
@@ -167,7 +169,6 @@ pub fn plan(attachments: &[Attachment], host: &Host) -> Plan {
     // Unit name → the image path that provides it.
     let mut owner: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut placed: Vec<(&Attachment, &UnitSource)> = Vec::new();
-    let mut full = false;
 
     for att in attachments {
         let image_path = att.image.label();
@@ -244,7 +245,7 @@ pub fn plan(attachments: &[Attachment], host: &Host) -> Plan {
         let mut attached = Vec::new();
         for (unit, placement, profile) in admitted {
             if log.plan.nodes.len() >= MAX_OUTPUT_NODES {
-                if !full {
+                if !log.plan.full {
                     log.say(
                         Level::Error,
                         true,
@@ -253,7 +254,7 @@ pub fn plan(attachments: &[Attachment], host: &Host) -> Plan {
                         ),
                     );
                 }
-                full = true;
+                log.plan.full = true;
                 break;
             }
             match place_unit(log.plan, att, unit, placement, profile, host) {
@@ -611,6 +612,19 @@ fn place_links(plan: &mut Plan, att: &Attachment, unit: &UnitSource, host: &Host
                 );
                 continue;
             }
+        }
+        if plan.nodes.len() >= MAX_OUTPUT_NODES && !plan.nodes.contains_key(&link.path) {
+            if !plan.full {
+                plan.notice(
+                    Level::Error,
+                    true,
+                    format!(
+                        "{what}: [Install] links not made, nor those of later units: this run has made {MAX_OUTPUT_NODES} files and links, the most it makes."
+                    ),
+                );
+            }
+            plan.full = true;
+            return;
         }
         // A link path can only repeat for the same unit (listed twice), which is harmless.
         plan.nodes
@@ -1119,6 +1133,37 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// Whatever the input, one run makes at most MAX_OUTPUT_NODES files and links.
+    #[test]
+    fn output_nodes_per_run_are_bounded() {
+        let targets: String = (0..60).map(|i| format!("t{i}.target ")).collect();
+        let text = format!("[Install]\nWantedBy={targets}\n");
+        let atts: Vec<Attachment> = (0..5)
+            .map(|i| {
+                let units = (0..MAX_UNITS_PER_IMAGE)
+                    .map(|u| unit(&format!("img{i}-{u:03}.service"), &text))
+                    .collect();
+                att(&format!("/var/lib/portables/img{i}"), units)
+            })
+            .collect();
+        let p = run(&atts, &[]);
+        assert!(p.nodes.len() <= MAX_OUTPUT_NODES, "{}", p.nodes.len());
+        assert!(p.nodes.len() > MAX_OUTPUT_NODES - 100, "{}", p.nodes.len());
+        assert!(p.failed());
+        assert_eq!(
+            messages(&p)
+                .iter()
+                .filter(|m| m.contains("the most it makes"))
+                .count(),
+            1
+        );
+        // Every unit written still has its drop-in.
+        for k in p.nodes.keys().filter(|k| k.components().count() == 1) {
+            let dropin = PathBuf::from(format!("{}.d/20-portable.conf", k.display()));
+            assert!(p.nodes.contains_key(&dropin), "{}", k.display());
         }
     }
 }
