@@ -428,6 +428,10 @@ impl Fs for SquashFs {
 fn map_err(e: BackhandError) -> FsError {
     let corrupt = |why: &str| FsError::Corrupt(why.to_string());
     match e {
+        // The file shrank under the reader: not damage, a change.
+        BackhandError::StdIo(e) if e.to_string() == super::source::ENDED_EARLY => {
+            FsError::Changed(e.to_string())
+        }
         BackhandError::StdIo(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
             corrupt(&format!("points past the end of the image ({e})"))
         }
