@@ -208,14 +208,19 @@ fn pick_version(
         .map_err(|e| format!("cannot list: {e}"))?;
     let mut entries = Vec::new();
     let mut resolved = BTreeMap::new();
+    let mut passed_over = Vec::new();
     for (name, _) in listing {
         let Ok(name) = String::from_utf8(name) else {
             continue;
         };
         // Each entry is followed inside the root (an absolute link names the root's file,
         // not this machine's); only O_PATH descriptors are opened: nothing blocks.
-        let Ok(found) = root.resolve(&dir.path.join(&name), true) else {
-            continue;
+        let found = match root.resolve(&dir.path.join(&name), true) {
+            Ok(found) => found,
+            Err(e) => {
+                passed_over.push(unusable(root, &dir.path.join(&name), e));
+                continue;
+            }
         };
         let ft = rustix::fs::FileType::from_raw_mode(found.owner.mode);
         let is_block = ft == rustix::fs::FileType::BlockDevice;
@@ -227,7 +232,25 @@ fn pick_version(
         resolved.insert(name, (found, is_block));
     }
     entries.sort();
-    let chosen = vpick::pick(basename, suffix, &entries, &vpick::local_architectures())?;
+    let chosen =
+        vpick::pick(basename, suffix, &entries, &vpick::local_architectures()).map_err(|why| {
+            // Entries that lead nowhere were not offered to vpick: say why, rather than
+            // calling the directory empty.
+            if passed_over.is_empty() {
+                return why;
+            }
+            let more = passed_over.len().saturating_sub(3);
+            passed_over.truncate(3);
+            let mut list = passed_over.join("; ");
+            if more > 0 {
+                list.push_str(&format!("; and {more} more"));
+            }
+            if why.starts_with("the directory is empty") {
+                format!("no entry can be used: {list}")
+            } else {
+                format!("{why}; {list}")
+            }
+        })?;
     let (found, is_block) = resolved
         .remove(&chosen.file_name)
         .ok_or_else(|| format!("{} vanished while being listed", chosen.file_name))?;
@@ -237,6 +260,26 @@ fn pick_version(
         vpick::Suffix::Raw => ImageKind::Raw,
     };
     Ok((found, kind))
+}
+
+/// Why the entry at `path` (in a `.v/` directory) leads nowhere.
+fn unusable(root: &Root, path: &Path, e: FsError) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let target = root
+        .resolve(path, false)
+        .ok()
+        .and_then(|link| crate::image::at::read_link(crate::image::at::b(&link.fd), b"").ok())
+        .map(|t| crate::facts::shown(&t));
+    match (e, target) {
+        (FsError::NotFound, Some(t)) => format!(
+            "{name} is a symbolic link to {t}, which is not in the root (links are resolved inside it)"
+        ),
+        (FsError::SymlinkLoop, _) => format!("{name} is a symbolic link loop"),
+        (e, _) => format!("{name}: {e}"),
+    }
 }
 
 fn classify(root: &Root, resolved_dir: &Path, host_path: &Path, entry: &str) -> Entry {

@@ -222,7 +222,11 @@ impl Fs for DirFs {
         let (dir, name) = self.parent(path)?;
         let name = name.ok_or(FsError::WrongType("not a symbolic link"))?;
         self.entry(&dir, name)?.ok_or(FsError::NotFound)?;
-        at::read_link(b(&dir.fd), name)
+        // Asked for because the resolver saw a link here a moment ago.
+        match at::read_link(b(&dir.fd), name) {
+            Err(FsError::WrongType(_)) => Err(at::changed(path, "it is no longer a symbolic link")),
+            r => r,
+        }
     }
 
     fn read_file(&self, path: &Path, limit: u64) -> Result<Vec<u8>, FsError> {
