@@ -1,19 +1,16 @@
 //! Finding images in the search paths (DESIGN §3).
 
-use std::collections::BTreeSet;
-use std::fs;
-use std::os::unix::fs::FileTypeExt;
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
 use log::debug;
 
-use crate::image::FsError;
-use crate::image::chase::Tree;
-use crate::image::dir::DirFs;
 use crate::image::open::ImageKind;
+use crate::image::{FileKind, FsError};
 use crate::names::image_name_is_valid;
 use crate::ownership;
-use crate::root::Root;
+use crate::root::{Found as Resolved, Root};
 use crate::vpick;
 
 /// Where images are looked for, in order; the first directory holding a name wins
@@ -90,15 +87,14 @@ enum Entry {
 pub fn discover(root: &Root, allow_writable_by_others: bool) -> Found {
     let mut found = Found::default();
     let mut seen = BTreeSet::new();
-    // Links are resolved inside the root, as the booted system would resolve them.
-    let host = Tree::new(Box::new(DirFs::new(root.dir().to_path_buf())));
     for dir in SEARCH_PATHS {
         let unreadable = |reason: String| Unreadable {
             dir: dir.into(),
             reason,
         };
-        let resolved_dir = match host.resolve(Path::new(dir), true) {
-            Ok(r) => r.path,
+        // Links are resolved inside the root, as the booted system would resolve them.
+        let search = match root.resolve(Path::new(dir), true) {
+            Ok(r) => r,
             Err(FsError::NotFound) => {
                 debug!("Search directory {dir} does not exist.");
                 continue;
@@ -108,35 +104,36 @@ pub fn discover(root: &Root, allow_writable_by_others: bool) -> Found {
                 continue;
             }
         };
-        if !allow_writable_by_others
-            && let Some(who) = ownership::path_writable_by_others(&root.join(&resolved_dir))
-        {
+        let resolved_dir = search.path.clone();
+        // Whoever can write the directory, or one on the way to it, decides which images
+        // are found there.
+        let writable = ownership::writable_by(search.owner)
+            .map(|who| format!("it is {who}"))
+            .or_else(|| search.steered());
+        if !allow_writable_by_others && let Some(who) = writable {
             found.unreadable.push(unreadable(format!(
-                "it is {who}, so its images are not used: {}",
+                "{who}, so its images are not used: {}",
                 ownership::HINT
             )));
             continue;
         }
-        let listing = match fs::read_dir(root.join(&resolved_dir)) {
+        if search.kind != FileKind::Dir {
+            found
+                .unreadable
+                .push(unreadable(FsError::NotADirectory.to_string()));
+            continue;
+        }
+        let listing = match root.read_dir(&search) {
             Ok(l) => l,
             Err(e) => {
                 found.unreadable.push(unreadable(e.to_string()));
                 continue;
             }
         };
-        let mut names = Vec::new();
-        for entry in listing {
-            match entry {
-                Ok(e) => names.push(e.file_name()),
-                Err(e) => {
-                    found.unreadable.push(Unreadable {
-                        dir: dir.into(),
-                        reason: e.to_string(),
-                    });
-                    break;
-                }
-            }
-        }
+        let mut names: Vec<std::ffi::OsString> = listing
+            .into_iter()
+            .map(|(name, _)| std::ffi::OsString::from_vec(name))
+            .collect();
         names.sort();
 
         let mut here: Vec<Image> = Vec::new();
@@ -153,7 +150,7 @@ pub fn discover(root: &Root, allow_writable_by_others: bool) -> Found {
                 debug!("Ignoring hidden entry {}.", host_path.display());
                 continue;
             }
-            match classify(root, &host, &resolved_dir, &host_path, file_name) {
+            match classify(root, &resolved_dir, &host_path, file_name) {
                 Entry::Image(image) => here.push(image),
                 Entry::Refused(r) => found.refused.push(r),
                 Entry::Ignored => {}
@@ -179,21 +176,19 @@ pub fn discover(root: &Root, allow_writable_by_others: bool) -> Found {
 /// The image at `path` (a host path, e.g. from `Image=`), resolved and classified as a
 /// search-path entry would be.
 pub fn image_at(root: &Root, path: &Path) -> Result<Image, String> {
-    let host = Tree::new(Box::new(DirFs::new(root.dir().to_path_buf())));
     let (Some(dir), Some(entry)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
     else {
         return Err(format!("{} does not name a file", path.display()));
     };
-    let resolved_dir = host
+    let resolved_dir = root
         .resolve(dir, true)
         .map_err(|e| format!("cannot access {}: {e}", dir.display()))?
         .path;
     // A path that is simply absent is said so, not taken for a dangling link.
-    let here = resolved_dir.join(entry);
-    if fs::symlink_metadata(root.join(&here)).is_err() {
+    if !matches!(root.lstat(&resolved_dir.join(entry)), Ok(Some(_))) {
         return Err("it does not exist".into());
     }
-    match classify(root, &host, &resolved_dir, path, entry) {
+    match classify(root, &resolved_dir, path, entry) {
         Entry::Image(image) => Ok(image),
         Entry::Refused(r) => Err(r.reason),
         Entry::Ignored => Err("neither a directory, a .raw file nor a block device".into()),
@@ -204,39 +199,90 @@ pub fn image_at(root: &Root, path: &Path) -> Result<Image, String> {
 /// its file name and kind.
 fn pick_version(
     root: &Root,
-    dir: &Path,
+    dir: &Resolved,
     basename: &str,
     suffix: vpick::Suffix,
-) -> Result<(String, ImageKind), String> {
-    let listing = fs::read_dir(root.join(dir)).map_err(|e| format!("cannot list: {e}"))?;
+) -> Result<(Resolved, ImageKind), String> {
+    let listing = root
+        .read_dir(dir)
+        .map_err(|e| format!("cannot list: {e}"))?;
     let mut entries = Vec::new();
-    let mut blocks = BTreeSet::new();
-    for entry in listing.take(crate::image::MAX_DIR_ENTRIES) {
-        let entry = entry.map_err(|e| format!("cannot list: {e}"))?;
-        let Ok(name) = entry.file_name().into_string() else {
+    let mut resolved = BTreeMap::new();
+    let mut passed_over = Vec::new();
+    for (name, _) in listing {
+        let Ok(name) = String::from_utf8(name) else {
             continue;
         };
-        // stat() follows links without opening: nothing blocks.
-        let Ok(meta) = fs::metadata(entry.path()) else {
-            continue;
+        // Each entry is followed inside the root (an absolute link names the root's file,
+        // not this machine's); only O_PATH descriptors are opened: nothing blocks.
+        let found = match root.resolve(&dir.path.join(&name), true) {
+            Ok(found) => found,
+            Err(e) => {
+                passed_over.push(unusable(root, &dir.path.join(&name), e));
+                continue;
+            }
         };
-        let ft = meta.file_type();
-        if ft.is_block_device() {
-            blocks.insert(name.clone());
-        }
-        entries.push((name, ft.is_file() || ft.is_block_device(), ft.is_dir()));
+        let ft = rustix::fs::FileType::from_raw_mode(found.owner.mode);
+        let is_block = ft == rustix::fs::FileType::BlockDevice;
+        entries.push((
+            name.clone(),
+            ft == rustix::fs::FileType::RegularFile || is_block,
+            found.kind == FileKind::Dir,
+        ));
+        resolved.insert(name, (found, is_block));
     }
     entries.sort();
-    let chosen = vpick::pick(basename, suffix, &entries, &vpick::local_architectures())?;
+    let chosen =
+        vpick::pick(basename, suffix, &entries, &vpick::local_architectures()).map_err(|why| {
+            // Entries that lead nowhere were not offered to vpick: say why, rather than
+            // calling the directory empty.
+            if passed_over.is_empty() {
+                return why;
+            }
+            let more = passed_over.len().saturating_sub(3);
+            passed_over.truncate(3);
+            let mut list = passed_over.join("; ");
+            if more > 0 {
+                list.push_str(&format!("; and {more} more"));
+            }
+            if why.starts_with("the directory is empty") {
+                format!("no entry can be used: {list}")
+            } else {
+                format!("{why}; {list}")
+            }
+        })?;
+    let (found, is_block) = resolved
+        .remove(&chosen.file_name)
+        .ok_or_else(|| format!("{} vanished while being listed", chosen.file_name))?;
     let kind = match suffix {
         vpick::Suffix::Directory => ImageKind::Directory,
-        vpick::Suffix::Raw if blocks.contains(&chosen.file_name) => ImageKind::Block,
+        vpick::Suffix::Raw if is_block => ImageKind::Block,
         vpick::Suffix::Raw => ImageKind::Raw,
     };
-    Ok((chosen.file_name, kind))
+    Ok((found, kind))
 }
 
-fn classify(root: &Root, host: &Tree, resolved_dir: &Path, host_path: &Path, entry: &str) -> Entry {
+/// Why the entry at `path` (in a `.v/` directory) leads nowhere.
+fn unusable(root: &Root, path: &Path, e: FsError) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let target = root
+        .resolve(path, false)
+        .ok()
+        .and_then(|link| crate::image::at::read_link(crate::image::at::b(&link.fd), b"").ok())
+        .map(|t| crate::facts::shown(&t));
+    match (e, target) {
+        (FsError::NotFound, Some(t)) => format!(
+            "{name} is a symbolic link to {t}, which is not in the root (links are resolved inside it)"
+        ),
+        (FsError::SymlinkLoop, _) => format!("{name} is a symbolic link loop"),
+        (e, _) => format!("{name}: {e}"),
+    }
+}
+
+fn classify(root: &Root, resolved_dir: &Path, host_path: &Path, entry: &str) -> Entry {
     let refuse = |reason: String| {
         Entry::Refused(Refused {
             path: host_path.into(),
@@ -244,12 +290,11 @@ fn classify(root: &Root, host: &Tree, resolved_dir: &Path, host_path: &Path, ent
         })
     };
     let is_raw_name = entry.ends_with(".raw");
-    let resolved = match host.resolve(&resolved_dir.join(entry), true) {
-        Ok(r) => r.path,
+    let here = resolved_dir.join(entry);
+    let found = match root.resolve(&here, true) {
+        Ok(r) => r,
         Err(e) => {
-            let is_link = fs::symlink_metadata(root.join(resolved_dir.join(entry)))
-                .map(|m| m.is_symlink())
-                .unwrap_or(false);
+            let is_link = matches!(root.lstat(&here), Ok(Some(FileKind::Symlink)));
             if !is_raw_name && !is_link {
                 debug!("Ignoring {}: {e}", host_path.display());
                 return Entry::Ignored;
@@ -261,31 +306,37 @@ fn classify(root: &Root, host: &Tree, resolved_dir: &Path, host_path: &Path, ent
             };
         }
     };
-    // lstat of a fully resolved path: nothing is opened, so nothing here can block.
-    let meta = match fs::symlink_metadata(root.join(&resolved)) {
-        Ok(m) => m,
-        Err(e) => return refuse(format!("cannot access: {e}")),
+    // Whoever can write the image, or a directory on the way to it, can change what root
+    // runs.
+    let writable_by = |found: &Resolved| {
+        ownership::writable_by(found.owner)
+            .map(|w| format!("{} is {w}", found.path.display()))
+            .or_else(|| found.steered())
     };
-    let ft = meta.file_type();
-    let kind = if ft.is_dir() {
+    let resolved = found.path.clone();
+    // The mode of the resolved entry: nothing is opened, so nothing here can block.
+    let ft = rustix::fs::FileType::from_raw_mode(found.owner.mode);
+    use rustix::fs::FileType;
+    let kind = if ft == FileType::Directory {
         if let Some((basename, suffix)) = vpick::versioned_dir(entry) {
-            return match pick_version(root, &resolved, &basename, suffix) {
-                Ok((file_name, kind)) => {
-                    let path = resolved.join(&file_name);
+            return match pick_version(root, &found, &basename, suffix) {
+                Ok((chosen, kind)) => {
+                    // The version's path with its links resolved in the root, as for any
+                    // image: the booted system reads the same file.
+                    let path = chosen.path.clone();
+                    let file_name = path
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .unwrap_or_default()
+                        .to_string();
                     // Whoever can write the .v/ directory can add the version that wins.
-                    let writable_by = ownership::writable_by_others(&meta)
-                        .map(|w| format!("{} is {w}", resolved.display()))
-                        .or_else(|| {
-                            ownership::path_writable_by_others(&root.join(&path))
-                                .map(|w| format!("{} is {w}", path.display()))
-                        });
                     Entry::Image(Image {
                         entry: entry.into(),
                         name: basename,
                         path,
                         file_name,
                         kind,
-                        writable_by,
+                        writable_by: writable_by(&found).or_else(|| writable_by(&chosen)),
                         found_at: host_path.into(),
                     })
                 }
@@ -293,18 +344,15 @@ fn classify(root: &Root, host: &Tree, resolved_dir: &Path, host_path: &Path, ent
             };
         }
         ImageKind::Directory
-    } else if ft.is_block_device() {
+    } else if ft == FileType::BlockDevice {
         ImageKind::Block
     } else if is_raw_name {
-        if !ft.is_file() {
-            let what = if ft.is_fifo() {
-                "a FIFO"
-            } else if ft.is_socket() {
-                "a socket"
-            } else if ft.is_char_device() {
-                "a character device"
-            } else {
-                "not a regular file"
+        if ft != FileType::RegularFile {
+            let what = match ft {
+                FileType::Fifo => "a FIFO",
+                FileType::Socket => "a socket",
+                FileType::CharacterDevice => "a character device",
+                _ => "not a regular file",
             };
             return refuse(format!("{what}, not a regular file"));
         }
@@ -329,8 +377,7 @@ fn classify(root: &Root, host: &Tree, resolved_dir: &Path, host_path: &Path, ent
     {
         return refuse("invalid image name".into());
     }
-    let writable_by =
-        ownership::writable_by_others(&meta).map(|w| format!("{} is {w}", resolved.display()));
+    let writable_by = writable_by(&found);
     Entry::Image(Image {
         entry: entry.into(),
         name: name.into(),

@@ -51,6 +51,9 @@ pub struct Units {
 /// Read the image's os-release as systemd `systemd` does: `/etc/os-release`, else
 /// `/usr/lib/os-release`; it must carry a non-empty `ID=`.
 pub fn read_os_release(tree: &Tree, systemd: u32) -> Result<OsRelease, String> {
+    // A link whose target the image lacks counts as absent, as for systemd (the next file
+    // is tried), but is named if nothing is found: it is the likely mistake (or trick).
+    let mut dangling = None;
     for path in OS_RELEASE_PATHS {
         match tree.read_file(Path::new(path), MAX_FILE_BYTES) {
             Ok(bytes) => {
@@ -61,11 +64,65 @@ pub fn read_os_release(tree: &Tree, systemd: u32) -> Result<OsRelease, String> {
                 }
                 return Ok(release);
             }
-            Err(FsError::NotFound) => continue,
+            Err(FsError::NotFound) => {
+                if dangling.is_none()
+                    && let Ok(target) = tree.read_link(Path::new(path))
+                {
+                    dangling = Some((path, shown(&target)));
+                }
+            }
             Err(e) => return Err(format!("cannot read {path}: {e}")),
         }
     }
-    Err("image lacks os-release data (/etc/os-release or /usr/lib/os-release)".into())
+    Err(match dangling {
+        Some((path, target)) => format!(
+            "image lacks os-release data: {path} is a symbolic link to {target}, which is not in the image (links are resolved inside it)"
+        ),
+        None => "image lacks os-release data (/etc/os-release or /usr/lib/os-release)".into(),
+    })
+}
+
+/// Raw bytes from an image as they can be logged: control characters and bytes that are
+/// not UTF-8 as `\xNN`, cut to a length that fits a log line.
+pub fn shown(raw: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in raw.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() {
+                for b in c.to_string().bytes() {
+                    out.push_str(&format!("\\x{b:02x}"));
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    crate::kmsg::shorten(&out)
+}
+
+/// Why a file name is no unit name for reasons of its bytes alone, and whether it would
+/// have been wanted but for them (its bad characters taken for a letter): such a unit is
+/// reported, not passed over in silence.
+fn bad_bytes(raw: &[u8], wanted: &impl Fn(&str) -> bool) -> Option<&'static str> {
+    let why = match std::str::from_utf8(raw) {
+        Err(_) => "its name is not valid UTF-8",
+        Ok(s) if s.chars().any(char::is_control) => "its name holds a control character",
+        Ok(_) => return None,
+    };
+    let letters: String = String::from_utf8_lossy(raw)
+        .chars()
+        .map(|c| {
+            if c.is_control() || c == char::REPLACEMENT_CHARACTER {
+                'x'
+            } else {
+                c
+            }
+        })
+        .collect();
+    wanted(&letters).then_some(why)
 }
 
 /// Collect the units named by `wanted` from the top level of the image's unit
@@ -73,6 +130,7 @@ pub fn read_os_release(tree: &Tree, systemd: u32) -> Result<OsRelease, String> {
 /// `wanted` are read, so an image with hundreds of units costs what its matches cost.
 pub fn read_units(tree: &Tree, wanted: impl Fn(&str) -> bool) -> Result<Units, String> {
     let mut chosen: BTreeMap<String, (PathBuf, FileKind)> = BTreeMap::new();
+    let mut misnamed: BTreeMap<Vec<u8>, UnitSkip> = BTreeMap::new();
     let mut seen_dirs = Vec::new();
     for dir in IMAGE_UNIT_DIRS {
         let (resolved, entries) = match tree.read_dir(Path::new(dir)) {
@@ -86,6 +144,15 @@ pub fn read_units(tree: &Tree, wanted: impl Fn(&str) -> bool) -> Result<Units, S
         }
         seen_dirs.push(resolved);
         for entry in entries {
+            if let Some(why) = bad_bytes(&entry.name, &wanted) {
+                let name = shown(&entry.name);
+                misnamed.entry(entry.name).or_insert_with(|| UnitSkip {
+                    reason: format!("{dir}/{name} is not a valid unit name: {why}"),
+                    name,
+                    warn: true,
+                });
+                continue;
+            }
             let Ok(name) = String::from_utf8(entry.name) else {
                 continue;
             };
@@ -165,6 +232,7 @@ pub fn read_units(tree: &Tree, wanted: impl Fn(&str) -> bool) -> Result<Units, S
                 .push(skip(format!("cannot read {}: {e}", origin.display()), true)),
         }
     }
+    units.skipped.extend(misnamed.into_values());
     Ok(units)
 }
 
@@ -172,6 +240,7 @@ pub fn read_units(tree: &Tree, wanted: impl Fn(&str) -> bool) -> Result<Units, S
 mod tests {
     use super::*;
     use crate::image::chase::tests::MemFs;
+    use std::os::unix::ffi::OsStrExt;
 
     fn tree(fs: MemFs) -> Tree {
         Tree::new(Box::new(fs))
@@ -193,6 +262,57 @@ mod tests {
             read_os_release(&tree(MemFs::new()), 257)
                 .unwrap_err()
                 .contains("lacks os-release")
+        );
+    }
+
+    #[test]
+    fn os_release_link_out_of_the_image_is_named() {
+        let t = tree(MemFs::new().link("/usr/lib/os-release", "/etc/shadow"));
+        assert_eq!(
+            read_os_release(&t, 257).unwrap_err(),
+            "image lacks os-release data: /usr/lib/os-release is a symbolic link to /etc/shadow, which is not in the image (links are resolved inside it)"
+        );
+        // As for systemd, the next file counts when the first one's link leads nowhere.
+        let t = tree(
+            MemFs::new()
+                .link("/etc/os-release", "../../../x")
+                .file("/usr/lib/os-release", b"ID=usr\n"),
+        );
+        assert_eq!(read_os_release(&t, 257).unwrap().get("ID"), Some("usr"));
+    }
+
+    #[test]
+    fn units_with_bad_bytes_in_their_names_are_reported() {
+        let mut fs = MemFs::new().dir("/usr/lib/systemd/system");
+        for name in [
+            &b"foo-\x01.service"[..],
+            b"foo-\xff.service",
+            b"bar-\x01.service",
+        ] {
+            fs.nodes.insert(
+                Path::new("/usr/lib/systemd/system").join(std::ffi::OsStr::from_bytes(name)),
+                crate::image::chase::tests::Node::File(b"x".to_vec()),
+            );
+        }
+        let u = read_units(&tree(fs), |n| n.starts_with("foo")).unwrap();
+        assert!(u.found.is_empty());
+        let skipped: Vec<_> = u
+            .skipped
+            .iter()
+            .map(|s| (s.name.as_str(), s.reason.as_str()))
+            .collect();
+        assert_eq!(
+            skipped,
+            vec![
+                (
+                    "foo-\\x01.service",
+                    "/usr/lib/systemd/system/foo-\\x01.service is not a valid unit name: its name holds a control character"
+                ),
+                (
+                    "foo-\\xff.service",
+                    "/usr/lib/systemd/system/foo-\\xff.service is not a valid unit name: its name is not valid UTF-8"
+                ),
+            ]
         );
     }
 

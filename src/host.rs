@@ -1,7 +1,8 @@
 //! What the host already has: unit files that take precedence, its os-release.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use crate::image::FileKind;
 use crate::root::Root;
 
 /// Every host unit directory except the generator output directories
@@ -21,18 +22,20 @@ pub const HOST_UNIT_DIRS: [&str; 10] = [
 
 /// The host path of a unit file named `unit`, if the host has one. Drop-in directories
 /// do not count; a dangling symlink does (it is a unit file systemd will try to load).
+/// Links on the way resolve inside the root (`ROOT/lib -> /usr/lib` is the root's
+/// `/usr/lib`, not this machine's).
 pub fn host_unit(root: &Root, unit: &str) -> Option<PathBuf> {
     HOST_UNIT_DIRS.iter().find_map(|dir| {
         let path = PathBuf::from(dir).join(unit);
-        let meta = std::fs::symlink_metadata(root.join(&path)).ok()?;
-        (!meta.is_dir()).then_some(path)
+        let kind = root.lstat(&path).ok()??;
+        (kind != FileKind::Dir).then_some(path)
     })
 }
 
 /// The host os-release to bind into services, as portablectl 252 picks it.
 pub fn host_os_release(root: &Root) -> &'static str {
     // access(F_OK) as portablectl does: a dangling link counts as absent.
-    if root.join("/etc/os-release").exists() {
+    if root.resolve(Path::new("/etc/os-release"), true).is_ok() {
         "/etc/os-release"
     } else {
         "/usr/lib/os-release"
@@ -53,24 +56,26 @@ pub enum HostKind {
 /// Where an administrator's own unit files live.
 const ADMIN_UNIT_DIRS: [&str; 2] = ["/etc/systemd/system", "/run/systemd/system"];
 
-/// The kind of the host's unit file at `path` (a host path, as [`host_unit`] returns it).
-pub fn host_unit_kind(root: &Root, path: &std::path::Path) -> HostKind {
-    let real = root.join(path);
+/// The kind of the host's unit file at `path` (a host path, as [`host_unit`] returns it),
+/// looked at inside the root.
+pub fn host_unit_kind(root: &Root, path: &Path) -> HostKind {
     // A link to /dev/null, or an empty file, is a mask (systemd's null_or_empty_path()).
-    if let Ok(target) = std::fs::read_link(&real)
-        && target == std::path::Path::new("/dev/null")
-    {
-        return HostKind::Masked;
-    }
-    if let Ok(meta) = std::fs::symlink_metadata(&real)
-        && meta.is_file()
-        && meta.len() == 0
-    {
-        return HostKind::Masked;
+    if let Ok(found) = root.resolve(path, false) {
+        let real = root.join(&found.path);
+        if found.kind == FileKind::Symlink
+            && std::fs::read_link(&real).is_ok_and(|t| t == Path::new("/dev/null"))
+        {
+            return HostKind::Masked;
+        }
+        if found.kind == FileKind::File
+            && std::fs::symlink_metadata(&real).is_ok_and(|m| m.len() == 0)
+        {
+            return HostKind::Masked;
+        }
     }
     if ADMIN_UNIT_DIRS
         .iter()
-        .any(|d| path.parent() == Some(std::path::Path::new(d)))
+        .any(|d| path.parent() == Some(Path::new(d)))
     {
         HostKind::Override
     } else {
@@ -85,12 +90,44 @@ pub fn host_instance_of(root: &Root, template: &str) -> Option<PathBuf> {
     let head = format!("{head}@");
     let tail = format!(".{kind}");
     HOST_UNIT_DIRS.iter().find_map(|dir| {
-        let entries = std::fs::read_dir(root.join(dir)).ok()?;
+        let found = root.resolve(Path::new(dir), true).ok()?;
+        let entries = root.read_dir(&found).ok()?;
         entries
-            .filter_map(Result::ok)
-            .take(crate::image::MAX_DIR_ENTRIES)
-            .filter_map(|e| e.file_name().into_string().ok())
+            .into_iter()
+            .filter_map(|(name, _)| String::from_utf8(name).ok())
             .find(|n| n.starts_with(&head) && n.ends_with(&tail) && n.len() > template.len())
             .map(|n| PathBuf::from(dir).join(n))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn unit_dirs_resolve_inside_the_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        std::fs::create_dir_all(r.join("usr/lib/systemd/system")).unwrap();
+        std::fs::create_dir_all(r.join("etc/systemd/system/x.service")).unwrap();
+        std::fs::write(r.join("usr/lib/systemd/system/in-root.service"), b"").unwrap();
+        symlink(
+            "/nowhere",
+            r.join("usr/lib/systemd/system/dangling.service"),
+        )
+        .unwrap();
+        // As on a merged-/usr system: the root's /usr/lib, whatever this machine has.
+        symlink("/usr/lib", r.join("lib")).unwrap();
+        let root = Root::new(r);
+        assert_eq!(
+            host_unit(&root, "in-root.service"),
+            Some(PathBuf::from("/usr/lib/systemd/system/in-root.service"))
+        );
+        assert!(host_unit(&root, "dangling.service").is_some());
+        assert_eq!(host_unit(&root, "x.service"), None);
+        // This machine's own units are not the root's.
+        assert_eq!(host_unit(&root, "systemd-journald.service"), None);
+        assert_eq!(host_os_release(&root), "/usr/lib/os-release");
+    }
 }

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::image::FileKind;
 use crate::root::Root;
 
 /// systemd's portable profile directories, as `find_portable_profile()` searches them.
@@ -52,13 +53,15 @@ pub fn find_profile(
     profile: &str,
     unit_type: &str,
 ) -> Result<Option<PathBuf>, String> {
-    let Some(path) = profile_dirs(version).into_iter().find_map(|dir| {
+    // Links resolve inside the root, as the booted system will follow them.
+    let Some((path, real)) = profile_dirs(version).into_iter().find_map(|dir| {
         let path = dir.join(profile).join(format!("{unit_type}.conf"));
-        root.join(&path).is_file().then_some(path)
+        let found = root.resolve(&path, true).ok()?;
+        (found.kind == FileKind::File).then(|| (path, root.join(&found.path)))
     }) else {
         return Ok(None);
     };
-    match crate::ownership::path_writable_by_others(&root.join(&path)) {
+    match crate::ownership::path_writable_by_others(&real) {
         Some(who) => Err(format!(
             "its profile {} is {who}, and a profile others can change confines nothing",
             path.display()
@@ -69,9 +72,10 @@ pub fn find_profile(
 
 /// Whether a profile of that name exists at all, for any unit type.
 pub fn profile_exists(root: &Root, version: u32, profile: &str) -> bool {
-    profile_dirs(version)
-        .iter()
-        .any(|dir| root.join(dir.join(profile)).is_dir())
+    profile_dirs(version).iter().any(|dir| {
+        root.resolve(&dir.join(profile), true)
+            .is_ok_and(|f| f.kind == FileKind::Dir)
+    })
 }
 
 #[cfg(test)]

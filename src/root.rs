@@ -1,18 +1,83 @@
 //! The `--root` prefix applied to every path the program reads.
+//!
+//! Joining `ROOT` and a host path is not enough to read it: the kernel would follow an
+//! absolute link in `ROOT/lib -> /usr/lib` (or `..` above `ROOT`) on the machine running
+//! the generator, not in the root. [`Root::resolve`] walks a host path inside the root as
+//! `chroot` would, one component at a time from a descriptor of the root (see
+//! [`crate::image::at`]), and says which directory on the way others could use to steer it.
 
+use std::collections::VecDeque;
+use std::ffi::OsStr;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags};
+
+use crate::image::at::{self, b};
+use crate::image::{FileKind, FsError, MAX_PATH_DEPTH, MAX_PATH_STEPS, MAX_SYMLINKS};
+use crate::ownership::{self, Owner};
 
 /// The directory that stands for `/` when reading (never when writing symlink targets or
 /// drop-in values: those name paths as the booted system will see them).
 #[derive(Debug, Clone)]
 pub struct Root(PathBuf);
 
+/// Where a host path led inside the root.
+#[derive(Debug)]
+pub struct Found {
+    /// The host path with every link resolved (the last one too, when followed): what the
+    /// booted system finds there.
+    pub path: PathBuf,
+    pub kind: FileKind,
+    /// The entry's owner and mode.
+    pub owner: Owner,
+    /// An `O_PATH` descriptor of the entry (of a final link itself when not followed).
+    pub fd: OwnedFd,
+    /// The first directory on the way (the root itself included) in which a user other than
+    /// root could have replaced what was found: the directory and who
+    /// ([`ownership::unsafe_lookup`]). The entry's own owner and mode are for the caller.
+    pub steered_by: Option<(PathBuf, String)>,
+}
+
+impl Found {
+    /// `"DIR is WHO"` for the first directory on the way others can write, if any.
+    pub fn steered(&self) -> Option<String> {
+        self.steered_by
+            .as_ref()
+            .map(|(dir, why)| format!("{} is {why}", dir.display()))
+    }
+}
+
+/// A directory entered on the way.
+struct Step {
+    fd: OwnedFd,
+    owner: Owner,
+    /// Its name in its parent (empty for the root).
+    name: Vec<u8>,
+}
+
+fn path_of(stack: &[Step]) -> PathBuf {
+    let mut p = PathBuf::from("/");
+    for s in &stack[1..] {
+        p.push(OsStr::from_bytes(&s.name));
+    }
+    p
+}
+
+fn components(path: &[u8]) -> impl Iterator<Item = &[u8]> {
+    path.split(|&c| c == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+}
+
 impl Root {
     pub fn new(dir: impl Into<PathBuf>) -> Root {
         Root(dir.into())
     }
 
-    /// The real path for the absolute host path `host`.
+    /// The real path for the absolute host path `host`. Only for a path with no links on
+    /// the way (one [`Root::resolve`] returned), or where the kernel following them on
+    /// this machine does no harm: see [`Root::resolve`].
     pub fn join(&self, host: impl AsRef<Path>) -> PathBuf {
         let host = host.as_ref();
         self.0.join(host.strip_prefix("/").unwrap_or(host))
@@ -26,10 +91,228 @@ impl Root {
     pub fn is_host(&self) -> bool {
         self.0 == Path::new("/")
     }
+
+    /// Resolve the host path `host` inside the root as the booted system would (systemd's
+    /// `chase()` with `CHASE_PREFIX_ROOT`): absolute link targets start at the root, `..`
+    /// stops at it, at most [`MAX_SYMLINKS`] links. With `follow_last` false a final link
+    /// is found as such. Nothing but `O_PATH` descriptors is opened, so nothing blocks.
+    pub fn resolve(&self, host: &Path, follow_last: bool) -> Result<Found, FsError> {
+        let base = at::open_base(&self.0).map_err(at::io)?;
+        let mut stack = vec![Step {
+            owner: Owner::of_stat(&at::fstat(b(&base)).map_err(at::io)?),
+            fd: base,
+            name: Vec::new(),
+        }];
+        let mut todo: VecDeque<Vec<u8>> = components(host.as_os_str().as_bytes())
+            .map(<[u8]>::to_vec)
+            .collect();
+        let mut steered_by = None;
+        let (mut links, mut steps) = (0usize, 0usize);
+        while let Some(c) = todo.pop_front() {
+            steps += 1;
+            if steps > MAX_PATH_STEPS || stack.len() > MAX_PATH_DEPTH {
+                return Err(FsError::Corrupt(format!(
+                    "a path deeper than {MAX_PATH_DEPTH} levels or of more than {MAX_PATH_STEPS} steps"
+                )));
+            }
+            if c == b".." {
+                if stack.len() > 1 {
+                    stack.pop();
+                }
+                continue;
+            }
+            let Some(dir) = stack.last() else {
+                break;
+            };
+            let fd = match rustix::fs::openat(
+                b(&dir.fd),
+                OsStr::from_bytes(&c),
+                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) {
+                Ok(fd) => fd,
+                Err(rustix::io::Errno::NOENT) => return Err(FsError::NotFound),
+                Err(rustix::io::Errno::NOTDIR) => return Err(FsError::NotADirectory),
+                Err(e) => return Err(at::io(e)),
+            };
+            let st = at::fstat(b(&fd)).map_err(at::io)?;
+            let owner = Owner::of_stat(&st);
+            if steered_by.is_none()
+                && let Some(why) = ownership::unsafe_lookup(dir.owner, owner)
+            {
+                steered_by = Some((path_of(&stack), why));
+            }
+            let kind = at::kind_of(&st);
+            let last = todo.is_empty();
+            if kind == FileKind::Symlink && (follow_last || !last) {
+                links += 1;
+                if links > MAX_SYMLINKS {
+                    return Err(FsError::SymlinkLoop);
+                }
+                // The descriptor of the link itself: what was checked is what is read.
+                let target = at::read_link(b(&fd), b"")?;
+                if target.first() == Some(&b'/') {
+                    stack.truncate(1);
+                }
+                for t in components(&target).collect::<Vec<_>>().into_iter().rev() {
+                    todo.push_front(t.to_vec());
+                }
+                continue;
+            }
+            if last {
+                let mut path = path_of(&stack);
+                path.push(OsStr::from_bytes(&c));
+                return Ok(Found {
+                    path,
+                    kind,
+                    owner,
+                    fd,
+                    steered_by,
+                });
+            }
+            if kind != FileKind::Dir {
+                return Err(FsError::NotADirectory);
+            }
+            stack.push(Step { fd, owner, name: c });
+        }
+        // Every component consumed by `..` or links: a directory on the stack.
+        let path = path_of(&stack);
+        let top = stack.pop().ok_or(FsError::NotFound)?;
+        Ok(Found {
+            path,
+            kind: FileKind::Dir,
+            owner: top.owner,
+            fd: top.fd,
+            steered_by,
+        })
+    }
+
+    /// The kind of the entry at `host` inside the root, a final link not followed; `None`
+    /// when there is none (or a directory on the way is missing).
+    pub fn lstat(&self, host: &Path) -> Result<Option<FileKind>, FsError> {
+        match self.resolve(host, false) {
+            Ok(found) => Ok(Some(found.kind)),
+            Err(FsError::NotFound | FsError::NotADirectory) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The entries of the directory at `host`, links on the way resolved inside the root,
+    /// with it: names, and what each is (a link not followed). At most
+    /// [`crate::image::MAX_DIR_ENTRIES`].
+    pub fn read_dir(&self, found: &Found) -> Result<Vec<(Vec<u8>, FileKind)>, FsError> {
+        let fd = rustix::fs::openat(
+            b(&found.fd),
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(at::io)?;
+        let mut listing = rustix::fs::Dir::new(fd).map_err(at::io)?;
+        let mut out = Vec::new();
+        while let Some(entry) = listing.read() {
+            let entry = entry.map_err(at::io)?;
+            let name = entry.file_name().to_bytes();
+            if name == b"." || name == b".." {
+                continue;
+            }
+            if out.len() >= crate::image::MAX_DIR_ENTRIES {
+                return Err(FsError::TooLarge {
+                    what: "directory",
+                    size: out.len() as u64 + 1,
+                    limit: crate::image::MAX_DIR_ENTRIES as u64,
+                });
+            }
+            let kind = match entry.file_type() {
+                rustix::fs::FileType::Unknown => match at::lstat(b(&found.fd), name) {
+                    Ok(Some(st)) => at::kind_of(&st),
+                    Ok(None) => continue,
+                    Err(e) => return Err(at::io(e)),
+                },
+                ft => at::kind_of_type(ft),
+            };
+            out.push((name.to_vec(), kind));
+        }
+        Ok(out)
+    }
 }
 
 impl Default for Root {
     fn default() -> Root {
         Root::new("/")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{PermissionsExt, symlink};
+
+    #[test]
+    fn links_resolve_inside_the_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        std::fs::create_dir_all(r.join("usr/lib/systemd/system")).unwrap();
+        std::fs::write(r.join("usr/lib/systemd/system/a.service"), b"").unwrap();
+        symlink("/usr/lib", r.join("lib")).unwrap();
+        symlink("../../../../../../etc/x", r.join("up")).unwrap();
+        symlink("/", r.join("top")).unwrap();
+        symlink("loop", r.join("loop")).unwrap();
+        let root = Root::new(r);
+        let found = root
+            .resolve(Path::new("/lib/systemd/system/a.service"), true)
+            .unwrap();
+        assert_eq!(found.path, Path::new("/usr/lib/systemd/system/a.service"));
+        assert_eq!(found.kind, FileKind::File);
+        assert!(matches!(
+            root.resolve(Path::new("/up"), true),
+            Err(FsError::NotFound)
+        ));
+        assert_eq!(
+            root.resolve(Path::new("/top/../top/usr/.."), true)
+                .unwrap()
+                .path,
+            Path::new("/")
+        );
+        assert_eq!(
+            root.lstat(Path::new("/up")).unwrap(),
+            Some(FileKind::Symlink)
+        );
+        assert_eq!(root.lstat(Path::new("/nothing/here")).unwrap(), None);
+        assert!(matches!(
+            root.resolve(Path::new("/loop"), true),
+            Err(FsError::SymlinkLoop)
+        ));
+        let dir = root
+            .resolve(Path::new("/lib/systemd/system"), true)
+            .unwrap();
+        assert_eq!(
+            root.read_dir(&dir).unwrap(),
+            vec![(b"a.service".to_vec(), FileKind::File)]
+        );
+    }
+
+    #[test]
+    fn directories_others_can_write_on_the_way() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        std::fs::create_dir_all(r.join("var/lib/portables")).unwrap();
+        let root = Root::new(r);
+        let at = Path::new("/var/lib/portables");
+        if root.resolve(at, true).unwrap().owner.uid != 0 {
+            return; // Only root's files are trusted: the rest needs root.
+        }
+        assert_eq!(root.resolve(at, true).unwrap().steered(), None);
+        let chmod = |mode| {
+            std::fs::set_permissions(r.join("var/lib"), std::fs::Permissions::from_mode(mode))
+                .unwrap()
+        };
+        chmod(0o777);
+        assert_eq!(
+            root.resolve(at, true).unwrap().steered().as_deref(),
+            Some("/var/lib is writable by every user (mode 0777)")
+        );
+        chmod(0o1777);
+        assert_eq!(root.resolve(at, true).unwrap().steered(), None);
     }
 }

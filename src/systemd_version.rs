@@ -12,6 +12,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::host_file::{self, HostReadError};
+use crate::image::FsError;
 use crate::root::Root;
 
 /// The oldest version whose `portablectl attach` output is reproduced.
@@ -105,7 +106,22 @@ pub fn detect(root: &Root) -> Version {
     candidates.extend(BINARIES.iter().map(PathBuf::from));
     let mut why = Vec::new();
     for path in candidates {
-        match scan_file(&root.join(&path)) {
+        // Below --root, links resolve inside it (ROOT/lib -> /usr/lib is the root's, not
+        // this machine's); /proc/1/exe is opened as it is, which works even for a binary
+        // replaced since PID 1 started.
+        let real = if path.starts_with("/proc") {
+            path.clone()
+        } else {
+            match root.resolve(&path, true) {
+                Ok(found) => root.join(&found.path),
+                Err(FsError::NotFound | FsError::NotADirectory) => continue,
+                Err(e) => {
+                    why.push(format!("cannot read {}: {e}", path.display()));
+                    continue;
+                }
+            }
+        };
+        match scan_file(&real) {
             Ok(Some(found)) => {
                 return Version {
                     major: found.clamp(OLDEST, NEWEST),
@@ -300,6 +316,10 @@ mod tests {
             v.describe()
         );
 
+        // A link to an absolute path resolves inside the root, not on this machine.
+        std::os::unix::fs::symlink("/usr/lib", dir.path().join("lib")).unwrap();
+        assert!(detect(&root).is_guess());
+        std::fs::remove_file(dir.path().join("lib")).unwrap();
         std::fs::create_dir_all(dir.path().join("lib/systemd")).unwrap();
         std::fs::write(
             dir.path().join("lib/systemd/systemd"),

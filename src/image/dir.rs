@@ -1,31 +1,78 @@
 //! Directory images: the host's own file system below the image directory.
+//!
+//! Every access starts from a descriptor of the image directory and goes one component at
+//! a time ([`super::at`]): paths come resolved from [`super::chase::Tree`], so a symlink met
+//! now is a directory swapped for a link since (a race, reported as a change), never a
+//! way out of the image.
 
-use std::fs::{self, File};
+use std::ffi::OsStr;
+use std::fs::File;
 use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 
+use super::at::{self, b};
 use super::{
-    DirEntry, FileKind, Fs, FsError, MAX_DIR_ENTRIES, MAX_LINK_BYTES, MAX_XATTR_BYTES,
+    DirEntry, FileKind, Fs, FsError, MAX_DIR_ENTRIES, MAX_PATH_DEPTH, MAX_XATTR_BYTES,
     xattr_too_large,
 };
+use crate::ownership::{self, Owner};
 
-/// A directory tree used as an image. Paths from [`super::chase::Tree`] are joined below
-/// `base`; since every parent component was checked to be a real directory, the lookup
-/// cannot leave the tree through a symlink.
+/// A directory tree used as an image.
 pub struct DirFs {
-    base: PathBuf,
-    /// Refuse files that a user other than root can change.
+    /// `O_PATH` descriptor of the image directory, or why it could not be opened.
+    base: Result<OwnedFd, Errno>,
+    /// Refuse files, and directories on the way to them, that a user other than root can
+    /// change (directory images: root runs their units).
     owned_by_root: bool,
+}
+
+/// The directory holding an entry, reached from the base.
+struct Parent {
+    fd: OwnedFd,
+    owner: Owner,
+    /// Its path inside the image, for messages.
+    path: PathBuf,
+}
+
+fn components(path: &Path) -> Result<Vec<&[u8]>, FsError> {
+    let parts: Vec<&[u8]> = path
+        .as_os_str()
+        .as_bytes()
+        .split(|&c| c == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+        .collect();
+    // Paths come resolved: a `..` would be a caller's mistake, and is not walked.
+    if parts.contains(&&b".."[..]) {
+        return Err(FsError::Corrupt(format!(
+            "unresolved path {}",
+            path.display()
+        )));
+    }
+    if parts.len() > MAX_PATH_DEPTH {
+        return Err(FsError::Corrupt(format!(
+            "a path deeper than {MAX_PATH_DEPTH} levels"
+        )));
+    }
+    Ok(parts)
 }
 
 impl DirFs {
     pub fn new(base: PathBuf) -> DirFs {
         DirFs {
-            base,
+            base: at::open_base(&base),
+            owned_by_root: false,
+        }
+    }
+
+    /// The tree below an open directory (e.g. one reached inside `--root`).
+    pub fn from_fd(fd: OwnedFd) -> DirFs {
+        DirFs {
+            base: Ok(fd),
             owned_by_root: false,
         }
     }
@@ -38,35 +85,115 @@ impl DirFs {
         }
     }
 
-    fn host(&self, path: &Path) -> PathBuf {
-        self.base.join(path.strip_prefix("/").unwrap_or(path))
+    fn base(&self) -> Result<BorrowedFd<'_>, FsError> {
+        match &self.base {
+            Ok(fd) => Ok(fd.as_fd()),
+            Err(e) => Err(at::io(*e)),
+        }
     }
-}
 
-fn kind_of(ft: fs::FileType) -> FileKind {
-    if ft.is_symlink() {
-        FileKind::Symlink
-    } else if ft.is_dir() {
-        FileKind::Dir
-    } else if ft.is_file() {
-        FileKind::File
-    } else {
-        FileKind::Other
+    /// Refuse `entry` found in `dir` if others can steer that lookup.
+    fn check_lookup(&self, dir: &Parent, entry: Owner) -> Result<(), FsError> {
+        if !self.owned_by_root {
+            return Ok(());
+        }
+        match ownership::unsafe_lookup(dir.owner, entry) {
+            Some(why) => Err(FsError::WritableByOthers {
+                path: Some(dir.path.clone()),
+                why,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Walk from the base through every component of `dirs`, each a directory.
+    fn walk(&self, dirs: &[&[u8]]) -> Result<Parent, FsError> {
+        let base = self.base()?;
+        let fd = base.try_clone_to_owned().map_err(FsError::Io)?;
+        let mut here = Parent {
+            owner: Owner::of_stat(&at::fstat(b(&fd)).map_err(at::io)?),
+            fd,
+            path: PathBuf::from("/"),
+        };
+        for name in dirs {
+            let path = here.path.join(OsStr::from_bytes(name));
+            let fd = at::step_dir(b(&here.fd), name, &path)?;
+            let owner = Owner::of_stat(&at::fstat(b(&fd)).map_err(at::io)?);
+            self.check_lookup(&here, owner)?;
+            here = Parent { fd, owner, path };
+        }
+        Ok(here)
+    }
+
+    /// The directory holding the last component of `path`, and that component (`None`
+    /// for the image root).
+    fn parent<'p>(&self, path: &'p Path) -> Result<(Parent, Option<&'p [u8]>), FsError> {
+        let parts = components(path)?;
+        match parts.split_last() {
+            Some((last, dirs)) => Ok((self.walk(dirs)?, Some(last))),
+            None => Ok((self.walk(&[])?, None)),
+        }
+    }
+
+    /// `lstat` of `name` in `dir`, checked like any lookup.
+    fn entry(&self, dir: &Parent, name: &[u8]) -> Result<Option<rustix::fs::Stat>, FsError> {
+        let Some(st) = at::lstat(b(&dir.fd), name).map_err(at::io)? else {
+            return Ok(None);
+        };
+        self.check_lookup(dir, Owner::of_stat(&st))?;
+        Ok(Some(st))
+    }
+
+    /// Open `path` itself (a file or directory) for reading.
+    fn open_read(&self, dir: &Parent, name: Option<&[u8]>, shown: &Path) -> Result<File, FsError> {
+        let fd = match name {
+            Some(name) => at::open_read(b(&dir.fd), name, shown)?,
+            None => rustix::fs::openat(
+                b(&dir.fd),
+                ".",
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(at::io)?,
+        };
+        Ok(File::from(fd))
     }
 }
 
 impl Fs for DirFs {
     fn lstat(&self, path: &Path) -> Result<Option<FileKind>, FsError> {
-        match fs::symlink_metadata(self.host(path)) {
-            Ok(m) => Ok(Some(kind_of(m.file_type()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        let (dir, name) = match self.parent(path) {
+            Ok(p) => p,
+            Err(FsError::NotFound | FsError::NotADirectory) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let Some(name) = name else {
+            return Ok(Some(FileKind::Dir));
+        };
+        Ok(self.entry(&dir, name)?.map(|st| at::kind_of(&st)))
     }
 
     fn read_dir(&self, path: &Path) -> Result<Vec<DirEntry>, FsError> {
+        let dir = self.walk(&components(path)?)?;
+        // Whoever can add an entry here decides what is found: no exception for sticky
+        // directories when listing.
+        if self.owned_by_root
+            && let Some(why) = ownership::writable_by(dir.owner)
+        {
+            return Err(FsError::WritableByOthers {
+                path: Some(dir.path),
+                why,
+            });
+        }
+        let file = self.open_read(&dir, None, &dir.path)?;
+        let mut listing = rustix::fs::Dir::new(file).map_err(at::io)?;
         let mut out = Vec::new();
-        for entry in fs::read_dir(self.host(path))? {
+        while let Some(entry) = listing.read() {
+            let entry = entry.map_err(at::io)?;
+            let name = entry.file_name().to_bytes();
+            if name == b"." || name == b".." {
+                continue;
+            }
             if out.len() >= MAX_DIR_ENTRIES {
                 return Err(FsError::TooLarge {
                     what: "directory",
@@ -74,47 +201,51 @@ impl Fs for DirFs {
                     limit: MAX_DIR_ENTRIES as u64,
                 });
             }
-            let entry = entry?;
+            let kind = match entry.file_type() {
+                rustix::fs::FileType::Unknown => match at::lstat(b(&dir.fd), name) {
+                    Ok(Some(st)) => at::kind_of(&st),
+                    // Gone since it was listed: not an entry any more.
+                    Ok(None) => continue,
+                    Err(e) => return Err(at::io(e)),
+                },
+                ft => at::kind_of_type(ft),
+            };
             out.push(DirEntry {
-                name: entry.file_name().as_bytes().to_vec(),
-                kind: kind_of(entry.file_type()?),
+                name: name.to_vec(),
+                kind,
             });
         }
         Ok(out)
     }
 
     fn read_link(&self, path: &Path) -> Result<Vec<u8>, FsError> {
-        let target = fs::read_link(self.host(path))?;
-        let bytes = target.as_os_str().as_bytes();
-        if bytes.len() as u64 > MAX_LINK_BYTES {
-            return Err(FsError::TooLarge {
-                what: "symlink",
-                size: bytes.len() as u64,
-                limit: MAX_LINK_BYTES,
-            });
+        let (dir, name) = self.parent(path)?;
+        let name = name.ok_or(FsError::WrongType("not a symbolic link"))?;
+        self.entry(&dir, name)?.ok_or(FsError::NotFound)?;
+        // Asked for because the resolver saw a link here a moment ago.
+        match at::read_link(b(&dir.fd), name) {
+            Err(FsError::WrongType(_)) => Err(at::changed(path, "it is no longer a symbolic link")),
+            r => r,
         }
-        Ok(bytes.to_vec())
     }
 
     fn read_file(&self, path: &Path, limit: u64) -> Result<Vec<u8>, FsError> {
-        // O_NOFOLLOW: the resolver already followed links, a link appearing now is a race.
-        // O_NONBLOCK: a FIFO swapped in must not hang the boot.
-        let file = File::options()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
-            .open(self.host(path))?;
+        let (dir, name) = self.parent(path)?;
+        let name = name.ok_or(FsError::WrongType("is a directory"))?;
+        let file = self.open_read(&dir, Some(name), path)?;
         let meta = file.metadata()?;
-        let ft = meta.file_type();
-        if !ft.is_file() || ft.is_fifo() {
+        if meta.is_dir() {
+            return Err(FsError::WrongType("is a directory"));
+        }
+        if !meta.file_type().is_file() {
             return Err(FsError::WrongType("not a regular file"));
         }
+        let owner = Owner::of(&meta);
+        self.check_lookup(&dir, owner)?;
         if self.owned_by_root
-            && let Some(who) = crate::ownership::writable_by_others(&meta)
+            && let Some(why) = ownership::writable_by(owner)
         {
-            return Err(FsError::Unsupported(format!(
-                "{who}: {}",
-                crate::ownership::HINT
-            )));
+            return Err(FsError::WritableByOthers { path: None, why });
         }
         if meta.len() > limit {
             return Err(FsError::TooLarge {
@@ -136,27 +267,44 @@ impl Fs for DirFs {
     }
 
     fn xattr(&self, path: &Path, name: &str, limit: u64) -> Result<Option<Vec<u8>>, FsError> {
-        let host = self.host(path);
+        let (dir, entry) = self.parent(path)?;
         // No value is larger than the kernel's XATTR_SIZE_MAX; one byte more than the
         // limit tells a value over it from one that just fits.
         let room = limit.min(MAX_XATTR_BYTES) as usize + 1;
         let mut buf = vec![0u8; room];
-        match rustix::fs::lgetxattr(&host, name, &mut buf[..]) {
+        let kind = match entry {
+            None => FileKind::Dir,
+            Some(e) => at::kind_of(&self.entry(&dir, e)?.ok_or(FsError::NotFound)?),
+        };
+        let got = if matches!(kind, FileKind::File | FileKind::Dir) {
+            let file = self.open_read(&dir, entry, path)?;
+            rustix::fs::fgetxattr(&file, name, &mut buf[..])
+                .map_err(|e| (e, rustix::fs::fgetxattr_query(&file, name)))
+        } else {
+            // A link, device or FIFO is not opened: its attributes are read through the
+            // directory's descriptor, the entry itself not followed (as systemd's
+            // getxattr_at_malloc() does with /proc/self/fd/).
+            let mut proc = format!("/proc/self/fd/{}/", dir.fd.as_raw_fd()).into_bytes();
+            proc.extend_from_slice(entry.unwrap_or_default());
+            let proc = OsStr::from_bytes(&proc);
+            rustix::fs::lgetxattr(proc, name, &mut buf[..])
+                .map_err(|e| (e, rustix::fs::lgetxattr_query(proc, name)))
+        };
+        match got {
             Ok(n) if n as u64 > limit => Err(xattr_too_large(n as u64, limit)),
             Ok(n) => {
                 buf.truncate(n);
                 Ok(Some(buf))
             }
-            Err(Errno::NODATA) => Ok(None),
+            Err((Errno::NODATA, _)) => Ok(None),
             // A file system without extended attributes (or without this namespace)
             // holds none.
-            Err(Errno::NOTSUP) => Ok(None),
+            Err((Errno::NOTSUP, _)) => Ok(None),
             // The value did not fit: it is over the limit. Its size is only for the message.
-            Err(Errno::RANGE) => {
-                let size = rustix::fs::lgetxattr_query(&host, name).map_or(u64::MAX, |n| n as u64);
-                Err(xattr_too_large(size, limit))
+            Err((Errno::RANGE, size)) => {
+                Err(xattr_too_large(size.map_or(u64::MAX, |n| n as u64), limit))
             }
-            Err(e) => Err(std::io::Error::from(e).into()),
+            Err((e, _)) => Err(at::io(e)),
         }
     }
 }
@@ -165,6 +313,140 @@ impl Fs for DirFs {
 mod tests {
     use super::*;
     use crate::image::xattr_fixture;
+
+    use crate::image::chase::Tree;
+    use std::os::unix::fs::symlink;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// `usr/lib/systemd` of an image swapped for a link out of it, and back, as fast as
+    /// the kernel allows while a unit is read again and again: nothing from outside may
+    /// ever come back (opening by path read the outside unit in 25 of 150 tries).
+    #[test]
+    fn directory_swapped_for_a_link_while_read() {
+        const TRIES: usize = 2000;
+        let tmp = tempfile::tempdir().unwrap();
+        let img = tmp.path().join("img");
+        let outside = tmp.path().join("outside");
+        let unit = "system/race.service";
+        std::fs::create_dir_all(img.join("usr/lib/systemd/system")).unwrap();
+        std::fs::create_dir_all(outside.join("system")).unwrap();
+        std::fs::write(img.join("usr/lib/systemd").join(unit), b"INSIDE").unwrap();
+        std::fs::write(outside.join(unit), b"OUTSIDE").unwrap();
+        std::fs::write(outside.join("system/outside.service"), b"OUTSIDE").unwrap();
+        // Absolute: taken inside the image by the resolver; relative: climbs out of it
+        // when the kernel follows it.
+        symlink(&outside, img.join("usr/lib/systemd.abs")).unwrap();
+        symlink("../../../outside", img.join("usr/lib/systemd.rel")).unwrap();
+
+        let lib = img.join("usr/lib");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flipper = {
+            let stop = stop.clone();
+            let lib = lib.clone();
+            std::thread::spawn(move || {
+                let dir = rustix::fs::open(&lib, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())
+                    .unwrap();
+                let mut flips = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let alt = if flips.is_multiple_of(2) {
+                        "systemd.abs"
+                    } else {
+                        "systemd.rel"
+                    };
+                    // Twice: the directory goes out and comes back each round.
+                    for _ in 0..2 {
+                        rustix::fs::renameat_with(
+                            &dir,
+                            "systemd",
+                            &dir,
+                            alt,
+                            rustix::fs::RenameFlags::EXCHANGE,
+                        )
+                        .unwrap();
+                    }
+                    flips += 1;
+                }
+                flips
+            })
+        };
+
+        let tree = Tree::new(Box::new(DirFs::new(img.clone()).owned_by_root()));
+        let (mut inside, mut errors, mut escapes) = (0, 0, 0);
+        for _ in 0..TRIES {
+            for got in [
+                tree.read_file(Path::new("/usr/lib/systemd/system/race.service"), 100),
+                tree.read_file(
+                    Path::new("/lib/../usr/lib/systemd/system/race.service"),
+                    100,
+                ),
+            ] {
+                match got {
+                    Ok(b) if b == b"INSIDE" => inside += 1,
+                    Ok(_) => escapes += 1,
+                    Err(_) => errors += 1,
+                }
+            }
+            if let Ok((_, entries)) = tree.read_dir(Path::new("/usr/lib/systemd/system"))
+                && entries.iter().any(|e| e.name == b"outside.service")
+            {
+                escapes += 1;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let flips = flipper.join().unwrap();
+        eprintln!(
+            "{} reads while the directory was swapped {flips} times: {inside} from the image, \
+             {errors} refused as changed, {escapes} from outside",
+            2 * TRIES
+        );
+        assert_eq!(escapes, 0, "read a unit from outside the image");
+        assert!(inside > 0, "the race left no read through");
+    }
+
+    #[test]
+    fn directories_others_can_write_on_the_way() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let img = tmp.path().join("img");
+        std::fs::create_dir_all(img.join("usr/lib/systemd/system")).unwrap();
+        std::fs::write(img.join("usr/lib/systemd/system/a.service"), b"x").unwrap();
+        let tree = Tree::new(Box::new(DirFs::new(img.clone()).owned_by_root()));
+        let unit = Path::new("/usr/lib/systemd/system/a.service");
+        if std::fs::metadata(&img).is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) != 0) {
+            return; // Only root's files are trusted: the rest needs root.
+        }
+        assert!(tree.read_file(unit, 10).is_ok());
+        let chmod = |p: &str, mode| {
+            std::fs::set_permissions(img.join(p), std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        chmod("usr/lib", 0o777);
+        let e = tree.read_file(unit, 10).unwrap_err().to_string();
+        assert!(
+            e.starts_with("/usr/lib is writable by every user (mode 0777): root must not"),
+            "{e}"
+        );
+        // Sticky, as /tmp: others cannot replace root's entries in it.
+        chmod("usr/lib", 0o1777);
+        assert!(tree.read_file(unit, 10).is_ok());
+        // But whoever can add to the unit directory adds units: listing it is refused.
+        chmod("usr/lib/systemd/system", 0o1777);
+        let e = tree
+            .read_dir(Path::new("/usr/lib/systemd/system"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("/usr/lib/systemd/system is writable by every user (mode 1777)"),
+            "{e}"
+        );
+        // Trusted (AllowWritableByOthers=yes): read.
+        let trusting = Tree::new(Box::new(DirFs::new(img.clone())));
+        assert!(
+            trusting
+                .read_dir(Path::new("/usr/lib/systemd/system"))
+                .is_ok()
+        );
+    }
 
     #[test]
     fn reads_xattrs() {

@@ -5,6 +5,7 @@
 //! inside the image by [`chase::Tree`], so a back-end only ever sees paths whose components,
 //! except possibly the last, are real directories.
 
+pub mod at;
 pub mod chase;
 pub mod dir;
 pub mod erofs;
@@ -25,7 +26,7 @@ pub(crate) mod xattr_fixture;
 use std::any::Any;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Largest unit file or os-release accepted from an image (DESIGN §4).
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
@@ -81,6 +82,16 @@ pub enum FsError {
     Unsupported(String),
     /// The entry exists but is of another type than asked for ("is a directory").
     WrongType(&'static str),
+    /// An entry changed between two looks at it (a directory became a symlink): the
+    /// whole message.
+    Changed(String),
+    /// A user other than root can change the entry asked for (`path` `None`) or the
+    /// directory `path` on the way to it, so root must not use it: `why` says who (see
+    /// [`crate::ownership`]).
+    WritableByOthers {
+        path: Option<PathBuf>,
+        why: String,
+    },
     Io(std::io::Error),
 }
 
@@ -96,6 +107,14 @@ impl fmt::Display for FsError {
             FsError::Corrupt(why) => write!(f, "damaged file system: {why}"),
             FsError::Unsupported(why) => write!(f, "unsupported: {why}"),
             FsError::WrongType(what) => f.write_str(what),
+            FsError::Changed(what) => f.write_str(what),
+            FsError::WritableByOthers {
+                path: Some(path),
+                why,
+            } => write!(f, "{} is {why}: {}", path.display(), crate::ownership::HINT),
+            FsError::WritableByOthers { path: None, why } => {
+                write!(f, "it is {why}: {}", crate::ownership::HINT)
+            }
             FsError::Io(e) => write!(f, "I/O error: {e}"),
         }
     }

@@ -101,6 +101,7 @@ fn open_fs(src: Source, part: Option<&Part>) -> Result<Box<dyn Fs>, String> {
         None => String::new(),
     };
     let fstype = probe::sniff(&src).map_err(|e| format!("cannot read{where_}: {e}"))?;
+    let whole = src.clone();
     let fs = match fstype {
         FsType::Ext4 => ext4::open(src),
         FsType::Squashfs => squashfs::open(src),
@@ -120,6 +121,10 @@ fn open_fs(src: Source, part: Option<&Part>) -> Result<Box<dyn Fs>, String> {
     };
     let name = fstype.name();
     fs.map_err(|e| match e {
+        // Whatever the reader made of it, the bytes it read were not one image.
+        _ if let Some(why) = whole.changed() => {
+            format!("cannot read {name} file system{where_}: {why}")
+        }
         FsError::Corrupt(why) => format!("damaged {name} file system{where_}: {why}"),
         FsError::Unsupported(why) => {
             format!("{name} file system{where_} cannot be read here: {why}")

@@ -4,13 +4,27 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Where the bytes are: an open file or block device, or memory (fuzzing, tests).
 #[derive(Clone, Debug)]
 enum Backing {
-    File(Arc<File>),
+    File(Arc<Opened>),
     Memory(Arc<[u8]>),
 }
+
+/// An image file as it was opened: a reader that fails on it may have seen it change.
+#[derive(Debug)]
+struct Opened {
+    file: File,
+    /// Its size when opened (of the whole file, whatever window is read).
+    len: u64,
+    /// Set when a read came back short: the file shrank since it was opened.
+    ended_early: AtomicBool,
+}
+
+/// What a read that came back short says.
+pub const ENDED_EARLY: &str = "the image ended early: it was cut short or changed while being read";
 
 /// A window `[offset, offset + len)` of an open file. Cloning is cheap; reads never go
 /// outside the window, so a partition can not reach the bytes of its neighbours.
@@ -25,7 +39,11 @@ impl Source {
     /// The whole file; `len` is its size (for block devices, the device size).
     pub fn new(file: File, len: u64) -> Source {
         Source {
-            backing: Backing::File(Arc::new(file)),
+            backing: Backing::File(Arc::new(Opened {
+                file,
+                len,
+                ended_early: AtomicBool::new(false),
+            })),
             offset: 0,
             len,
         }
@@ -89,11 +107,11 @@ impl Source {
         let at = self.offset + offset;
         match &self.backing {
             // The size was taken at open: a short read now means the file shrank meanwhile.
-            Backing::File(f) => f.read_exact_at(buf, at).map_err(|e| match e.kind() {
-                io::ErrorKind::UnexpectedEof => io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the image ended early: it was cut short or changed while being read",
-                ),
+            Backing::File(f) => f.file.read_exact_at(buf, at).map_err(|e| match e.kind() {
+                io::ErrorKind::UnexpectedEof => {
+                    f.ended_early.store(true, Ordering::Relaxed);
+                    io::Error::new(io::ErrorKind::UnexpectedEof, ENDED_EARLY)
+                }
                 _ => e,
             }),
             Backing::Memory(m) => {
@@ -108,11 +126,70 @@ impl Source {
         }
     }
 
+    /// Whether the image file changed while it was read, as far as can be told: a read came
+    /// back short, or its size is not what it was when opened. A reader's error on such an
+    /// image is about the change, not the image: this is what to report instead.
+    pub fn changed(&self) -> Option<String> {
+        let Backing::File(f) = &self.backing else {
+            return None;
+        };
+        let now = f
+            .file
+            .metadata()
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len());
+        match now {
+            Some(now) if now != f.len => Some(format!(
+                "the image changed while being read ({} bytes when opened, {now} now)",
+                f.len
+            )),
+            _ if f.ended_early.load(Ordering::Relaxed) => Some(ENDED_EARLY.to_string()),
+            _ => None,
+        }
+    }
+
     /// Read up to `len` bytes at `offset`, clamped to the window; used for sniffing.
     pub fn read_vec(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
         let avail = self.len.saturating_sub(offset).min(len as u64) as usize;
         let mut buf = vec![0u8; avail];
         self.read_exact_at(&mut buf, offset)?;
         Ok(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_that_shrinks_while_read_is_said_to_have_changed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("img");
+        std::fs::write(&path, [7u8; 100]).unwrap();
+        let src = Source::new(File::open(&path).unwrap(), 100);
+        let part = src.slice(50, 50).unwrap();
+        assert_eq!(src.changed(), None);
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(60)
+            .unwrap();
+        let e = part.read_exact_at(&mut [0u8; 20], 20).unwrap_err();
+        assert_eq!(e.to_string(), ENDED_EARLY);
+        assert_eq!(
+            part.changed().as_deref(),
+            Some("the image changed while being read (100 bytes when opened, 60 now)")
+        );
+        // Back to its size: the short read still tells.
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(100)
+            .unwrap();
+        assert_eq!(src.changed().as_deref(), Some(ENDED_EARLY));
+        assert_eq!(Source::from_bytes(vec![0u8; 4]).changed(), None);
     }
 }

@@ -9,6 +9,7 @@ use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use backhand::compression::{CompressionAction, Compressor, DefaultCompressor};
 use backhand::{BackhandError, FilesystemReader, InnerNode, SquashfsFileReader};
 
 use super::source::Source;
@@ -71,14 +72,136 @@ fn check_superblock(src: &Source) -> Result<(), FsError> {
     Ok(())
 }
 
+/// Largest metadata block, compressed or not (SQUASHFS_METADATA_SIZE).
+const METADATA_BLOCK: u64 = 8192;
+
+/// What is wrong with a squashfs that backhand refused at open, found by reading its tables
+/// as backhand does, in the same order (`Squashfs::from_reader_with_offset`): their
+/// offsets, then each metadata block's header and contents. `None` when the tables read
+/// well, and what is wrong is in the inodes or directories they hold.
+fn diagnose(src: &Source) -> Option<String> {
+    let mut sb = [0u8; 96];
+    src.read_exact_at(&mut sb, 0).ok()?;
+    let u16_at = |o: usize| u16::from_le_bytes([sb[o], sb[o + 1]]);
+    let u64_at = |o: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&sb[o..o + 8]);
+        u64::from_le_bytes(b)
+    };
+    let bytes_used = u64_at(40);
+    let (id, xattr, inodes, dirs, frag, export) = (
+        u64_at(48),
+        u64_at(56),
+        u64_at(64),
+        u64_at(72),
+        u64_at(80),
+        u64_at(88),
+    );
+    const NOT_SET: u64 = u64::MAX;
+    for (name, at) in [
+        ("uid/gid", id),
+        ("extended attribute", xattr),
+        ("fragment", frag),
+        ("export", export),
+    ] {
+        if at != NOT_SET && at >= bytes_used {
+            return Some(format!(
+                "the superblock places the {name} table at byte {at}, past the end of the file system ({bytes_used} bytes)"
+            ));
+        }
+    }
+    let compressor = match u16_at(20) {
+        1 => Compressor::Gzip,
+        4 => Compressor::Xz,
+        5 => Compressor::Lz4,
+        6 => Compressor::Zstd,
+        // Refused by backhand with its own clear error.
+        _ => return None,
+    };
+    // The directory table ends where backhand stops reading it: the first table after it.
+    let dirs_end = [frag, export, id]
+        .into_iter()
+        .find(|&t| t != NOT_SET)
+        .unwrap_or(bytes_used);
+    for (name, start, end) in [("inode", inodes, dirs), ("directory", dirs, dirs_end)] {
+        if let Some(why) = check_metadata(src, compressor, start, end) {
+            return Some(format!("the {name} table (bytes {start} to {end}) {why}"));
+        }
+    }
+    None
+}
+
+/// Walk the metadata blocks in `[start, end)`: each a 2-byte header (length, bit 15 set
+/// when stored uncompressed), then the data; the last must end exactly at `end`.
+fn check_metadata(src: &Source, compressor: Compressor, start: u64, end: u64) -> Option<String> {
+    let mut at = start;
+    while at < end {
+        let mut header = [0u8; 2];
+        if src.read_exact_at(&mut header, at).is_err() {
+            return Some(format!("is cut short: no block header at byte {at}"));
+        }
+        let header = u16::from_le_bytes(header);
+        let len = u64::from(header & 0x7fff);
+        if len == 0 || len > METADATA_BLOCK {
+            return Some(format!(
+                "has a block at byte {at} claiming {len} bytes (1 to {METADATA_BLOCK})"
+            ));
+        }
+        let data_end = at + 2 + len;
+        if data_end > end {
+            return Some(format!(
+                "has a block at byte {at} of {len} bytes, running past the table's end"
+            ));
+        }
+        if header & 0x8000 == 0 {
+            let mut data = vec![0u8; len as usize];
+            if src.read_exact_at(&mut data, at + 2).is_err() {
+                return Some(format!("is cut short at byte {at}"));
+            }
+            let mut out = Vec::with_capacity(METADATA_BLOCK as usize);
+            let ok = DefaultCompressor
+                .decompress(&data, &mut out, compressor)
+                .is_ok();
+            if !ok || out.len() as u64 > METADATA_BLOCK {
+                return Some(format!(
+                    "has a block at byte {at} that does not decompress ({}): its data is damaged",
+                    format!("{compressor:?}").to_lowercase()
+                ));
+            }
+        }
+        at = data_end;
+    }
+    None
+}
+
 /// Open the squashfs file system occupying all of `src`.
 pub fn open(src: Source) -> Result<Box<dyn Fs>, FsError> {
     check_superblock(&src)?;
     let xattrs = squashfs_xattr::Table::new(src.clone())?;
     guarded(|| {
+        let whole = src.clone();
         let reader = BufReader::with_capacity(READ_BUFFER, SourceCursor { src, pos: 0 });
         // `src` is already the file system's own window, so backhand starts at 0.
-        let fs = FilesystemReader::from_reader_with_offset(reader, 0).map_err(map_err)?;
+        let fs = FilesystemReader::from_reader_with_offset(reader, 0).map_err(|e| {
+            // backhand says little ("inconsistent structures"): say which table is wrong
+            // where the tables themselves tell.
+            match (diagnose(&whole), e) {
+                (Some(why), _) => FsError::Corrupt(why),
+                (None, BackhandError::Deku(e)) if e.to_string().starts_with("Not enough data") => {
+                    FsError::Corrupt(
+                        "an inode runs past the end of the inode table (a file size or count in it is wrong)"
+                            .into(),
+                    )
+                }
+                (None, BackhandError::CorruptedOrInvalidSquashfs | BackhandError::Deku(_)) => {
+                    FsError::Corrupt(
+                        "its tables read well but do not agree (an inode count, the root inode or a directory entry is wrong)"
+                            .into(),
+                    )
+                }
+                (None, e) => map_err(e),
+            }
+        })?;
         let (index, children) = build_index(&fs)?;
         Ok(Box::new(SquashFs {
             fs,
@@ -305,6 +428,10 @@ impl Fs for SquashFs {
 fn map_err(e: BackhandError) -> FsError {
     let corrupt = |why: &str| FsError::Corrupt(why.to_string());
     match e {
+        // The file shrank under the reader: not damage, a change.
+        BackhandError::StdIo(e) if e.to_string() == super::source::ENDED_EARLY => {
+            FsError::Changed(e.to_string())
+        }
         BackhandError::StdIo(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
             corrupt(&format!("points past the end of the image ({e})"))
         }
