@@ -125,6 +125,10 @@ fn bad_bytes(raw: &[u8], wanted: &impl Fn(&str) -> bool) -> Option<&'static str>
     wanted(&letters).then_some(why)
 }
 
+/// Most unit files read from one image: the plan attaches at most 256 of them
+/// (`plan::MAX_UNITS_PER_IMAGE`), and says so when there are more.
+pub const MAX_UNITS_READ: usize = 257;
+
 /// Collect the units named by `wanted` from the top level of the image's unit
 /// directories, the first directory holding a name winning. Only names accepted by
 /// `wanted` are read, so an image with hundreds of units costs what its matches cost.
@@ -164,7 +168,19 @@ pub fn read_units(tree: &Tree, wanted: impl Fn(&str) -> bool) -> Result<Units, S
     }
 
     let mut units = Units::default();
-    for (name, (origin, kind)) in chosen {
+    // Real images ship a handful of units; a crafted one with tens of thousands (hard links
+    // cost nothing in an image) is read only as far as the first MAX_UNITS_READ names.
+    let total = chosen.len();
+    if let Some(first) = chosen.keys().nth(MAX_UNITS_READ) {
+        units.skipped.push(UnitSkip {
+            name: format!("{first} and {} more", total - MAX_UNITS_READ - 1),
+            reason: format!(
+                "{total} unit files match, and only the first {MAX_UNITS_READ} by name are read"
+            ),
+            warn: true,
+        });
+    }
+    for (name, (origin, kind)) in chosen.into_iter().take(MAX_UNITS_READ) {
         let skip = |reason: String, warn: bool| UnitSkip {
             name: name.clone(),
             reason,
