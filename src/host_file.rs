@@ -127,6 +127,19 @@ pub fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, HostReadError> {
 
 /// `read_capped` as text (invalid UTF-8 replaced: the parsers of these files only look at
 /// ASCII syntax).
+/// `read_capped()` of the host path `host` below `root`, its links resolved inside the root
+/// (an absolute link in `ROOT/etc` names a file of the root, not of this machine).
+pub fn read_capped_in(root: &Root, host: &Path, cap: u64) -> Result<Vec<u8>, HostReadError> {
+    let found = match root.resolve(host, true) {
+        Ok(found) => found,
+        Err(crate::image::FsError::NotFound | crate::image::FsError::NotADirectory) => {
+            return Err(HostReadError::NotFound);
+        }
+        Err(e) => return Err(HostReadError::Io(std::io::Error::other(e.to_string()))),
+    };
+    read_capped(&root.join(&found.path), cap)
+}
+
 pub fn read_capped_lossy(path: &Path, cap: u64) -> Result<String, HostReadError> {
     read_capped(path, cap).map(|b| String::from_utf8_lossy(&b).into_owned())
 }
@@ -215,5 +228,25 @@ mod tests {
         let e = read_capped(Path::new("/proc/self/maps"), 4).unwrap_err();
         assert_eq!(e.to_string(), "file too large (more than 4 bytes)");
         assert!(read_capped(Path::new("/proc/self/stat"), 64 * 1024).is_ok());
+    }
+
+    #[test]
+    fn links_resolve_inside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+        std::fs::write(dir.path().join("hosts-of-the-root"), b"inside").unwrap();
+        std::os::unix::fs::symlink("/hosts-of-the-root", dir.path().join("etc/fstab")).unwrap();
+        // A link to a path this machine has and the root has not: not found, not read.
+        std::os::unix::fs::symlink("/etc/os-release", dir.path().join("etc/escape")).unwrap();
+        let root = Root::new(dir.path());
+        assert_eq!(
+            read_capped_in(&root, Path::new("/etc/fstab"), 64).unwrap(),
+            b"inside"
+        );
+        assert!(
+            read_capped_in(&root, Path::new("/etc/escape"), 64)
+                .unwrap_err()
+                .is_not_found()
+        );
     }
 }

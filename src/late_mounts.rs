@@ -100,8 +100,9 @@ const MOUNTINFO_MAX_BYTES: u64 = 8 * 1024 * 1024;
 /// that cannot be read (a FIFO, a giant) are said so in one line each and count as empty too.
 pub fn pending_below(root: &Root, search_paths: &[&str]) -> Vec<String> {
     let read =
-        |p: &str, cap: u64, meaning: &str| match host_file::read_capped_lossy(&root.join(p), cap) {
-            Ok(text) => text,
+        |p: &str, cap: u64, meaning: &str| match host_file::read_capped_in(root, Path::new(p), cap)
+        {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
             Err(e) if e.is_not_found() => String::new(),
             Err(e) => {
                 warn!("Cannot read {p}: {e}; {meaning}.");

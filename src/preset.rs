@@ -77,11 +77,15 @@ const PRESETS_TOTAL_MAX_BYTES: u64 = 4 * 1024 * 1024;
 pub fn load(root: &Root) -> Presets {
     let mut files: BTreeMap<String, std::path::PathBuf> = BTreeMap::new();
     for dir in PRESET_DIRS.iter().rev() {
-        let Ok(listing) = std::fs::read_dir(root.join(dir)) else {
+        // Links resolve inside the root, as the booted system will follow them.
+        let Ok(found) = root.resolve(std::path::Path::new(dir), true) else {
             continue;
         };
-        for entry in listing.flatten().take(crate::image::MAX_DIR_ENTRIES) {
-            let Ok(name) = entry.file_name().into_string() else {
+        let Ok(listing) = root.read_dir(&found) else {
+            continue;
+        };
+        for (name, _) in listing {
+            let Ok(name) = String::from_utf8(name) else {
                 continue;
             };
             if name.ends_with(".preset") {
@@ -94,7 +98,7 @@ pub fn load(root: &Root) -> Presets {
     let mut total = 0u64;
     for host_path in files.values() {
         let cap = PRESET_FILE_MAX_BYTES.min(PRESETS_TOTAL_MAX_BYTES - total);
-        match host_file::read_capped(&root.join(host_path), cap) {
+        match host_file::read_capped_in(root, host_path, cap) {
             Ok(bytes) => {
                 total += bytes.len() as u64;
                 texts.push(String::from_utf8_lossy(&bytes).into_owned());
