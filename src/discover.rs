@@ -132,7 +132,7 @@ pub fn discover(root: &Root, allow_writable_by_others: bool) -> Found {
         };
         let mut names: Vec<std::ffi::OsString> = listing
             .into_iter()
-            .map(|(name, _)| std::ffi::OsString::from_vec(name))
+            .map(|e| std::ffi::OsString::from_vec(e.name))
             .collect();
         names.sort();
 
@@ -209,8 +209,8 @@ fn pick_version(
     let mut entries = Vec::new();
     let mut resolved = BTreeMap::new();
     let mut passed_over = Vec::new();
-    for (name, _) in listing {
-        let Ok(name) = String::from_utf8(name) else {
+    for entry in listing {
+        let Ok(name) = String::from_utf8(entry.name) else {
             continue;
         };
         // Each entry is followed inside the root (an absolute link names the root's file,

@@ -94,7 +94,7 @@ pub fn host_instance_of(root: &Root, template: &str) -> Option<PathBuf> {
         let entries = root.read_dir(&found).ok()?;
         entries
             .into_iter()
-            .filter_map(|(name, _)| String::from_utf8(name).ok())
+            .filter_map(|e| String::from_utf8(e.name).ok())
             .find(|n| n.starts_with(&head) && n.ends_with(&tail) && n.len() > template.len())
             .map(|n| PathBuf::from(dir).join(n))
     })

@@ -84,8 +84,8 @@ pub fn load(root: &Root) -> Presets {
         let Ok(listing) = root.read_dir(&found) else {
             continue;
         };
-        for (name, _) in listing {
-            let Ok(name) = String::from_utf8(name) else {
+        for entry in listing {
+            let Ok(name) = String::from_utf8(entry.name) else {
                 continue;
             };
             if name.ends_with(".preset") {

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{Mode, OFlags};
 
 use crate::image::at::{self, b};
-use crate::image::{FileKind, FsError, MAX_PATH_DEPTH, MAX_PATH_STEPS, MAX_SYMLINKS};
+use crate::image::{DirEntry, FileKind, FsError, MAX_PATH_DEPTH, MAX_PATH_STEPS, MAX_SYMLINKS};
 use crate::ownership::{self, Owner};
 
 /// The directory that stands for `/` when reading (never when writing symlink targets or
@@ -200,7 +200,7 @@ impl Root {
     /// The entries of the directory at `host`, links on the way resolved inside the root,
     /// with it: names, and what each is (a link not followed). At most
     /// [`crate::image::MAX_DIR_ENTRIES`].
-    pub fn read_dir(&self, found: &Found) -> Result<Vec<(Vec<u8>, FileKind)>, FsError> {
+    pub fn read_dir(&self, found: &Found) -> Result<Vec<DirEntry>, FsError> {
         let fd = rustix::fs::openat(
             b(&found.fd),
             ".",
@@ -208,32 +208,7 @@ impl Root {
             Mode::empty(),
         )
         .map_err(at::io)?;
-        let mut listing = rustix::fs::Dir::new(fd).map_err(at::io)?;
-        let mut out = Vec::new();
-        while let Some(entry) = listing.read() {
-            let entry = entry.map_err(at::io)?;
-            let name = entry.file_name().to_bytes();
-            if name == b"." || name == b".." {
-                continue;
-            }
-            if out.len() >= crate::image::MAX_DIR_ENTRIES {
-                return Err(FsError::TooLarge {
-                    what: "directory",
-                    size: out.len() as u64 + 1,
-                    limit: crate::image::MAX_DIR_ENTRIES as u64,
-                });
-            }
-            let kind = match entry.file_type() {
-                rustix::fs::FileType::Unknown => match at::lstat(b(&found.fd), name) {
-                    Ok(Some(st)) => at::kind_of(&st),
-                    Ok(None) => continue,
-                    Err(e) => return Err(at::io(e)),
-                },
-                ft => at::kind_of_type(ft),
-            };
-            out.push((name.to_vec(), kind));
-        }
-        Ok(out)
+        at::list(b(&found.fd), fd)
     }
 }
 
@@ -288,7 +263,10 @@ mod tests {
             .unwrap();
         assert_eq!(
             root.read_dir(&dir).unwrap(),
-            vec![(b"a.service".to_vec(), FileKind::File)]
+            vec![DirEntry {
+                name: b"a.service".to_vec(),
+                kind: FileKind::File
+            }]
         );
     }
 

@@ -22,7 +22,7 @@ use std::path::Path;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
 
-use super::{FileKind, FsError, MAX_LINK_BYTES};
+use super::{DirEntry, FileKind, FsError, MAX_DIR_ENTRIES, MAX_LINK_BYTES};
 
 /// Flags of a descriptor used only to look further or to stat: nothing is read through it,
 /// and opening it has no side effect even on a device or FIFO.
@@ -125,6 +125,41 @@ pub fn read_link(dir: BorrowedFd<'_>, name: &[u8]) -> Result<Vec<u8>, FsError> {
         });
     }
     Ok(target)
+}
+
+/// The entries of the directory open as `listing` (read) and `dir` (to stat entries whose
+/// type the file system does not report), without `.` and `..`, at most
+/// [`MAX_DIR_ENTRIES`]. An entry gone since it was listed is left out.
+pub fn list(dir: BorrowedFd<'_>, listing: OwnedFd) -> Result<Vec<DirEntry>, FsError> {
+    let mut listing = rustix::fs::Dir::new(listing).map_err(io)?;
+    let mut out = Vec::new();
+    while let Some(entry) = listing.read() {
+        let entry = entry.map_err(io)?;
+        let name = entry.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        if out.len() >= MAX_DIR_ENTRIES {
+            return Err(FsError::TooLarge {
+                what: "directory",
+                size: out.len() as u64 + 1,
+                limit: MAX_DIR_ENTRIES as u64,
+            });
+        }
+        let kind = match entry.file_type() {
+            FileType::Unknown => match lstat(dir, name) {
+                Ok(Some(st)) => kind_of(&st),
+                Ok(None) => continue,
+                Err(e) => return Err(io(e)),
+            },
+            ft => kind_of_type(ft),
+        };
+        out.push(DirEntry {
+            name: name.to_vec(),
+            kind,
+        });
+    }
+    Ok(out)
 }
 
 /// An errno as the I/O error it is.

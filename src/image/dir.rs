@@ -16,10 +16,7 @@ use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 
 use super::at::{self, b};
-use super::{
-    DirEntry, FileKind, Fs, FsError, MAX_DIR_ENTRIES, MAX_PATH_DEPTH, MAX_XATTR_BYTES,
-    xattr_too_large,
-};
+use super::{DirEntry, FileKind, Fs, FsError, MAX_PATH_DEPTH, MAX_XATTR_BYTES, xattr_too_large};
 use crate::ownership::{self, Owner};
 
 /// A directory tree used as an image.
@@ -186,36 +183,7 @@ impl Fs for DirFs {
             });
         }
         let file = self.open_read(&dir, None, &dir.path)?;
-        let mut listing = rustix::fs::Dir::new(file).map_err(at::io)?;
-        let mut out = Vec::new();
-        while let Some(entry) = listing.read() {
-            let entry = entry.map_err(at::io)?;
-            let name = entry.file_name().to_bytes();
-            if name == b"." || name == b".." {
-                continue;
-            }
-            if out.len() >= MAX_DIR_ENTRIES {
-                return Err(FsError::TooLarge {
-                    what: "directory",
-                    size: out.len() as u64 + 1,
-                    limit: MAX_DIR_ENTRIES as u64,
-                });
-            }
-            let kind = match entry.file_type() {
-                rustix::fs::FileType::Unknown => match at::lstat(b(&dir.fd), name) {
-                    Ok(Some(st)) => at::kind_of(&st),
-                    // Gone since it was listed: not an entry any more.
-                    Ok(None) => continue,
-                    Err(e) => return Err(at::io(e)),
-                },
-                ft => at::kind_of_type(ft),
-            };
-            out.push(DirEntry {
-                name: name.to_vec(),
-                kind,
-            });
-        }
-        Ok(out)
+        at::list(b(&dir.fd), file.into())
     }
 
     fn read_link(&self, path: &Path) -> Result<Vec<u8>, FsError> {
