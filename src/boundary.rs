@@ -69,7 +69,7 @@ pub fn encode(a: &Assignment) -> Result<String, String> {
                     c
                 ));
             }
-            Ok(v.replace('%', "%%"))
+            Ok(escape_specifiers(v))
         }
         Kind::Word => Ok(quote_word(v)),
     }
@@ -104,7 +104,7 @@ fn check_path(p: &str) -> Result<(), &'static str> {
 /// are written as they are (as portablectl does), anything the word splitter would change is
 /// double-quoted with C escapes; `%` is doubled for the specifier expansion that follows.
 pub fn quote_word(s: &str) -> String {
-    let s = s.replace('%', "%%");
+    let s = escape_specifiers(s);
     let plain = !s.is_empty()
         && !s
             .chars()
@@ -196,6 +196,11 @@ fn read_value(kind: Kind, raw: &str) -> Result<String, String> {
         },
     };
     unescape_specifiers(&value)
+}
+
+/// `%` → `%%`: what specifier expansion turns back into the value.
+pub fn escape_specifiers(s: &str) -> String {
+    s.replace('%', "%%")
 }
 
 /// `%%` → `%`; any other specifier would expand to something else.

@@ -142,7 +142,7 @@ pub fn reattach_unit(mount_points: &[String]) -> String {
     for m in mount_points {
         text.push_str(&format!(
             "ConditionPathIsMountPoint={}\n",
-            crate::render::escape_specifiers(m)
+            crate::boundary::escape_specifiers(m)
         ));
     }
     text.push_str(

@@ -157,10 +157,11 @@ impl ImageLog<'_> {
 
 /// How a unit is placed: whole, or only its drop-ins and links when the administrator has
 /// a copy of it in /etc or /run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Placement {
     Whole,
-    DropinsOnly,
+    /// In place of the administrator's copy at this host path.
+    DropinsOnly(PathBuf),
 }
 
 /// Plan the output for `attachments`, given in search-path order: earlier images win.
@@ -257,23 +258,19 @@ pub fn plan(attachments: &[Attachment], host: &Host) -> Plan {
                 log.plan.full = true;
                 break;
             }
-            match place_unit(log.plan, att, unit, placement, profile, host) {
-                Ok(()) if placement == Placement::DropinsOnly => {
-                    let copy = (host.unit_file)(&unit.name).map(|h| h.path).unwrap_or_default();
-                    log.say(
-                        Level::Info,
-                        false,
-                        format!(
-                            "Unit {} of image {image_path}: the administrator's {} is used in its place, with the image's root and profile.",
-                            unit.name,
-                            copy.display()
-                        ),
-                    );
-                    owner.insert(unit.name.clone(), att.image.path.clone());
-                    placed.push((att, unit));
-                    attached.push(unit.name.as_str());
-                }
+            match place_unit(log.plan, att, unit, &placement, profile, host) {
                 Ok(()) => {
+                    if let Placement::DropinsOnly(copy) = &placement {
+                        log.say(
+                            Level::Info,
+                            false,
+                            format!(
+                                "Unit {} of image {image_path}: the administrator's {} is used in its place, with the image's root and profile.",
+                                unit.name,
+                                copy.display()
+                            ),
+                        );
+                    }
                     owner.insert(unit.name.clone(), att.image.path.clone());
                     placed.push((att, unit));
                     attached.push(unit.name.as_str());
@@ -377,7 +374,7 @@ fn admit(
                     reason: format!("it is masked by {}", found.path.display()),
                 });
             }
-            HostKind::Override => placement = Placement::DropinsOnly,
+            HostKind::Override => placement = Placement::DropinsOnly(found.path),
             HostKind::Other => {
                 return Err(refuse(format!(
                     "the host has {} already",
@@ -495,7 +492,7 @@ fn place_unit(
     plan: &mut Plan,
     att: &Attachment,
     unit: &UnitSource,
-    placement: Placement,
+    placement: &Placement,
     profile: Option<PathBuf>,
     host: &Host,
 ) -> Result<(), String> {
@@ -529,7 +526,7 @@ fn place_unit(
     };
     // The drop-in first: a unit is never written without it.
     let text = portable_dropin(host.systemd_version, &unit.name, &image, host.os_release)?;
-    if placement == Placement::Whole {
+    if *placement == Placement::Whole {
         plan.nodes
             .insert(PathBuf::from(&unit.name), Node::File(unit.bytes.clone()));
     }

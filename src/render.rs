@@ -111,12 +111,6 @@ pub fn xescape(s: &str) -> String {
     out
 }
 
-/// A value for a setting that takes the rest of the line: only specifier expansion needs
-/// undoing.
-pub fn escape_specifiers(s: &str) -> String {
-    s.replace('%', "%%")
-}
-
 /// The first line of `20-portable.conf`, by which portablectl recognises attached units.
 pub fn marker_line(image_path: &str, extensions: &[DropinExtension]) -> String {
     let mut images = xescape(image_path);
