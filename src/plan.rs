@@ -596,10 +596,23 @@ fn place_links(plan: &mut Plan, att: &Attachment, unit: &UnitSource, host: &Host
     for link in en.links {
         if link.is_alias {
             let name = link.path.to_str().unwrap_or_default();
+            // As for units: an alias may not take a host unit's name, nor an instance name
+            // of a host template (the generator directory outranks /usr/lib).
             let clash = if plan.nodes.contains_key(&link.path) {
                 Some("the name is taken by another unit or alias".to_string())
             } else {
-                (host.unit_file)(name).map(|h| format!("the host has {} already", h.path.display()))
+                (host.unit_file)(name)
+                    .map(|h| format!("the host has {} already", h.path.display()))
+                    .or_else(|| {
+                        crate::names::template_of(name)
+                            .and_then(|t| (host.unit_file)(&t))
+                            .map(|h| {
+                                format!(
+                                    "it is an instance of the host's template {}",
+                                    h.path.display()
+                                )
+                            })
+                    })
             };
             if let Some(why) = clash {
                 plan.notice(
@@ -1162,5 +1175,25 @@ mod tests {
             let dropin = PathBuf::from(format!("{}.d/20-portable.conf", k.display()));
             assert!(p.nodes.contains_key(&dropin), "{}", k.display());
         }
+    }
+
+    #[test]
+    fn aliases_do_not_take_host_instances() {
+        // Refused by the [Install] rules today (a plain unit's alias is plain), and by the
+        // alias check should those ever allow it (systemctl lets a template take an instance
+        // alias).
+        let p = run(
+            &[att(
+                "/var/lib/portables/foo",
+                vec![unit("foo.service", "[Install]\nAlias=getty@tty1.service\n")],
+            )],
+            &["getty@.service"],
+        );
+        assert!(!p.nodes.contains_key(Path::new("getty@tty1.service")));
+        assert!(
+            messages(&p)
+                .iter()
+                .any(|m| m.contains("Alias=getty@tty1.service"))
+        );
     }
 }
