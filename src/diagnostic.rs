@@ -1,0 +1,157 @@
+//! Every decision worth telling, in one shape: what it is about, how loud, why, and whether
+//! it fails the run. Every stage returns these instead of logging, and [`Diagnostics::log`]
+//! is the one place they become log lines, so a dry run (and any later listing of what was
+//! attached) shows exactly what the boot log shows (ARCHITECTURE.md, "Rules between modules").
+
+use std::path::{Path, PathBuf};
+
+use log::{Level, log};
+
+/// What a diagnostic is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    /// The run as a whole: the kernel command line, the host, the output directory.
+    Run,
+    /// A `portables.d` file, by host path.
+    Config(PathBuf),
+    /// A search directory, by host path.
+    SearchDir(PathBuf),
+    /// An image or an `Image=` declaration, by the path it was found at.
+    Image(PathBuf),
+    /// A unit of an image: the unit name and the image's path as found.
+    Unit { unit: String, image: PathBuf },
+}
+
+/// One decision, with its reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub subject: Subject,
+    pub level: Level,
+    /// Why, without naming the subject (`its os-release has no ID=`).
+    pub reason: String,
+    /// The whole log line, naming the subject.
+    pub message: String,
+    /// Whether it makes the run exit with status 1.
+    pub fails: bool,
+}
+
+impl Diagnostic {
+    /// A diagnostic whose log line is `message`.
+    pub fn new(subject: Subject, level: Level, reason: String, message: String) -> Diagnostic {
+        Diagnostic {
+            subject,
+            level,
+            reason,
+            message,
+            fails: false,
+        }
+    }
+
+    /// A line about the run as a whole: the message is the reason.
+    pub fn run(level: Level, message: String) -> Diagnostic {
+        Diagnostic::new(Subject::Run, level, message.clone(), message)
+    }
+
+    /// A line about a `portables.d` file; `message` names the file itself.
+    pub fn config(file: &Path, level: Level, message: String) -> Diagnostic {
+        Diagnostic::new(
+            Subject::Config(file.to_path_buf()),
+            level,
+            message.clone(),
+            message,
+        )
+    }
+
+    /// `Image LABEL not attached: REASON.` for the image found at `at`.
+    pub fn image_not_attached(at: &Path, label: &str, level: Level, reason: String) -> Diagnostic {
+        let message = format!("Image {label} not attached: {reason}.");
+        Diagnostic::new(Subject::Image(at.to_path_buf()), level, reason, message)
+    }
+
+    /// `Unit UNIT of image LABEL not attached: REASON.`
+    pub fn unit_not_attached(
+        unit: &str,
+        image: &Path,
+        label: &str,
+        level: Level,
+        reason: String,
+    ) -> Diagnostic {
+        let message = format!(
+            "Unit {} of image {label} not attached: {reason}.",
+            crate::kmsg::shorten(unit)
+        );
+        let subject = Subject::Unit {
+            unit: unit.to_string(),
+            image: image.to_path_buf(),
+        };
+        Diagnostic::new(subject, level, reason, message)
+    }
+
+    /// The same diagnostic, failing the run.
+    pub fn failing(mut self) -> Diagnostic {
+        self.fails = true;
+        self
+    }
+
+    /// The same diagnostic, failing the run if `fails`.
+    pub fn fails_if(mut self, fails: bool) -> Diagnostic {
+        self.fails |= fails;
+        self
+    }
+}
+
+/// Diagnostics in the order they arose.
+#[derive(Debug, Default, Clone)]
+pub struct Diagnostics(Vec<Diagnostic>);
+
+impl Diagnostics {
+    pub fn push(&mut self, d: Diagnostic) {
+        self.0.push(d);
+    }
+
+    /// Whether any of them fails the run.
+    pub fn failed(&self) -> bool {
+        self.0.iter().any(|d| d.fails)
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, Diagnostic> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Log each one, in order: the one place diagnostics become log lines.
+    pub fn log(&self) {
+        for d in &self.0 {
+            log!(d.level, "{}", d.message);
+        }
+    }
+}
+
+impl Extend<Diagnostic> for Diagnostics {
+    fn extend<I: IntoIterator<Item = Diagnostic>>(&mut self, iter: I) {
+        self.0.extend(iter);
+    }
+}
+
+impl IntoIterator for Diagnostics {
+    type Item = Diagnostic;
+    type IntoIter = std::vec::IntoIter<Diagnostic>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a Diagnostics {
+    type Item = &'a Diagnostic;
+    type IntoIter = std::slice::Iter<'a, Diagnostic>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
