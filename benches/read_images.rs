@@ -137,8 +137,8 @@ fn main() {
     let mut base = None;
     for ((label, root), rss) in roots.iter().zip(rss) {
         let root = Root::new(root);
-        let found = discover(&root, false);
-        let image = found.images.first().expect("image discovered");
+        let found = discover(&root, false, &mut Default::default());
+        let image = found.first().expect("image discovered");
         let mut times = Vec::with_capacity(ROUNDS);
         let mut units = 0;
         for _ in 0..ROUNDS {

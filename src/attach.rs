@@ -4,44 +4,74 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use crate::discover::{Image, image_at};
+use log::Level;
+
+use crate::diagnostic::{Diagnostic, Diagnostics, MAX_LINES_PER_IMAGE, Subject};
+use crate::discover::image_at;
 use crate::extension::{self, ExtensionKind};
-use crate::facts::{UnitSkip, UnitSource, read_os_release, read_units};
-use crate::image::open::{ImageKind, open_image};
+use crate::facts::{ImageRef, read_os_release, read_units};
+use crate::image::open::open_image;
 use crate::image::panic_message;
+use crate::model::{Attachment, Extension, Image, ImageKind, Portable, UnitSource};
 use crate::names::unit_matches;
-use crate::plan::{Attachment, Extension};
 use crate::profile::profile_exists;
 use crate::root::Root;
-use crate::select::Portable;
 use crate::verity;
 
 /// An image that was read, and the units in it that were left out on the way.
 pub struct Read {
     pub attachment: Attachment,
-    pub skipped: Vec<UnitSkip>,
+    pub skipped: Vec<Diagnostic>,
 }
 
-/// The profile used when configuration names none.
-pub const DEFAULT_PROFILE: &str = "default";
+/// Read every portable, in order: their attachments; why one could not be read, and the
+/// units each left out, in `diags`.
+pub fn read_all(
+    root: &Root,
+    portables: &[Portable],
+    systemd: u32,
+    diags: &mut Diagnostics,
+) -> Vec<Attachment> {
+    let mut attachments = Vec::new();
+    for portable in portables {
+        let image = &portable.image;
+        match read_portable(root, portable, systemd) {
+            Ok(read) => {
+                tell_skipped(image, read.skipped, diags);
+                attachments.push(read.attachment);
+            }
+            Err(why) => diags.push(
+                Diagnostic::image_not_attached(&image.found_at, &image.label(), Level::Error, why)
+                    .failing(),
+            ),
+        }
+    }
+    attachments
+}
 
-/// A portable with default settings for `image`, as when nothing configures it.
-pub fn unconfigured(image: &Image) -> Result<Portable, String> {
-    let name = crate::select::portable_name(image)?;
-    Ok(Portable {
-        matches: vec![name.clone()],
-        name,
-        image: image.clone(),
-        extensions: Vec::new(),
-        profile: DEFAULT_PROFILE.to_string(),
-        profile_explicit: false,
-        enable: true,
-        require_verity: false,
-        allow_writable_by_others: false,
-        profile_from: String::new(),
-        verity_from: String::new(),
-        config_file: None,
-    })
+/// A crafted image can leave out thousands of units: a few lines, then a count.
+fn tell_skipped(image: &Image, skipped: Vec<Diagnostic>, diags: &mut Diagnostics) {
+    let mut shown = 0;
+    for mut skip in skipped {
+        if skip.level <= Level::Warn {
+            shown += 1;
+            if shown > MAX_LINES_PER_IMAGE {
+                skip.level = Level::Debug;
+            }
+        }
+        diags.push(skip);
+    }
+    if shown > MAX_LINES_PER_IMAGE {
+        let hidden = shown - MAX_LINES_PER_IMAGE;
+        let reason = format!("{hidden} more units not attached (shown at debug level)");
+        let message = format!("Image {}: {reason}.", image.label());
+        diags.push(Diagnostic::new(
+            Subject::Image(image.found_at.clone()),
+            Level::Warn,
+            reason,
+            message,
+        ));
+    }
 }
 
 /// Read `portable` as systemd `systemd` would attach it. A panic in a reader (third-party
@@ -58,7 +88,7 @@ pub fn read_portable(root: &Root, portable: &Portable, systemd: u32) -> Result<R
 
 /// Read `image` with default settings.
 pub fn read_image(root: &Root, image: &Image, systemd: u32) -> Result<Read, String> {
-    read_portable(root, &unconfigured(image)?, systemd)
+    read_portable(root, &Portable::unconfigured(image)?, systemd)
 }
 
 /// From 260, where portabled also serves user managers, an image may say which it is for
@@ -176,11 +206,17 @@ fn read_inner(root: &Root, p: &Portable, systemd: u32) -> Result<Read, String> {
     }
 
     let wanted = |name: &str| unit_matches(name, &p.matches);
-    let base = read_units(&tree, wanted).map_err(|e| format!("cannot read unit files: {e}"))?;
+    let label = image.label();
+    let from = ImageRef {
+        at: &image.found_at,
+        label: &label,
+    };
+    let base =
+        read_units(&tree, wanted, from).map_err(|e| format!("cannot read unit files: {e}"))?;
     let mut units: Vec<UnitSource> = base.found;
     let mut skipped = base.skipped;
     for (i, ext_tree) in trees.iter().enumerate() {
-        let more = read_units(ext_tree, wanted).map_err(|e| {
+        let more = read_units(ext_tree, wanted, from).map_err(|e| {
             format!(
                 "extension {}: cannot read unit files: {e}",
                 extensions[i].image.path.display()
@@ -190,14 +226,14 @@ fn read_inner(root: &Root, p: &Portable, systemd: u32) -> Result<Read, String> {
         // extension's units with hashmap_move(), which keeps the names it has already.
         for mut u in more.found {
             if units.iter().any(|old| old.name == u.name) {
-                skipped.push(UnitSkip {
-                    name: u.name.clone(),
-                    reason: format!(
+                skipped.push(from.skip(
+                    &u.name,
+                    format!(
                         "extension {} provides it too; the one found first is attached, as portablectl does",
                         extensions[i].image.path.display()
                     ),
-                    warn: false,
-                });
+                    false,
+                ));
                 continue;
             }
             u.extension = Some(i);
@@ -215,7 +251,10 @@ fn read_inner(root: &Root, p: &Portable, systemd: u32) -> Result<Read, String> {
             let names: Vec<String> = skipped
                 .iter()
                 .take(3)
-                .map(|s| format!("{} ({})", crate::kmsg::shorten(&s.name), s.reason))
+                .map(|s| {
+                    let unit = s.unit().unwrap_or_default();
+                    format!("{} ({})", crate::kmsg::shorten(unit), s.reason)
+                })
                 .collect();
             let more = skipped.len().saturating_sub(3);
             let more = if more > 0 {

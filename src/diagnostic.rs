@@ -7,6 +7,10 @@ use std::path::{Path, PathBuf};
 
 use log::{Level, log};
 
+/// Most lines above debug level about one image; the rest are counted in one more line
+/// (and shown at debug level): a crafted image must not flood the log.
+pub const MAX_LINES_PER_IMAGE: usize = 16;
+
 /// What a diagnostic is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Subject {
@@ -87,6 +91,14 @@ impl Diagnostic {
         Diagnostic::new(subject, level, reason, message)
     }
 
+    /// The unit it is about, if it is about one.
+    pub fn unit(&self) -> Option<&str> {
+        match &self.subject {
+            Subject::Unit { unit, .. } => Some(unit),
+            _ => None,
+        }
+    }
+
     /// The same diagnostic, failing the run.
     pub fn failing(mut self) -> Diagnostic {
         self.fails = true;
@@ -114,23 +126,18 @@ impl Diagnostics {
         self.0.iter().any(|d| d.fails)
     }
 
-    pub fn iter(&self) -> std::slice::Iter<'_, Diagnostic> {
-        self.0.iter()
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// Log each one, in order: the one place diagnostics become log lines.
     pub fn log(&self) {
         for d in &self.0 {
             log!(d.level, "{}", d.message);
         }
+    }
+}
+
+impl std::ops::Deref for Diagnostics {
+    type Target = [Diagnostic];
+    fn deref(&self) -> &[Diagnostic] {
+        &self.0
     }
 }
 

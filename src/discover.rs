@@ -4,10 +4,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
-use log::debug;
+use log::Level;
 
-use crate::image::open::ImageKind;
+use crate::diagnostic::{Diagnostic, Diagnostics, Subject};
 use crate::image::{FileKind, FsError};
+use crate::model::{Image, ImageKind};
 use crate::names::image_name_is_valid;
 use crate::ownership;
 use crate::root::{Found as Resolved, Root};
@@ -23,84 +24,50 @@ pub const SEARCH_PATHS: [&str; 5] = [
     "/usr/lib/portables",
 ];
 
-/// An image found in a search path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Image {
-    /// The name of the entry in the search directory, e.g. `foo_1.2.raw`: the default
-    /// unit prefix is derived from it.
-    pub entry: String,
-    /// The image name, `.raw` dropped (`foo_1.2`): names shadow each other across paths.
-    pub name: String,
-    /// The image's path with symlinks resolved, as the booted system sees it (without
-    /// `--root`): the value of `RootImage=`/`RootDirectory=`.
-    pub path: PathBuf,
-    /// The last component of `path`: the value of `PORTABLE=`.
-    pub file_name: String,
-    /// Who other than root can change the image, if anyone (refused unless allowed).
-    pub writable_by: Option<String>,
-    pub kind: ImageKind,
-    /// Where it was found: the search-path entry or the `Image=` path, before links and
-    /// version directories were resolved.
-    pub found_at: PathBuf,
-}
-
-impl Image {
-    /// How messages name the image: where it was found, and where that led if elsewhere.
-    pub fn label(&self) -> String {
-        if self.found_at == self.path {
-            self.path.display().to_string()
-        } else {
-            format!("{} (-> {})", self.found_at.display(), self.path.display())
-        }
-    }
-}
-
-/// Something named like an image that can not be one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refused {
-    pub path: PathBuf,
-    pub reason: String,
-}
-
-/// A search directory that exists but can not be listed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unreadable {
-    pub dir: PathBuf,
-    pub reason: String,
-}
-
-#[derive(Debug, Default)]
-pub struct Found {
-    /// In search-path order, then name order.
-    pub images: Vec<Image>,
-    pub refused: Vec<Refused>,
-    pub unreadable: Vec<Unreadable>,
-}
-
 enum Entry {
     Image(Image),
-    Refused(Refused),
-    Ignored,
+    /// Named like an image, but cannot be one: why.
+    Refused(String),
+    /// Not an image, and not named like one: why, for the debug log.
+    Ignored(String),
 }
 
-/// Look at every entry of every search directory below `root`.
-pub fn discover(root: &Root, allow_writable_by_others: bool) -> Found {
-    let mut found = Found::default();
+/// Look at every entry of every search directory below `root`: the images, in search-path
+/// order then name order. A search directory that cannot be read and an entry that cannot be
+/// an image are errors; what is passed over is said at debug level.
+pub fn discover(
+    root: &Root,
+    allow_writable_by_others: bool,
+    diags: &mut Diagnostics,
+) -> Vec<Image> {
+    let mut images = Vec::new();
+    // Unreadable directories are told before refused entries, each in search-path order.
+    let mut unreadable = Vec::new();
+    let mut refused = Vec::new();
     let mut seen = BTreeSet::new();
     for dir in SEARCH_PATHS {
-        let unreadable = |reason: String| Unreadable {
-            dir: dir.into(),
-            reason,
+        let cannot_read = |reason: String| {
+            let message = format!("Cannot read search directory {dir}: {reason}.");
+            Diagnostic::new(
+                Subject::SearchDir(dir.into()),
+                Level::Error,
+                reason,
+                message,
+            )
+            .failing()
         };
         // Links are resolved inside the root, as the booted system would resolve them.
         let search = match root.resolve(Path::new(dir), true) {
             Ok(r) => r,
             Err(FsError::NotFound) => {
-                debug!("Search directory {dir} does not exist.");
+                diags.push(Diagnostic::run(
+                    Level::Debug,
+                    format!("Search directory {dir} does not exist."),
+                ));
                 continue;
             }
             Err(e) => {
-                found.unreadable.push(unreadable(e.to_string()));
+                unreadable.push(cannot_read(e.to_string()));
                 continue;
             }
         };
@@ -111,22 +78,20 @@ pub fn discover(root: &Root, allow_writable_by_others: bool) -> Found {
             .map(|who| format!("it is {who}"))
             .or_else(|| search.steered());
         if !allow_writable_by_others && let Some(who) = writable {
-            found.unreadable.push(unreadable(format!(
+            unreadable.push(cannot_read(format!(
                 "{who}, so its images are not used: {}",
                 ownership::HINT
             )));
             continue;
         }
         if search.kind != FileKind::Dir {
-            found
-                .unreadable
-                .push(unreadable(FsError::NotADirectory.to_string()));
+            unreadable.push(cannot_read(FsError::NotADirectory.to_string()));
             continue;
         }
         let listing = match root.read_dir(&search) {
             Ok(l) => l,
             Err(e) => {
-                found.unreadable.push(unreadable(e.to_string()));
+                unreadable.push(cannot_read(e.to_string()));
                 continue;
             }
         };
@@ -139,38 +104,50 @@ pub fn discover(root: &Root, allow_writable_by_others: bool) -> Found {
         let mut here: Vec<Image> = Vec::new();
         for os_name in names {
             let host_path = PathBuf::from(dir).join(&os_name);
+            let refuse = |reason: String| {
+                let label = host_path.display().to_string();
+                Diagnostic::image_not_attached(&host_path, &label, Level::Error, reason).failing()
+            };
             let Some(file_name) = os_name.to_str() else {
-                found.refused.push(Refused {
-                    path: host_path,
-                    reason: "the name is not valid UTF-8".into(),
-                });
+                refused.push(refuse("the name is not valid UTF-8".into()));
                 continue;
             };
             if file_name.starts_with('.') {
-                debug!("Ignoring hidden entry {}.", host_path.display());
+                diags.push(Diagnostic::run(
+                    Level::Debug,
+                    format!("Ignoring hidden entry {}.", host_path.display()),
+                ));
                 continue;
             }
             match classify(root, &resolved_dir, &host_path, file_name) {
                 Entry::Image(image) => here.push(image),
-                Entry::Refused(r) => found.refused.push(r),
-                Entry::Ignored => {}
+                Entry::Refused(reason) => refused.push(refuse(reason)),
+                Entry::Ignored(why) => diags.push(Diagnostic::run(
+                    Level::Debug,
+                    format!("Ignoring {}: {why}", host_path.display()),
+                )),
             }
         }
         // image_find() tries NAME before NAME.raw within one directory.
         here.sort_by_key(|i| (i.name.clone(), i.kind == ImageKind::Raw));
         for image in here {
             if seen.contains(&image.name) {
-                debug!(
-                    "Image {} is shadowed by an image of the same name earlier in the search path.",
-                    image.path.display()
-                );
+                diags.push(Diagnostic::run(
+                    Level::Debug,
+                    format!(
+                        "Image {} is shadowed by an image of the same name earlier in the search path.",
+                        image.path.display()
+                    ),
+                ));
                 continue;
             }
             seen.insert(image.name.clone());
-            found.images.push(image);
+            images.push(image);
         }
     }
-    found
+    diags.extend(unreadable);
+    diags.extend(refused);
+    images
 }
 
 /// The image at `path` (a host path, e.g. from `Image=`), resolved and classified as a
@@ -190,8 +167,8 @@ pub fn image_at(root: &Root, path: &Path) -> Result<Image, String> {
     }
     match classify(root, &resolved_dir, path, entry) {
         Entry::Image(image) => Ok(image),
-        Entry::Refused(r) => Err(r.reason),
-        Entry::Ignored => Err("neither a directory, a .raw file nor a block device".into()),
+        Entry::Refused(reason) => Err(reason),
+        Entry::Ignored(_) => Err("neither a directory, a .raw file nor a block device".into()),
     }
 }
 
@@ -272,7 +249,7 @@ fn unusable(root: &Root, path: &Path, e: FsError) -> String {
         .resolve(path, false)
         .ok()
         .and_then(|link| crate::image::at::read_link(crate::image::at::b(&link.fd), b"").ok())
-        .map(|t| crate::facts::shown(&t));
+        .map(|t| crate::kmsg::shown(&t));
     match (e, target) {
         (FsError::NotFound, Some(t)) => format!(
             "{name} is a symbolic link to {t}, which is not in the root (links are resolved inside it)"
@@ -283,12 +260,7 @@ fn unusable(root: &Root, path: &Path, e: FsError) -> String {
 }
 
 fn classify(root: &Root, resolved_dir: &Path, host_path: &Path, entry: &str) -> Entry {
-    let refuse = |reason: String| {
-        Entry::Refused(Refused {
-            path: host_path.into(),
-            reason,
-        })
-    };
+    let refuse = Entry::Refused;
     let is_raw_name = entry.ends_with(".raw");
     let here = resolved_dir.join(entry);
     let found = match root.resolve(&here, true) {
@@ -296,8 +268,7 @@ fn classify(root: &Root, resolved_dir: &Path, host_path: &Path, entry: &str) -> 
         Err(e) => {
             let is_link = matches!(root.lstat(&here), Ok(Some(FileKind::Symlink)));
             if !is_raw_name && !is_link {
-                debug!("Ignoring {}: {e}", host_path.display());
-                return Entry::Ignored;
+                return Entry::Ignored(e.to_string());
             }
             return match e {
                 FsError::NotFound => refuse("dangling symbolic link".into()),
@@ -358,11 +329,7 @@ fn classify(root: &Root, resolved_dir: &Path, host_path: &Path, entry: &str) -> 
         }
         ImageKind::Raw
     } else {
-        debug!(
-            "Ignoring {}: neither a directory, a .raw file nor a block device.",
-            host_path.display()
-        );
-        return Entry::Ignored;
+        return Entry::Ignored("neither a directory, a .raw file nor a block device.".into());
     };
     let name = match kind {
         ImageKind::Raw => &entry[..entry.len() - 4],

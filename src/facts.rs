@@ -1,10 +1,15 @@
-//! What is taken from an image: its os-release and the unit files that match (DESIGN §5).
+//! What is taken from an image: its os-release and the unit files that match (ARCHITECTURE.md, "Stages").
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use log::Level;
+
+use crate::diagnostic::Diagnostic;
 use crate::image::chase::Tree;
 use crate::image::{FileKind, FsError, MAX_FILE_BYTES};
+use crate::kmsg::shown;
+use crate::model::UnitSource;
 use crate::os_release::{self, OsRelease};
 
 /// The image's system unit directories, highest priority first (systemd's lookup paths
@@ -19,33 +24,30 @@ pub const IMAGE_UNIT_DIRS: [&str; 5] = [
 
 const OS_RELEASE_PATHS: [&str; 2] = ["/etc/os-release", "/usr/lib/os-release"];
 
-/// A unit file as found in an image.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnitSource {
-    pub name: String,
-    /// Where in the image it was found, e.g. `/usr/lib/systemd/system/foo.service`.
-    pub origin: PathBuf,
-    pub bytes: Vec<u8>,
-    /// For a symlink in the image to another unit file: that unit's name. The copy made
-    /// under this name is the same unit to the image's author.
-    pub alias_of: Option<String>,
-    /// Index of the extension image it came from; `None` for the root image.
-    pub extension: Option<usize>,
-}
-
-/// A unit left out, with the reason; `warn` is false for deliberate cases (masked, empty).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnitSkip {
-    pub name: String,
-    pub reason: String,
-    pub warn: bool,
-}
-
 #[derive(Debug, Default)]
 pub struct Units {
     /// Sorted by name.
     pub found: Vec<UnitSource>,
-    pub skipped: Vec<UnitSkip>,
+    /// Units left out, with why: at warning level and failing the run unless deliberate
+    /// (masked, empty, provided by an earlier image).
+    pub skipped: Vec<Diagnostic>,
+}
+
+/// The image units are read from, as messages name it.
+#[derive(Debug, Clone, Copy)]
+pub struct ImageRef<'a> {
+    /// Where it was found (the subject of its diagnostics).
+    pub at: &'a Path,
+    /// How messages name it ([`crate::model::Image::label`]).
+    pub label: &'a str,
+}
+
+impl ImageRef<'_> {
+    /// Unit `name` of this image was left out, for `reason`; `warn` unless deliberate.
+    pub fn skip(&self, name: &str, reason: String, warn: bool) -> Diagnostic {
+        let level = if warn { Level::Warn } else { Level::Debug };
+        Diagnostic::unit_not_attached(name, self.at, self.label, level, reason).fails_if(warn)
+    }
 }
 
 /// Read the image's os-release as systemd `systemd` does: `/etc/os-release`, else
@@ -82,27 +84,6 @@ pub fn read_os_release(tree: &Tree, systemd: u32) -> Result<OsRelease, String> {
     })
 }
 
-/// Raw bytes from an image as they can be logged: control characters and bytes that are
-/// not UTF-8 as `\xNN`, cut to a length that fits a log line.
-pub fn shown(raw: &[u8]) -> String {
-    let mut out = String::new();
-    for chunk in raw.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            if c.is_control() {
-                for b in c.to_string().bytes() {
-                    out.push_str(&format!("\\x{b:02x}"));
-                }
-            } else {
-                out.push(c);
-            }
-        }
-        for b in chunk.invalid() {
-            out.push_str(&format!("\\x{b:02x}"));
-        }
-    }
-    crate::kmsg::shorten(&out)
-}
-
 /// Why a file name is no unit name for reasons of its bytes alone, and whether it would
 /// have been wanted but for them (its bad characters taken for a letter): such a unit is
 /// reported, not passed over in silence.
@@ -132,9 +113,13 @@ pub const MAX_UNITS_READ: usize = 257;
 /// Collect the units named by `wanted` from the top level of the image's unit
 /// directories, the first directory holding a name winning. Only names accepted by
 /// `wanted` are read, so an image with hundreds of units costs what its matches cost.
-pub fn read_units(tree: &Tree, wanted: impl Fn(&str) -> bool) -> Result<Units, String> {
+pub fn read_units(
+    tree: &Tree,
+    wanted: impl Fn(&str) -> bool,
+    from: ImageRef,
+) -> Result<Units, String> {
     let mut chosen: BTreeMap<String, (PathBuf, FileKind)> = BTreeMap::new();
-    let mut misnamed: BTreeMap<Vec<u8>, UnitSkip> = BTreeMap::new();
+    let mut misnamed: BTreeMap<Vec<u8>, Diagnostic> = BTreeMap::new();
     let mut seen_dirs = Vec::new();
     for dir in IMAGE_UNIT_DIRS {
         let (resolved, entries) = match tree.read_dir(Path::new(dir)) {
@@ -150,10 +135,12 @@ pub fn read_units(tree: &Tree, wanted: impl Fn(&str) -> bool) -> Result<Units, S
         for entry in entries {
             if let Some(why) = bad_bytes(&entry.name, &wanted) {
                 let name = shown(&entry.name);
-                misnamed.entry(entry.name).or_insert_with(|| UnitSkip {
-                    reason: format!("{dir}/{name} is not a valid unit name: {why}"),
-                    name,
-                    warn: true,
+                misnamed.entry(entry.name).or_insert_with(|| {
+                    from.skip(
+                        &name,
+                        format!("{dir}/{name} is not a valid unit name: {why}"),
+                        true,
+                    )
                 });
                 continue;
             }
@@ -172,20 +159,16 @@ pub fn read_units(tree: &Tree, wanted: impl Fn(&str) -> bool) -> Result<Units, S
     // cost nothing in an image) is read only as far as the first MAX_UNITS_READ names.
     let total = chosen.len();
     if let Some(first) = chosen.keys().nth(MAX_UNITS_READ) {
-        units.skipped.push(UnitSkip {
-            name: format!("{first} and {} more", total - MAX_UNITS_READ - 1),
-            reason: format!(
+        units.skipped.push(from.skip(
+            &format!("{first} and {} more", total - MAX_UNITS_READ - 1),
+            format!(
                 "{total} unit files match, and only the first {MAX_UNITS_READ} by name are read"
             ),
-            warn: true,
-        });
+            true,
+        ));
     }
     for (name, (origin, kind)) in chosen.into_iter().take(MAX_UNITS_READ) {
-        let skip = |reason: String, warn: bool| UnitSkip {
-            name: name.clone(),
-            reason,
-            warn,
-        };
+        let skip = |reason: String, warn: bool| from.skip(&name, reason, warn);
         match kind {
             FileKind::File | FileKind::Symlink => {}
             FileKind::Dir => {
@@ -258,6 +241,13 @@ mod tests {
     use crate::image::chase::tests::MemFs;
     use std::os::unix::ffi::OsStrExt;
 
+    fn image() -> ImageRef<'static> {
+        ImageRef {
+            at: Path::new("/var/lib/portables/foo"),
+            label: "/var/lib/portables/foo",
+        }
+    }
+
     fn tree(fs: MemFs) -> Tree {
         Tree::new(Box::new(fs))
     }
@@ -310,12 +300,12 @@ mod tests {
                 crate::image::chase::tests::Node::File(b"x".to_vec()),
             );
         }
-        let u = read_units(&tree(fs), |n| n.starts_with("foo")).unwrap();
+        let u = read_units(&tree(fs), |n| n.starts_with("foo"), image()).unwrap();
         assert!(u.found.is_empty());
         let skipped: Vec<_> = u
             .skipped
             .iter()
-            .map(|s| (s.name.as_str(), s.reason.as_str()))
+            .map(|s| (s.unit().unwrap(), s.reason.as_str()))
             .collect();
         assert_eq!(
             skipped,
@@ -345,7 +335,7 @@ mod tests {
                 .dir("/usr/lib/systemd/system/foo.service.d")
                 .link("/lib", "usr/lib"),
         );
-        let u = read_units(&t, |n| n.starts_with("foo")).unwrap();
+        let u = read_units(&t, |n| n.starts_with("foo"), image()).unwrap();
         let got: Vec<_> = u
             .found
             .iter()
@@ -361,7 +351,7 @@ mod tests {
         let skipped: Vec<_> = u
             .skipped
             .iter()
-            .map(|s| (s.name.as_str(), s.warn))
+            .map(|s| (s.unit().unwrap(), s.fails))
             .collect();
         assert_eq!(
             skipped,

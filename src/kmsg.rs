@@ -25,6 +25,27 @@ pub fn shorten(s: &str) -> String {
     cut(s, MAX_QUOTED_BYTES, s.len())
 }
 
+/// Raw bytes from an image as they can be logged: control characters and bytes that are
+/// not UTF-8 as `\xNN`, cut to a length that fits a log line.
+pub fn shown(raw: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in raw.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() {
+                for b in c.to_string().bytes() {
+                    out.push_str(&format!("\\x{b:02x}"));
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    shorten(&out)
+}
+
 /// `s` cut to `max` bytes, saying how long the whole (`total` bytes) was.
 fn cut(s: &str, max: usize, total: usize) -> String {
     if s.len() <= max {

@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use log::warn;
+use log::Level;
+
+use crate::diagnostic::{Diagnostic, Diagnostics};
 
 use crate::host_file;
 use crate::root::Root;
@@ -98,14 +100,17 @@ const MOUNTINFO_MAX_BYTES: u64 = 8 * 1024 * 1024;
 /// Read fstab and mountinfo below `root` and decide. Missing files count as empty: no fstab
 /// entry means nothing to wait for; no mountinfo means nothing is known to be mounted. Files
 /// that cannot be read (a FIFO, a giant) are said so in one line each and count as empty too.
-pub fn pending_below(root: &Root, search_paths: &[&str]) -> Vec<String> {
-    let read =
+pub fn pending_below(root: &Root, search_paths: &[&str], diags: &mut Diagnostics) -> Vec<String> {
+    let mut read =
         |p: &str, cap: u64, meaning: &str| match host_file::read_capped_in(root, Path::new(p), cap)
         {
             Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
             Err(e) if e.is_not_found() => String::new(),
             Err(e) => {
-                warn!("Cannot read {p}: {e}; {meaning}.");
+                diags.push(Diagnostic::run(
+                    Level::Warn,
+                    format!("Cannot read {p}: {e}; {meaning}."),
+                ));
                 String::new()
             }
         };

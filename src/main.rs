@@ -1,10 +1,11 @@
 use std::process::ExitCode;
 
+use log::warn;
 use portables_generator::cli::{self, Mode};
+use portables_generator::generate::{EXIT_USAGE, Sink, run};
 use portables_generator::kmsg::{self, Target};
 use portables_generator::root::Root;
 use portables_generator::systemd_version;
-use portables_generator::{EXIT_USAGE, Sink, log_settings, quiet_panics, run};
 
 fn main() -> ExitCode {
     let opts = match cli::parse(std::env::args_os().skip(1)) {
@@ -35,8 +36,10 @@ fn main() -> ExitCode {
         Mode::DryRun => (Sink::Print, Target::Console),
         Mode::Generate { normal } => (Sink::Write(normal), Target::Kmsg),
     };
-    let (level, target) = log_settings(&root, default_target);
+    let (level, target) = kmsg::settings_below(&root, |k| std::env::var(k).ok(), default_target);
     kmsg::init(level, target);
-    quiet_panics();
+    // A panic inside a reader is reported as that image's error; the default hook's
+    // backtrace text on stderr would only be noise at boot.
+    std::panic::set_hook(Box::new(|info| warn!("Internal error: {info}")));
     ExitCode::from(run(&root, sink, systemd, |k| std::env::var(k).ok()))
 }

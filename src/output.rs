@@ -6,7 +6,17 @@ use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use log::Level;
+
+use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::plan::{Node, Plan, is_confined};
+
+/// [`write_nodes`], each node that could not be created an error in `diags`.
+pub fn write(plan: &Plan, out: &Path, diags: &mut Diagnostics) {
+    for e in write_nodes(plan, out) {
+        diags.push(Diagnostic::run(Level::Error, e).failing());
+    }
+}
 
 /// Create every node of `plan` below `out`. Returns one message per node that could not
 /// be created; the others are still created.
@@ -15,7 +25,7 @@ use crate::plan::{Node, Plan, is_confined};
 /// whose drop-ins or file cannot be written is left out whole, links included: a unit must
 /// never run without its drop-ins, and this generator's drop-ins must never land on a unit
 /// file another generator wrote there first.
-pub fn write(plan: &Plan, out: &Path) -> Vec<String> {
+pub fn write_nodes(plan: &Plan, out: &Path) -> Vec<String> {
     match fs::symlink_metadata(out) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => {
@@ -199,7 +209,7 @@ mod tests {
     #[test]
     fn writes_everything() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(write(&unit_plan(), dir.path()).is_empty());
+        assert!(write_nodes(&unit_plan(), dir.path()).is_empty());
         for p in [
             "foo.service",
             "foo.service.d/20-portable.conf",
@@ -215,7 +225,7 @@ mod tests {
     fn a_unit_already_there_is_left_alone() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("foo.service"), b"theirs").unwrap();
-        let errors = write(&unit_plan(), dir.path());
+        let errors = write_nodes(&unit_plan(), dir.path());
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].contains("foo.service is left out with its drop-ins and links"));
         assert_eq!(fs::read(dir.path().join("foo.service")).unwrap(), b"theirs");
@@ -233,7 +243,7 @@ mod tests {
     fn no_unit_without_its_dropins() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("foo.service.d"), b"in the way").unwrap();
-        let errors = write(&unit_plan(), dir.path());
+        let errors = write_nodes(&unit_plan(), dir.path());
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(!dir.path().join("foo.service").exists());
         assert!(
@@ -247,7 +257,7 @@ mod tests {
     #[test]
     fn a_missing_output_directory_is_one_line() {
         let dir = tempfile::tempdir().unwrap();
-        let errors = write(&unit_plan(), &dir.path().join("missing"));
+        let errors = write_nodes(&unit_plan(), &dir.path().join("missing"));
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].starts_with("Cannot write into "), "{errors:?}");
     }

@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 
 use log::Level;
 
-use crate::discover::Image;
-use crate::facts::UnitSource;
+use crate::diagnostic::{Diagnostic, Diagnostics, MAX_LINES_PER_IMAGE, Subject};
 use crate::host::HostKind;
 use crate::install::enablement;
+use crate::late_mounts;
+use crate::model::{Attachment, Image, UnitSource};
 use crate::names::parse_unit_name;
-use crate::os_release::OsRelease;
 use crate::render::{DropinExtension, DropinImage, portable_dropin};
 use crate::unit_syntax;
 
@@ -28,45 +28,12 @@ pub enum Node {
     Symlink(PathBuf),
 }
 
-/// A log line decided while planning, naming the image and the unit.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Notice {
-    pub level: Level,
-    pub message: String,
-    /// Whether this makes the run exit with status 1.
-    pub failure: bool,
-}
-
-/// An image that was read successfully, with its matching units.
-#[derive(Debug, Clone)]
-pub struct Attachment {
-    pub image: Image,
-    /// Its os-release, which names it in the journal.
-    pub release: OsRelease,
-    pub units: Vec<UnitSource>,
-    pub profile: String,
-    pub enable: bool,
-    /// Extension images layered over the root image, in order.
-    pub extensions: Vec<Extension>,
-}
-
-/// An extension image and its extension-release file.
-#[derive(Debug, Clone)]
-pub struct Extension {
-    pub image: Image,
-    pub release: OsRelease,
-}
-
 /// Most units attached from one image: real images ship a handful; a crafted one with
 /// thousands of (hard-linked) unit files would otherwise fill /run.
 pub const MAX_UNITS_PER_IMAGE: usize = 256;
 
 /// Most files and links one run creates, whatever the input.
 pub const MAX_OUTPUT_NODES: usize = 65_536;
-
-/// Most log lines about one image; the rest are counted in one more line (and shown at
-/// debug level).
-pub const MAX_LINES_PER_IMAGE: usize = 16;
 
 /// A unit file the host has under some name, and how (see [`crate::host::HostKind`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,68 +56,98 @@ pub struct Host<'a> {
     pub profile: &'a dyn Fn(&str, &str) -> ProfileLookup,
     pub os_release: &'a str,
     pub systemd_version: u32,
+    /// Mount points below which images may lie that are not mounted yet: one more reload,
+    /// once they are, attaches those images.
+    pub not_mounted: &'a [String],
 }
 
 #[derive(Debug, Default)]
 pub struct Plan {
     /// Relative paths in the output directory; sorted, so output is deterministic.
     pub nodes: BTreeMap<PathBuf, Node>,
-    pub notices: Vec<Notice>,
+    /// What planning decided, in order.
+    pub diagnostics: Diagnostics,
     /// Whether [`MAX_OUTPUT_NODES`] was reached (said once).
     full: bool,
 }
 
 impl Plan {
     pub fn failed(&self) -> bool {
-        self.notices.iter().any(|n| n.failure)
+        self.diagnostics.failed()
     }
 
-    fn notice(&mut self, level: Level, failure: bool, message: String) {
-        self.notices.push(Notice {
-            level,
-            message,
-            failure,
-        });
+    fn notice(&mut self, d: Diagnostic) {
+        self.diagnostics.push(d);
     }
 }
 
 /// The notices about one image, at most [`MAX_LINES_PER_IMAGE`] of them above debug level.
 struct ImageLog<'p> {
     plan: &'p mut Plan,
+    /// The image's path as found, the subject of its diagnostics.
+    at: PathBuf,
     shown: usize,
     hidden: usize,
     failed: bool,
 }
 
 impl ImageLog<'_> {
+    /// A line about the image itself.
     fn say(&mut self, level: Level, failure: bool, message: String) {
-        self.failed |= failure;
-        let level = if level <= Level::Info && self.shown >= MAX_LINES_PER_IMAGE {
-            self.hidden += 1;
-            Level::Debug
-        } else {
-            if level <= Level::Info {
-                self.shown += 1;
-            }
-            level
+        let d = Diagnostic::new(
+            Subject::Image(self.at.clone()),
+            level,
+            message.clone(),
+            message,
+        );
+        self.tell(d.fails_if(failure));
+    }
+
+    /// A line about one of its units: `reason`, told as `message`.
+    fn say_unit(
+        &mut self,
+        unit: &str,
+        level: Level,
+        failure: bool,
+        reason: String,
+        message: String,
+    ) {
+        let subject = Subject::Unit {
+            unit: unit.to_string(),
+            image: self.at.clone(),
         };
-        self.plan.notice(level, failure, message);
+        self.tell(Diagnostic::new(subject, level, reason, message).fails_if(failure));
+    }
+
+    fn tell(&mut self, mut d: Diagnostic) {
+        self.failed |= d.fails;
+        if d.level <= Level::Info && self.shown >= MAX_LINES_PER_IMAGE {
+            self.hidden += 1;
+            d.level = Level::Debug;
+        } else if d.level <= Level::Info {
+            self.shown += 1;
+        }
+        self.plan.notice(d);
     }
 
     fn finish(self, label: &str) {
         if self.hidden > 0 {
-            self.plan.notice(
-                if self.failed {
-                    Level::Warn
-                } else {
-                    Level::Info
-                },
-                false,
-                format!(
-                    "Image {label}: {} more lines like these (shown at debug level).",
-                    self.hidden
-                ),
+            let level = if self.failed {
+                Level::Warn
+            } else {
+                Level::Info
+            };
+            let reason = format!(
+                "{} more lines like these (shown at debug level)",
+                self.hidden
             );
+            let message = format!("Image {label}: {reason}.");
+            self.plan.notice(Diagnostic::new(
+                Subject::Image(self.at),
+                level,
+                reason,
+                message,
+            ));
         }
     }
 }
@@ -167,6 +164,7 @@ enum Placement {
 /// Plan the output for `attachments`, given in search-path order: earlier images win.
 pub fn plan(attachments: &[Attachment], host: &Host) -> Plan {
     let mut plan = Plan::default();
+    reattach_late(&mut plan, host.not_mounted);
     // Unit name → the image path that provides it.
     let mut owner: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut placed: Vec<(&Attachment, &UnitSource)> = Vec::new();
@@ -179,18 +177,24 @@ pub fn plan(attachments: &[Attachment], host: &Host) -> Plan {
             .chain(att.extensions.iter().map(|e| &e.image))
             .find(|i| i.path.to_str().is_none())
         {
+            let reason = format!(
+                "the path {} is not valid UTF-8, which a unit file cannot name",
+                bad.path.display()
+            );
             plan.notice(
-                Level::Error,
-                true,
-                format!(
-                    "Image {image_path} not attached: the path {} is not valid UTF-8, which a unit file cannot name.",
-                    bad.path.display()
-                ),
+                Diagnostic::image_not_attached(
+                    &att.image.found_at,
+                    &image_path,
+                    Level::Error,
+                    reason,
+                )
+                .failing(),
             );
             continue;
         }
         let mut log = ImageLog {
             plan: &mut plan,
+            at: att.image.found_at.clone(),
             shown: 0,
             hidden: 0,
             failed: false,
@@ -210,15 +214,14 @@ pub fn plan(attachments: &[Attachment], host: &Host) -> Plan {
             }
             match admit(att, unit, host, &owner) {
                 Ok((placement, profile)) => admitted.push((unit, placement, profile)),
-                Err(skip) => log.say(
-                    skip.level,
-                    skip.failure,
-                    format!(
+                Err(skip) => {
+                    let message = format!(
                         "Unit {} of image {image_path} not attached: {}.",
                         crate::kmsg::shorten(&unit.name),
                         skip.reason
-                    ),
-                ),
+                    );
+                    log.say_unit(&unit.name, skip.level, skip.failure, skip.reason, message);
+                }
             }
         }
         // A socket, timer or path unit starts another unit: it must be one this image
@@ -233,15 +236,15 @@ pub fn plan(attachments: &[Attachment], host: &Host) -> Plan {
             };
             let (unit, ..) = admitted.remove(at);
             let target = activated_unit(unit).unwrap_or_default();
-            log.say(
-                Level::Warn,
-                true,
-                format!(
-                    "Unit {} of image {image_path} not attached: it would start {}, which this image does not attach.",
-                    unit.name,
-                    crate::kmsg::shorten(&target)
-                ),
+            let reason = format!(
+                "it would start {}, which this image does not attach",
+                crate::kmsg::shorten(&target)
             );
+            let message = format!(
+                "Unit {} of image {image_path} not attached: {reason}.",
+                unit.name
+            );
+            log.say_unit(&unit.name, Level::Warn, true, reason, message);
         }
         let mut attached = Vec::new();
         for (unit, placement, profile) in admitted {
@@ -261,28 +264,26 @@ pub fn plan(attachments: &[Attachment], host: &Host) -> Plan {
             match place_unit(log.plan, att, unit, &placement, profile, host) {
                 Ok(()) => {
                     if let Placement::DropinsOnly(copy) = &placement {
-                        log.say(
-                            Level::Info,
-                            false,
-                            format!(
-                                "Unit {} of image {image_path}: the administrator's {} is used in its place, with the image's root and profile.",
-                                unit.name,
-                                copy.display()
-                            ),
+                        let reason = format!(
+                            "the administrator's {} is used in its place, with the image's root and profile",
+                            copy.display()
                         );
+                        let message =
+                            format!("Unit {} of image {image_path}: {reason}.", unit.name);
+                        log.say_unit(&unit.name, Level::Info, false, reason, message);
                     }
                     owner.insert(unit.name.clone(), att.image.path.clone());
                     placed.push((att, unit));
                     attached.push(unit.name.as_str());
                 }
-                Err(why) => log.say(
-                    Level::Warn,
-                    true,
-                    format!(
-                        "Unit {} of image {image_path} not attached: its drop-in cannot be written faithfully: {why}.",
+                Err(why) => {
+                    let reason = format!("its drop-in cannot be written faithfully: {why}");
+                    let message = format!(
+                        "Unit {} of image {image_path} not attached: {reason}.",
                         unit.name
-                    ),
-                ),
+                    );
+                    log.say_unit(&unit.name, Level::Warn, true, reason, message);
+                }
             }
         }
         if !attached.is_empty() {
@@ -325,6 +326,30 @@ pub fn plan(attachments: &[Attachment], host: &Host) -> Plan {
     plan
 }
 
+/// Images below a mount point not mounted yet are attached by one more reload once it is
+/// mounted: the unit that asks for it enters the plan like every other node.
+fn reattach_late(plan: &mut Plan, not_mounted: &[String]) {
+    if not_mounted.is_empty() {
+        return;
+    }
+    let unit = late_mounts::REATTACH_UNIT;
+    plan.notice(Diagnostic::run(
+        Level::Info,
+        format!(
+            "{} not mounted yet: {unit} will reload systemd once it is, to attach the images there.",
+            not_mounted.join(", ")
+        ),
+    ));
+    plan.nodes.insert(
+        PathBuf::from(unit),
+        Node::File(late_mounts::reattach_unit(not_mounted).into_bytes()),
+    );
+    plan.nodes.insert(
+        Path::new("multi-user.target.wants").join(unit),
+        Node::Symlink(Path::new("..").join(unit)),
+    );
+}
+
 /// Why a unit is left out: its level, whether that fails the run, and the reason.
 struct Skip {
     level: Level,
@@ -356,6 +381,11 @@ fn admit(
             name.len(),
             crate::kmsg::shorten(name)
         )));
+    }
+    if name == late_mounts::REATTACH_UNIT {
+        return Err(refuse(
+            "the generator writes a unit of that name itself".to_string(),
+        ));
     }
     if crate::names::dropins_apply_to_others(name) {
         return Err(refuse(format!(
@@ -544,14 +574,21 @@ fn place_unit(
 fn place_links(plan: &mut Plan, att: &Attachment, unit: &UnitSource, host: &Host) {
     let image_path = att.image.label();
     let what = format!("Unit {} of image {image_path}", unit.name);
+    let subject = Subject::Unit {
+        unit: unit.name.clone(),
+        image: att.image.found_at.clone(),
+    };
+    // `message` is `reason` told of this unit.
+    let tell = |plan: &mut Plan, level: Level, fails: bool, reason: String, message: String| {
+        plan.notice(Diagnostic::new(subject.clone(), level, reason, message).fails_if(fails));
+    };
     let file = match unit_syntax::parse(&unit.bytes) {
         Ok((file, _warnings)) => file,
         Err(e) => {
-            plan.notice(
-                Level::Warn,
-                true,
-                format!("{what} not enabled: cannot parse it: {e}."),
-            );
+            {
+                let message = format!("{what} not enabled: cannot parse it: {e}.");
+                tell(plan, Level::Warn, true, message.clone(), message);
+            }
             return;
         }
     };
@@ -559,39 +596,35 @@ fn place_links(plan: &mut Plan, att: &Attachment, unit: &UnitSource, host: &Host
     // One line per problem, but never a flood: a crafted unit can hold thousands.
     const SHOWN: usize = 3;
     for problem in en.problems.iter().take(SHOWN) {
-        plan.notice(
-            Level::Warn,
-            true,
-            format!("{what}: [Install] {problem}, ignoring."),
-        );
+        {
+            let message = format!("{what}: [Install] {problem}, ignoring.");
+            tell(plan, Level::Warn, true, message.clone(), message);
+        }
     }
     if en.problems.len() > SHOWN {
-        plan.notice(
-            Level::Warn,
-            true,
-            format!(
+        {
+            let message = format!(
                 "{what}: [Install] {} more invalid entries, ignoring.",
                 en.problems.len() - SHOWN
-            ),
-        );
+            );
+            tell(plan, Level::Warn, true, message.clone(), message);
+        }
     }
     if en.links.len() > MAX_LINKS_PER_UNIT {
-        plan.notice(
-            Level::Warn,
-            true,
-            format!(
+        {
+            let message = format!(
                 "{what}: [Install] asks for {} links, more than {MAX_LINKS_PER_UNIT}: only the first {MAX_LINKS_PER_UNIT} are made.",
                 en.links.len()
-            ),
-        );
+            );
+            tell(plan, Level::Warn, true, message.clone(), message);
+        }
         en.links.truncate(MAX_LINKS_PER_UNIT);
     }
     if en.template_without_instance {
-        plan.notice(
-            Level::Info,
-            false,
-            format!("{what} is a template without DefaultInstance=, not enabled."),
-        );
+        {
+            let message = format!("{what} is a template without DefaultInstance=, not enabled.");
+            tell(plan, Level::Info, false, message.clone(), message);
+        }
     }
     for link in en.links {
         if link.is_alias {
@@ -615,23 +648,21 @@ fn place_links(plan: &mut Plan, att: &Attachment, unit: &UnitSource, host: &Host
                     })
             };
             if let Some(why) = clash {
-                plan.notice(
-                    Level::Warn,
-                    true,
-                    format!("{what}: alias {name} not created: {why}."),
-                );
+                {
+                    let message = format!("{what}: alias {name} not created: {why}.");
+                    tell(plan, Level::Warn, true, message.clone(), message);
+                }
                 continue;
             }
         }
         if plan.nodes.len() >= MAX_OUTPUT_NODES && !plan.nodes.contains_key(&link.path) {
             if !plan.full {
-                plan.notice(
-                    Level::Error,
-                    true,
-                    format!(
+                {
+                    let message = format!(
                         "{what}: [Install] links not made, nor those of later units: this run has made {MAX_OUTPUT_NODES} files and links, the most it makes."
-                    ),
-                );
+                    );
+                    tell(plan, Level::Error, true, message.clone(), message);
+                }
             }
             plan.full = true;
             return;
@@ -679,6 +710,7 @@ pub fn is_confined(path: &Path) -> bool {
 mod tests {
     use super::*;
     use crate::image::open::ImageKind;
+    use crate::os_release::OsRelease;
 
     fn image(path: &str, kind: ImageKind) -> Image {
         let file_name = path.rsplit('/').next().unwrap().to_string();
@@ -765,6 +797,7 @@ mod tests {
                 profile: &profile,
                 os_release: "/etc/os-release",
                 systemd_version: version,
+                not_mounted: &[],
             },
         )
     }
@@ -831,7 +864,7 @@ mod tests {
         assert!(p.nodes.is_empty());
         assert!(p.failed());
         assert!(
-            p.notices[0]
+            p.diagnostics[0]
                 .message
                 .contains("the host has /usr/lib/systemd/system/foo.service already")
         );
@@ -852,7 +885,7 @@ mod tests {
         assert_eq!(p.nodes[Path::new("foo.service")], Node::File(b"A".to_vec()));
         assert!(p.failed());
         assert!(
-            p.notices.iter().any(|n| n.message
+            p.diagnostics.iter().any(|n| n.message
                 == "Unit foo.service of image /var/lib/portables/foo_2.raw not attached: image /etc/portables/foo.raw provides it already.")
         );
     }
@@ -907,7 +940,7 @@ mod tests {
     }
 
     fn messages(p: &Plan) -> Vec<&str> {
-        p.notices.iter().map(|n| n.message.as_str()).collect()
+        p.diagnostics.iter().map(|n| n.message.as_str()).collect()
     }
 
     #[test]
@@ -1109,7 +1142,11 @@ mod tests {
             .map(|i| unit(&format!("foo-{i:03}.service"), "[Service]\nRootImage=/x\n"))
             .collect();
         let p = run(&[att("/var/lib/portables/foo", units)], &[]);
-        let loud = p.notices.iter().filter(|n| n.level <= Level::Info).count();
+        let loud = p
+            .diagnostics
+            .iter()
+            .filter(|n| n.level <= Level::Info)
+            .count();
         assert_eq!(loud, MAX_LINES_PER_IMAGE + 1, "{:?}", messages(&p));
         assert!(
             messages(&p)

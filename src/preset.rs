@@ -4,10 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use log::warn;
+use log::Level;
 
+use crate::diagnostic::{Diagnostic, Diagnostics, Subject};
 use crate::host_file::{self, HostReadError};
+use crate::model::Attachment;
 use crate::root::Root;
+use crate::unit_syntax;
 
 /// Preset directories, highest priority first.
 pub const PRESET_DIRS: [&str; 4] = [
@@ -71,10 +74,50 @@ const PRESET_FILE_MAX_BYTES: u64 = 1024 * 1024;
 /// thousands of files of a MiB each must not cost the boot gigabytes.
 const PRESETS_TOTAL_MAX_BYTES: u64 = 4 * 1024 * 1024;
 
+/// On a first boot systemd 252 applies its preset policy to every unit file, generated ones
+/// too, and enables them in /etc: an `Enable=no` is overridden unless the policy disables
+/// the unit. The generator can not prevent that (it writes nothing outside its directory),
+/// so it says so, once per unit concerned. `attached` tells whether a unit was planned.
+pub fn warn_first_boot(
+    root: &Root,
+    attachments: &[Attachment],
+    attached: &dyn Fn(&str) -> bool,
+    diags: &mut Diagnostics,
+) {
+    let presets = load(root, diags);
+    for att in attachments.iter().filter(|a| !a.enable) {
+        for unit in att.units.iter().filter(|u| attached(&u.name)) {
+            let Ok((file, _)) = unit_syntax::parse(&unit.bytes) else {
+                continue;
+            };
+            let has_install = ["WantedBy", "RequiredBy", "UpheldBy", "Alias"]
+                .iter()
+                .any(|k| file.list("Install", k).is_ok_and(|l| !l.is_empty()));
+            if has_install && presets.action(&unit.name) == Action::Enable {
+                let reason = format!(
+                    "it has Enable=no, but on this first boot systemd applies its preset policy to generated units too and will enable it in /etc/systemd/system; add \"disable {}\" to a file in /etc/systemd/system-preset/ to keep it disabled",
+                    unit.name
+                );
+                let message = format!(
+                    "Unit {} of image {} has Enable=no, but on this first boot systemd applies its preset policy to generated units too and will enable it in /etc/systemd/system; add \"disable {}\" to a file in /etc/systemd/system-preset/ to keep it disabled.",
+                    unit.name,
+                    att.image.path.display(),
+                    unit.name
+                );
+                let subject = Subject::Unit {
+                    unit: unit.name.clone(),
+                    image: att.image.found_at.clone(),
+                };
+                diags.push(Diagnostic::new(subject, Level::Warn, reason, message));
+            }
+        }
+    }
+}
+
 /// Read the preset files below `root`: a file in an earlier directory replaces one of the
 /// same name in a later one; all are applied in file-name order. A file that cannot be read
 /// (a FIFO, a giant) is left out with one line saying so: the policy only decides a warning.
-pub fn load(root: &Root) -> Presets {
+pub fn load(root: &Root, diags: &mut Diagnostics) -> Presets {
     let mut files: BTreeMap<String, std::path::PathBuf> = BTreeMap::new();
     for dir in PRESET_DIRS.iter().rev() {
         // Links resolve inside the root, as the booted system will follow them.
@@ -105,16 +148,22 @@ pub fn load(root: &Root) -> Presets {
             }
             Err(e) if e.is_not_found() => {}
             Err(e @ HostReadError::TooLarge { .. }) if cap < PRESET_FILE_MAX_BYTES => {
-                warn!(
-                    "Cannot read preset file {}: {e}: the preset files hold more than {PRESETS_TOTAL_MAX_BYTES} bytes together, ignoring it and those after it.",
-                    host_path.display()
-                );
+                diags.push(Diagnostic::run(
+                    Level::Warn,
+                    format!(
+                        "Cannot read preset file {}: {e}: the preset files hold more than {PRESETS_TOTAL_MAX_BYTES} bytes together, ignoring it and those after it.",
+                        host_path.display()
+                    ),
+                ));
                 break;
             }
-            Err(e) => warn!(
-                "Cannot read preset file {}: {e}, ignoring it.",
-                host_path.display()
-            ),
+            Err(e) => diags.push(Diagnostic::run(
+                Level::Warn,
+                format!(
+                    "Cannot read preset file {}: {e}, ignoring it.",
+                    host_path.display()
+                ),
+            )),
         }
     }
     Presets::parse(&texts)

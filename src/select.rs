@@ -4,51 +4,48 @@
 
 use std::path::{Path, PathBuf};
 
+use log::Level;
+
 use crate::config::{Config, ImageEntry};
-use crate::discover::Image;
+use crate::diagnostic::{Diagnostic, Diagnostics, Subject};
+use crate::model::{DEFAULT_PROFILE, Image, Portable};
 use crate::names::default_prefix;
 
 /// An image of a NAME, or why the image a declaration names could not be had.
 type Candidate = Result<Image, (PathBuf, String)>;
 
-/// One portable service to attach: its root image and every setting that applies.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Portable {
-    /// NAME: the image's name without version and suffix, the name of its `NAME.conf`.
-    pub name: String,
-    pub image: Image,
-    /// Unit prefixes that select units: `Match=`, else the default prefix.
-    pub matches: Vec<String>,
-    pub extensions: Vec<PathBuf>,
-    pub profile: String,
-    /// Whether the profile was named by configuration (then it must exist).
-    pub profile_explicit: bool,
-    pub enable: bool,
-    pub require_verity: bool,
-    /// `AllowWritableByOthers=`: attach even if users other than root can change the image.
-    pub allow_writable_by_others: bool,
-    /// Where the profile and `RequireVerity=` were set, for messages: a `NAME.conf`, or
-    /// the global policy.
-    pub profile_from: String,
-    pub verity_from: String,
-    /// The `NAME.conf` that configured it, if any, for messages.
-    pub config_file: Option<PathBuf>,
+/// What selection says of an image it does not attach, and how loud.
+enum Verdict {
+    /// Left out on purpose by configuration: info, not a failure.
+    Skip,
+    /// Could not be attached as declared or found: an error, exit status 1; but only info
+    /// if the image's file system is not mounted yet (another reload attaches it).
+    Refuse,
 }
 
-/// What becomes of one image or declaration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    Attach(Box<Portable>),
-    /// Left out on purpose by configuration: logged at info, not a failure.
-    Skip {
-        what: PathBuf,
-        reason: String,
-    },
-    /// Could not be attached as declared or found: an error, exit status 1.
-    Refuse {
-        what: PathBuf,
-        reason: String,
-    },
+/// Tells selection's decisions about images it does not attach.
+struct Decide<'a> {
+    diags: &'a mut Diagnostics,
+    pending: &'a dyn Fn(&Path) -> bool,
+}
+
+impl Decide<'_> {
+    fn say(&mut self, verdict: Verdict, what: &Path, reason: String) {
+        let label = what.display().to_string();
+        let d = match verdict {
+            Verdict::Skip => Diagnostic::image_not_attached(what, &label, Level::Info, reason),
+            Verdict::Refuse if (self.pending)(what) => {
+                let message = format!(
+                    "Image {label} not attached yet: {reason}; its file system is not mounted yet."
+                );
+                Diagnostic::new(Subject::Image(what.into()), Level::Info, reason, message)
+            }
+            Verdict::Refuse => {
+                Diagnostic::image_not_attached(what, &label, Level::Error, reason).failing()
+            }
+        };
+        self.diags.push(d);
+    }
 }
 
 /// The NAME of an image: its search-path entry cut at the first `_`, or without `.raw`,
@@ -57,25 +54,27 @@ pub fn portable_name(image: &Image) -> Result<String, String> {
     default_prefix(&image.entry)
 }
 
-/// Decide for every image in `found` (search-path order) and every `Image=` declaration.
-/// `image_at` classifies a path named by `Image=`.
+/// Decide for every image in `found` (search-path order) and every `Image=` declaration:
+/// the portables to attach, in that order; why the others are not, in `diags`.
+/// `image_at` classifies a path named by `Image=`; `pending` tells a path whose file system
+/// is not mounted yet.
 pub fn select(
     found: &[Image],
     config: &Config,
     image_at: &dyn Fn(&Path) -> Result<Image, String>,
-) -> Vec<Decision> {
+    pending: &dyn Fn(&Path) -> bool,
+    diags: &mut Diagnostics,
+) -> Vec<Portable> {
     let defaults = &config.defaults;
-    let mut decisions = Vec::new();
+    let mut decisions = Decide { diags, pending };
+    let mut portables = Vec::new();
     // In search-path order; several images may share a NAME (foo_1.raw, foo_2.raw): each is
-    // attached, and where they provide the same unit the first wins (DESIGN §6.5).
+    // attached, and where they provide the same unit the first wins (ARCHITECTURE.md, "Deviations from portablectl").
     let mut candidates: Vec<(String, Candidate)> = Vec::new();
     for image in found {
         match portable_name(image) {
             Ok(name) => candidates.push((name, Ok(image.clone()))),
-            Err(e) => decisions.push(Decision::Refuse {
-                what: image.path.clone(),
-                reason: e,
-            }),
+            Err(e) => decisions.say(Verdict::Refuse, &image.path, e),
         }
     }
 
@@ -102,10 +101,11 @@ pub fn select(
                     .map(|n| n.path != old.path)
                     .unwrap_or(true)
             {
-                decisions.push(Decision::Skip {
-                    what: old.path,
-                    reason: format!("{} names another image with Image=", conf.file.display()),
-                });
+                decisions.say(
+                    Verdict::Skip,
+                    &old.path,
+                    format!("{} names another image with Image=", conf.file.display()),
+                );
             }
         }
         let at = at.unwrap_or(candidates.len());
@@ -118,10 +118,11 @@ pub fn select(
         if let ImageEntry::Invalid { file, reason } = entry
             && !candidates.iter().any(|(n, _)| n == name)
         {
-            decisions.push(Decision::Refuse {
-                what: file.clone(),
-                reason: format!("invalid configuration: {reason}"),
-            });
+            decisions.say(
+                Verdict::Refuse,
+                file,
+                format!("invalid configuration: {reason}"),
+            );
         }
     }
 
@@ -133,47 +134,48 @@ pub fn select(
                     Some(ImageEntry::Configured(c)) => c.file.display().to_string(),
                     _ => String::new(),
                 };
-                decisions.push(Decision::Refuse {
-                    what: path,
-                    reason: format!("declared with Image= in {file}, but {reason}"),
-                });
+                decisions.say(
+                    Verdict::Refuse,
+                    &path,
+                    format!("declared with Image= in {file}, but {reason}"),
+                );
                 continue;
             }
         };
         let conf = match config.images.get(&name) {
             Some(ImageEntry::Configured(c)) => Some(c),
             Some(ImageEntry::Invalid { reason, .. }) => {
-                decisions.push(Decision::Refuse {
-                    what: image.path.clone(),
-                    reason: format!("invalid configuration: {reason}"),
-                });
+                decisions.say(
+                    Verdict::Refuse,
+                    &image.path,
+                    format!("invalid configuration: {reason}"),
+                );
                 continue;
             }
             Some(ImageEntry::Masked { file }) => {
-                decisions.push(Decision::Skip {
-                    what: image.path.clone(),
-                    reason: format!("its configuration {} is masked", file.display()),
-                });
+                decisions.say(
+                    Verdict::Skip,
+                    &image.path,
+                    format!("its configuration {} is masked", file.display()),
+                );
                 continue;
             }
             None => None,
         };
         if conf.is_none() && defaults.attach_only_configured {
-            decisions.push(Decision::Skip {
-                what: image.path.clone(),
-                reason: format!(
+            decisions.say(Verdict::Skip, &image.path, format!(
                     "no portables.d/{name}.conf, and AttachOnlyConfigured=yes attaches only configured images"
-                ),
-            });
+                ));
             continue;
         }
         if let Some(c) = conf
             && c.attach == Some(false)
         {
-            decisions.push(Decision::Skip {
-                what: image.path.clone(),
-                reason: format!("Attach=no in {}", c.file.display()),
-            });
+            decisions.say(
+                Verdict::Skip,
+                &image.path,
+                format!("Attach=no in {}", c.file.display()),
+            );
             continue;
         }
         let matches = match conf.and_then(|c| c.matches.clone()) {
@@ -187,12 +189,11 @@ pub fn select(
         };
         let profile_from = from(profile_conf.is_some());
         let verity_from = from(conf.is_some_and(|c| c.require_verity.is_some()));
-        decisions.push(Decision::Attach(Box::new(Portable {
+        portables.push(Portable {
             name,
             matches,
             extensions: conf.map(|c| c.extensions.clone()).unwrap_or_default(),
-            profile_explicit: profile_conf.is_some()
-                || defaults.profile != crate::attach::DEFAULT_PROFILE,
+            profile_explicit: profile_conf.is_some() || defaults.profile != DEFAULT_PROFILE,
             profile: profile_conf.unwrap_or_else(|| defaults.profile.clone()),
             enable: conf.and_then(|c| c.enable).unwrap_or(defaults.enable),
             require_verity: conf
@@ -205,7 +206,7 @@ pub fn select(
             profile_from,
             verity_from,
             image,
-        })));
+        });
     }
-    decisions
+    portables
 }

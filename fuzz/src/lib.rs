@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
 use portables_generator::extension;
-use portables_generator::facts::{read_os_release, read_units};
+use portables_generator::facts::{ImageRef, read_os_release, read_units};
 use portables_generator::image::chase::Tree;
 use portables_generator::install;
 use portables_generator::unit_syntax;
@@ -127,7 +127,11 @@ pub fn crc32(data: &[u8]) -> u32 {
 pub fn drive_tree(tree: &Tree) {
     let newest = portables_generator::systemd_version::NEWEST;
     let os_release = read_os_release(tree, newest);
-    let units = read_units(tree, |_| true);
+    let from = ImageRef {
+        at: Path::new("/var/lib/portables/fuzz"),
+        label: "fuzz",
+    };
+    let units = read_units(tree, |_| true, from);
     if let Ok(units) = &units {
         for unit in &units.found {
             if let Ok((file, _)) = unit_syntax::parse(&unit.bytes) {
@@ -152,7 +156,7 @@ pub fn drive_tree(tree: &Tree) {
         match &units {
             Ok(u) => {
                 let found: Vec<_> = u.found.iter().map(|u| (&u.name, &u.alias_of)).collect();
-                let skipped: Vec<_> = u.skipped.iter().map(|s| (&s.name, &s.reason)).collect();
+                let skipped: Vec<_> = u.skipped.iter().map(|s| (s.unit(), &s.reason)).collect();
                 eprintln!("units: {found:?}\nskipped: {skipped:?}");
             }
             Err(e) => eprintln!("units: {e}"),

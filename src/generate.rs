@@ -1,0 +1,192 @@
+//! One run of the generator, stage by stage (ARCHITECTURE.md, "Stages"): configuration,
+//! discovery, selection, reading, plan, write. Each stage returns what it found and says
+//! why in [`Diagnostics`]; they are logged here, once, at the end.
+
+use std::path::{Path, PathBuf};
+
+use log::Level;
+
+use crate::config::{self, Config};
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::plan::{self, Host, HostUnit, Plan};
+use crate::root::Root;
+use crate::systemd_version::{self, Version};
+use crate::{attach, discover, host, host_file, late_mounts, output, preset, profile, select};
+
+/// Exit statuses: all attached; something could not be attached or written; bad usage.
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+
+/// What to do with the plan.
+pub enum Sink {
+    /// Write it into this output directory (the generator's normal directory).
+    Write(PathBuf),
+    /// Print it on stdout (`--dry-run`).
+    Print,
+}
+
+/// Everything a run decides: the files and links, and why.
+pub struct Generated {
+    pub plan: Plan,
+    pub diagnostics: Diagnostics,
+}
+
+/// Find, select, read and plan every portable below `root` for systemd `systemd`.
+pub fn generate(root: &Root, systemd: u32, first_boot: bool, mut diags: Diagnostics) -> Generated {
+    let config = config::load(root);
+    diags.extend(
+        config
+            .messages
+            .iter()
+            .map(|m| Diagnostic::run(m.level, m.text.clone())),
+    );
+    let images = discover::discover(root, config.defaults.allow_writable_by_others, &mut diags);
+    let not_mounted = late_mounts::pending_below(root, &watched_paths(&config), &mut diags);
+    let is_pending = |p: &Path| not_mounted.iter().any(|m| p.starts_with(m));
+    let image_at = |p: &Path| discover::image_at(root, p);
+    let portables = select::select(&images, &config, &image_at, &is_pending, &mut diags);
+    let attachments = attach::read_all(root, &portables, systemd, &mut diags);
+    let mut plan = on_host(root, systemd, &not_mounted, |host| {
+        plan::plan(&attachments, host)
+    });
+    diags.extend(std::mem::take(&mut plan.diagnostics));
+    if first_boot {
+        let planned = |unit: &str| plan.nodes.contains_key(Path::new(unit));
+        preset::warn_first_boot(root, &attachments, &planned, &mut diags);
+    }
+    Generated {
+        plan,
+        diagnostics: diags,
+    }
+}
+
+/// Paths whose file system may be mounted after generators run: the search paths and
+/// every path `portables.d` names. Images there are attached by one more reload.
+fn watched_paths(config: &Config) -> Vec<&str> {
+    let declared = config.images.values().filter_map(|entry| match entry {
+        config::ImageEntry::Configured(c) => Some(c.image.iter().chain(&c.extensions)),
+        _ => None,
+    });
+    let declared = declared.flatten().filter_map(|p| p.to_str());
+    discover::SEARCH_PATHS.into_iter().chain(declared).collect()
+}
+
+/// What planning asks of the host, answered from the files below `root`.
+fn on_host<R>(root: &Root, systemd: u32, not_mounted: &[String], f: impl FnOnce(&Host) -> R) -> R {
+    let unit_file = |name: &str| {
+        host::host_unit(root, name).map(|path| HostUnit {
+            kind: host::host_unit_kind(root, &path),
+            path,
+        })
+    };
+    let instance_of = |template: &str| host::host_instance_of(root, template);
+    let profile = |name: &str, kind: &str| profile::find_profile(root, systemd, name, kind);
+    f(&Host {
+        unit_file: &unit_file,
+        instance_of: &instance_of,
+        profile: &profile,
+        os_release: host::host_os_release(root),
+        systemd_version: systemd,
+        not_mounted,
+    })
+}
+
+/// The generator after argument parsing and logger set-up. `systemd` is the version given
+/// with `--systemd-version`, if any. Returns the exit status.
+pub fn run(
+    root: &Root,
+    sink: Sink,
+    systemd: Option<Version>,
+    env: impl Fn(&str) -> Option<String>,
+) -> u8 {
+    let mut diags = Diagnostics::default();
+    let Some((systemd, first_boot)) = preflight(root, systemd, &env, &mut diags) else {
+        diags.log();
+        return EXIT_OK;
+    };
+    let Generated {
+        plan,
+        mut diagnostics,
+    } = generate(root, systemd.major, first_boot, diags);
+    match sink {
+        Sink::Print => {
+            println!("# For {}", systemd.describe());
+            print!("{}", plan::describe(&plan));
+        }
+        Sink::Write(dir) => output::write(&plan, &dir, &mut diagnostics),
+    }
+    diagnostics.log();
+    if diagnostics.failed() {
+        EXIT_FAILED
+    } else {
+        EXIT_OK
+    }
+}
+
+/// Whether to run at all, for which systemd, and whether this is a first boot; `None`
+/// when this boot or this manager has no portables to attach.
+fn preflight(
+    root: &Root,
+    systemd: Option<Version>,
+    env: &impl Fn(&str) -> Option<String>,
+    diags: &mut Diagnostics,
+) -> Option<(Version, bool)> {
+    let mut say = |level, message: &str| diags.push(Diagnostic::run(level, message.to_string()));
+    if env("SYSTEMD_IN_INITRD").as_deref() == Some("1") {
+        say(
+            Level::Debug,
+            "Running in the initrd, portable services are not attached there.",
+        );
+        return None;
+    }
+    if env("SYSTEMD_SCOPE").as_deref() == Some("user") {
+        say(
+            Level::Debug,
+            "Running for a user manager, portable services are a system feature.",
+        );
+        return None;
+    }
+    let cmdline = host_file::kernel_cmdline(root).unwrap_or_else(|e| {
+        say(
+            Level::Warn,
+            &format!("Cannot read /proc/cmdline: {e}; reading it as empty."),
+        );
+        String::new()
+    });
+    if !config::enabled_by_cmdline(&cmdline) {
+        say(
+            Level::Info,
+            &format!(
+                "Turned off for this boot by {}= on the kernel command line.",
+                config::CMDLINE_SWITCH
+            ),
+        );
+        return None;
+    }
+    let first_boot = env("SYSTEMD_FIRST_BOOT");
+    match first_boot.as_deref() {
+        Some("1") => say(
+            Level::Info,
+            "First boot of this system: attaching the images it was built with.",
+        ),
+        Some(v) => say(Level::Debug, &format!("SYSTEMD_FIRST_BOOT={v}.")),
+        None => say(Level::Debug, "SYSTEMD_FIRST_BOOT is not set."),
+    }
+    let systemd = systemd.unwrap_or_else(|| systemd_version::detect(root));
+    if systemd.is_guess() {
+        say(
+            Level::Warn,
+            &format!(
+                "Cannot tell which systemd version will read the output, writing for {}.",
+                systemd.describe()
+            ),
+        );
+    } else {
+        say(
+            Level::Debug,
+            &format!("Writing for {}.", systemd.describe()),
+        );
+    }
+    Some((systemd, first_boot.as_deref() == Some("1")))
+}
