@@ -2,7 +2,7 @@
 //! writes them.
 
 use crate::boundary::{self, Assignment, Kind};
-use crate::image::open::ImageKind;
+use crate::model::ImageKind;
 use crate::os_release::OsRelease;
 
 /// What `20-portable.conf` needs to know about an image.
