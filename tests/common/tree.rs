@@ -256,7 +256,8 @@ pub fn compare_trees(
     problems
 }
 
-/// DESIGN §6: files 0644, directories 0755; nothing but files, directories and symlinks.
+/// Checks the output's modes: the generator writes files 0644 and directories 0755 whatever
+/// the umask, and nothing but files, directories and symlinks.
 pub fn check_output_modes(tree: &Tree) -> Vec<String> {
     let mut problems = Vec::new();
     for (path, node) in tree {
