@@ -9,29 +9,7 @@ use super::images::parse_number;
 use super::patch::{le_u32, le_u64, read_at, write_at};
 
 /// The CRC-32 of IEEE 802.3 (zlib's), as GPT uses it.
-pub fn crc32(data: &[u8]) -> u32 {
-    static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
-    let table = TABLE.get_or_init(|| {
-        let mut t = [0u32; 256];
-        for (n, slot) in t.iter_mut().enumerate() {
-            let mut c = n as u32;
-            for _ in 0..8 {
-                c = if c & 1 != 0 {
-                    0xedb8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-            }
-            *slot = c;
-        }
-        t
-    });
-    let mut crc = !0u32;
-    for &b in data {
-        crc = table[((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8);
-    }
-    !crc
-}
+const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
 /// The `gpt-set` verb: edit, then re-sign what can be re-signed.
 pub(super) fn gpt_set(path: &Path, args: &[&str]) -> Result<(), String> {
@@ -98,12 +76,12 @@ pub(super) fn gpt_set(path: &Path, args: &[&str]) -> Result<(), String> {
     let array_start = lba.saturating_mul(ss);
     if array_len <= 64 << 20 && array_start.saturating_add(array_len) <= file_len {
         let array = read_at(path, array_start, array_len as usize)?;
-        hdr[88..92].copy_from_slice(&crc32(&array).to_le_bytes());
+        hdr[88..92].copy_from_slice(&CRC32.checksum(&array).to_le_bytes());
     }
     let header_size = u64::from(le_u32(&hdr, 12));
     if (92..=ss).contains(&header_size) {
         hdr[16..20].fill(0);
-        let crc = crc32(&hdr[..header_size as usize]);
+        let crc = CRC32.checksum(&hdr[..header_size as usize]);
         hdr[16..20].copy_from_slice(&crc.to_le_bytes());
     }
     write_at(path, ss, &hdr)
