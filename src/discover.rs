@@ -1,4 +1,5 @@
-//! Finding images in the search paths (DESIGN §3).
+//! Discovery: the images in the search paths, each name once, the first directory holding it
+//! winning (ARCHITECTURE.md, "Stages").
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::ffi::OsStringExt;
