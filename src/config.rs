@@ -24,9 +24,11 @@ use crate::image::{FileKind, FsError, MAX_FILE_BYTES};
 use crate::names::filename_is_valid;
 use crate::root::Root;
 
+mod keys;
 mod parse;
 mod values;
 
+pub use keys::Section;
 pub use parse::{parse_defaults, parse_image_config};
 pub use values::{normalized_path, parse_boolean};
 
@@ -36,32 +38,6 @@ pub const CONFIG_DIRS: [&str; 4] = [
     "/run/portables.d",
     "/usr/local/lib/portables.d",
     "/usr/lib/portables.d",
-];
-
-/// The section of a `NAME.conf` file.
-pub const PORTABLE_SECTION: &str = "Portable";
-/// The section of a `_*.conf` file.
-pub const DEFAULTS_SECTION: &str = "Defaults";
-
-/// Every key the parser accepts in `[Portable]`.
-pub const PORTABLE_KEYS: &[&str] = &[
-    "Image",
-    "Extensions",
-    "Match",
-    "Profile",
-    "Enable",
-    "Attach",
-    "RequireVerity",
-    "AllowWritableByOthers",
-];
-
-/// Every key the parser accepts in `[Defaults]`.
-pub const DEFAULTS_KEYS: &[&str] = &[
-    "Profile",
-    "Enable",
-    "AttachOnlyConfigured",
-    "RequireVerity",
-    "AllowWritableByOthers",
 ];
 
 /// The kernel command line switch that turns the generator off for one boot.

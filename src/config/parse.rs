@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 
 use log::Level;
 
-use super::values::{boolean, normalized_path, profile_name, shown, unit_prefix, words};
-use super::{DEFAULTS_SECTION, Defaults, ImageConfig, Message, PORTABLE_SECTION, message};
+use super::keys::{self, Fallback, Section};
+use super::values::shown;
+use super::{Defaults, ImageConfig, Message, message};
 use crate::unit_syntax::{self, Entry, UnitFile};
 
 /// Most lines logged about one file, and most invalid values named in the reason an image
@@ -75,7 +76,7 @@ pub fn parse_image_config(
     warn_unknown_sections(
         &unit,
         file,
-        PORTABLE_SECTION,
+        Section::Portable,
         "global defaults belong in a file named _*.conf",
         &mut messages,
     );
@@ -87,31 +88,12 @@ pub fn parse_image_config(
     };
     let mut errors = Vec::new();
     let mut more_errors = 0usize;
-    for entry in section_entries(&unit, PORTABLE_SECTION) {
-        let v = entry.value.as_str();
-        let result = match entry.key.as_str() {
-            "Image" => reset_or(v, &mut config.image, normalized_path),
-            "Extensions" if v.is_empty() => {
-                config.extensions.clear();
-                Ok(())
-            }
-            "Extensions" => words(v, normalized_path).map(|w| config.extensions.extend(w)),
-            "Match" if v.is_empty() => {
-                config.matches = None;
-                Ok(())
-            }
-            "Match" => {
-                words(v, unit_prefix).map(|w| config.matches.get_or_insert_with(Vec::new).extend(w))
-            }
-            "Profile" => reset_or(v, &mut config.profile, profile_name),
-            "Enable" => reset_or(v, &mut config.enable, boolean),
-            "Attach" => reset_or(v, &mut config.attach, boolean),
-            "RequireVerity" => reset_or(v, &mut config.require_verity, boolean),
-            "AllowWritableByOthers" => reset_or(v, &mut config.allow_writable_by_others, boolean),
-            key => {
-                warn_unknown_key(file, entry, key, PORTABLE_SECTION, &mut messages);
-                Ok(())
-            }
+    for entry in section_entries(&unit, Section::Portable) {
+        let assigned =
+            keys::find(&entry.key).and_then(|k| k.assign_image(&mut config, &entry.value));
+        let Some(result) = assigned else {
+            warn_unknown_key(file, entry, Section::Portable, &mut messages);
+            continue;
         };
         match result {
             Err(why) if errors.len() < MAX_LINES_PER_FILE => {
@@ -137,7 +119,6 @@ pub fn parse_image_config(
 /// as an empty assignment would: an invalid value is an error for the image it concerns, and a
 /// global key concerns every image, so refusing would take down every image for one typo.
 pub fn parse_defaults(files: &[(PathBuf, Vec<u8>)]) -> (Defaults, Vec<Message>) {
-    let builtin = Defaults::default();
     let mut defaults = Defaults::default();
     let mut messages = Vec::new();
     for (file, bytes) in files {
@@ -153,69 +134,27 @@ pub fn parse_defaults(files: &[(PathBuf, Vec<u8>)]) -> (Defaults, Vec<Message>) 
         warn_unknown_sections(
             &unit,
             file,
-            DEFAULTS_SECTION,
+            Section::Defaults,
             "settings of one image belong in NAME.conf",
             &mut lines,
         );
-        for entry in section_entries(&unit, DEFAULTS_SECTION) {
-            let v = entry.value.as_str();
-            let (result, default) = match entry.key.as_str() {
-                "Profile" => (
-                    set_or_default(v, &mut defaults.profile, &builtin.profile, profile_name),
-                    format!("'{}'", builtin.profile),
-                ),
-                "Enable" => (
-                    set_or_default(v, &mut defaults.enable, &builtin.enable, boolean),
-                    yes_no(builtin.enable),
-                ),
-                "AttachOnlyConfigured" => (
-                    set_or_default(
-                        v,
-                        &mut defaults.attach_only_configured,
-                        &builtin.attach_only_configured,
-                        boolean,
-                    ),
-                    yes_no(builtin.attach_only_configured),
-                ),
-                "RequireVerity" => (
-                    set_or_default(
-                        v,
-                        &mut defaults.require_verity,
-                        &builtin.require_verity,
-                        boolean,
-                    ),
-                    yes_no(builtin.require_verity),
-                ),
-                "AllowWritableByOthers" => (
-                    set_or_default(
-                        v,
-                        &mut defaults.allow_writable_by_others,
-                        &builtin.allow_writable_by_others,
-                        boolean,
-                    ),
-                    yes_no(builtin.allow_writable_by_others),
-                ),
-                key => {
-                    warn_unknown_key(file, entry, key, DEFAULTS_SECTION, &mut lines);
-                    (Ok(()), String::new())
-                }
-            };
-            if let Err(why) = result {
-                lines.push(Level::Error, || {
+        for entry in section_entries(&unit, Section::Defaults) {
+            let assigned =
+                keys::find(&entry.key).and_then(|k| k.assign_default(&mut defaults, &entry.value));
+            match assigned {
+                None => warn_unknown_key(file, entry, Section::Defaults, &mut lines),
+                Some(Ok(())) => {}
+                Some(Err(Fallback { why, default })) => lines.push(Level::Error, || {
                     format!(
                         "{}, using the default {default}.",
                         invalid(file, entry, &why)
                     )
-                });
+                }),
             }
         }
         messages.extend(lines.finish());
     }
     (defaults, messages)
-}
-
-fn yes_no(b: bool) -> String {
-    if b { "yes" } else { "no" }.to_string()
 }
 
 /// Parse with unit-file syntax, turning its warnings into messages; the error is a whole-file
@@ -231,24 +170,26 @@ fn parse_file(file: &Path, bytes: &[u8], messages: &mut FileMessages) -> Result<
     Ok(unit)
 }
 
-fn section_entries<'a>(unit: &'a UnitFile, section: &str) -> impl Iterator<Item = &'a Entry> {
-    unit.section(section).into_iter().flat_map(|s| &s.entries)
+fn section_entries(unit: &UnitFile, section: Section) -> impl Iterator<Item = &Entry> {
+    unit.section(section.name())
+        .into_iter()
+        .flat_map(|s| &s.entries)
 }
 
 fn warn_unknown_sections(
     unit: &UnitFile,
     file: &Path,
-    known: &str,
+    known: Section,
     hint: &str,
     messages: &mut FileMessages,
 ) {
     for section in &unit.sections {
         // systemd ignores X- sections silently too, so that extensions need no warning.
-        if section.name == known || section.name.starts_with("X-") {
+        if section.name == known.name() || section.name.starts_with("X-") {
             continue;
         }
         messages.push(Level::Warn, || {
-            let hint = if [PORTABLE_SECTION, DEFAULTS_SECTION].contains(&section.name.as_str()) {
+            let hint = if Section::named(&section.name).is_some() {
                 format!(" ({hint})")
             } else {
                 String::new()
@@ -262,22 +203,17 @@ fn warn_unknown_sections(
     }
 }
 
-fn warn_unknown_key(
-    file: &Path,
-    entry: &Entry,
-    key: &str,
-    section: &str,
-    messages: &mut FileMessages,
-) {
-    if key.starts_with("X-") {
+fn warn_unknown_key(file: &Path, entry: &Entry, section: Section, messages: &mut FileMessages) {
+    if entry.key.starts_with("X-") {
         return;
     }
     messages.push(Level::Warn, || {
         format!(
-            "{}:{}: unknown key {}= in section [{section}], ignoring.",
+            "{}:{}: unknown key {}= in section [{}], ignoring.",
             file.display(),
             entry.line,
-            shown(key)
+            shown(&entry.key),
+            section.name()
         )
     });
 }
@@ -290,43 +226,6 @@ fn invalid(file: &Path, entry: &Entry, why: &str) -> String {
         entry.key,
         shown(&entry.value)
     )
-}
-
-/// A single-valued setting: an empty assignment resets it to unset.
-fn reset_or<T>(
-    value: &str,
-    slot: &mut Option<T>,
-    parse: impl Fn(&str) -> Result<T, String>,
-) -> Result<(), String> {
-    *slot = if value.is_empty() {
-        None
-    } else {
-        Some(parse(value)?)
-    };
-    Ok(())
-}
-
-/// A global setting: an empty assignment, or an invalid one, resets it to the built-in default.
-fn set_or_default<T: Clone>(
-    value: &str,
-    slot: &mut T,
-    default: &T,
-    parse: impl Fn(&str) -> Result<T, String>,
-) -> Result<(), String> {
-    if value.is_empty() {
-        *slot = default.clone();
-        return Ok(());
-    }
-    match parse(value) {
-        Ok(v) => {
-            *slot = v;
-            Ok(())
-        }
-        Err(why) => {
-            *slot = default.clone();
-            Err(why)
-        }
-    }
 }
 
 #[cfg(test)]

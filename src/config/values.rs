@@ -13,6 +13,35 @@ const NAME_MAX: usize = 255;
 /// Values longer than this are cut in messages: a 1 MiB value must not become a 1 MiB log line.
 const SHOWN_VALUE_MAX: usize = 200;
 
+/// A value type: how one value (each word, in a list) is parsed, and how a value is named in
+/// a message.
+pub(super) struct Value<T> {
+    /// The value, or why the text is not one.
+    pub parse: fn(&str) -> Result<T, String>,
+    pub show: fn(&T) -> String,
+}
+
+/// systemd's booleans, shown as yes or no.
+pub(super) const BOOLEAN: Value<bool> = Value {
+    parse: boolean,
+    show: |b| if *b { "yes" } else { "no" }.to_string(),
+};
+
+pub(super) const PATH: Value<PathBuf> = Value {
+    parse: normalized_path,
+    show: |p| format!("'{}'", p.display()),
+};
+
+pub(super) const UNIT_PREFIX: Value<String> = Value {
+    parse: unit_prefix,
+    show: |s| format!("'{s}'"),
+};
+
+pub(super) const PROFILE: Value<String> = Value {
+    parse: profile_name,
+    show: |s| format!("'{s}'"),
+};
+
 /// `value` as it appears in a message, cut if very long.
 pub(super) fn shown(value: &str) -> String {
     match value.char_indices().nth(SHOWN_VALUE_MAX) {
@@ -45,7 +74,7 @@ pub fn parse_boolean(value: &str) -> Option<bool> {
     }
 }
 
-pub(super) fn boolean(value: &str) -> Result<bool, String> {
+fn boolean(value: &str) -> Result<bool, String> {
     parse_boolean(value).ok_or_else(|| "not a boolean".to_string())
 }
 
@@ -82,7 +111,7 @@ pub fn normalized_path(value: &str) -> Result<PathBuf, String> {
 }
 
 /// A `Match=` word: a unit name prefix that can only ever match unit names.
-pub(super) fn unit_prefix(word: &str) -> Result<String, String> {
+fn unit_prefix(word: &str) -> Result<String, String> {
     let chars_ok = word
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '@' | ':' | '_' | '-'));
@@ -94,7 +123,7 @@ pub(super) fn unit_prefix(word: &str) -> Result<String, String> {
 }
 
 /// A profile name, as `portablectl --profile=` takes it: a file name, never a path.
-pub(super) fn profile_name(value: &str) -> Result<String, String> {
+fn profile_name(value: &str) -> Result<String, String> {
     if filename_is_valid(value) && !value.chars().any(char::is_control) {
         Ok(value.to_string())
     } else {
