@@ -7,8 +7,8 @@
 //! An image's name (its file name cut at the first `_`) can never contain `_`, so the two kinds
 //! cannot collide.
 //!
-//! Nothing here logs: every message is returned with its level, so the caller decides where it
-//! goes and tests can look at it.
+//! Nothing here logs: every message is returned as a [`Diagnostic`], so the caller decides
+//! where it goes and tests can look at it.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use log::Level;
 
+use crate::diagnostic::{Diagnostic, Diagnostics, Subject};
 use crate::image::chase::Tree;
 use crate::image::dir::DirFs;
 use crate::image::{FileKind, FsError, MAX_FILE_BYTES};
@@ -108,13 +109,6 @@ pub enum ImageEntry {
     },
 }
 
-/// A message for the log: one line, naming the file (and line where there is one).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
-    pub level: Level,
-    pub text: String,
-}
-
 /// The whole configuration.
 #[derive(Debug, Default)]
 pub struct Config {
@@ -122,7 +116,7 @@ pub struct Config {
     /// By image name (NAME of `NAME.conf`).
     pub images: BTreeMap<String, ImageEntry>,
     /// In the order they arose; the caller logs them.
-    pub messages: Vec<Message>,
+    pub diagnostics: Diagnostics,
 }
 
 impl Config {
@@ -135,8 +129,17 @@ impl Config {
     }
 }
 
-pub(super) fn message(level: Level, text: String) -> Message {
-    Message { level, text }
+/// A line about `file`, at `line` if there is one: the message names the file, the reason
+/// only the line, as a reason leaves its subject out.
+fn about(file: &Path, line: Option<usize>, level: Level, text: String) -> Diagnostic {
+    let (message, reason) = match line {
+        Some(n) => (
+            format!("{}:{n}: {text}", file.display()),
+            format!("line {n}: {text}"),
+        ),
+        None => (format!("{}: {text}", file.display()), text),
+    };
+    Diagnostic::new(Subject::Config(file.to_path_buf()), level, reason, message)
 }
 
 /// What a configuration file name says it configures.
@@ -185,26 +188,26 @@ pub fn load(root: &Root) -> Config {
     let mut config = Config::default();
     // Links are resolved inside the root, as the booted system would resolve them.
     let host = Tree::new(Box::new(DirFs::new(root.dir().to_path_buf())));
-    let fragments = list_fragments(root, &host, &mut config.messages);
+    let fragments = list_fragments(root, &host, &mut config.diagnostics);
 
     let mut defaults_files = Vec::new();
     for (name, fragment) in fragments {
         let file = fragment.file;
         let role = file_role(&name);
         if role == FileRole::Neither {
-            config.messages.push(message(
+            config.diagnostics.push(about(
+                &file,
+                None,
                 Level::Warn,
-                format!(
-                    "{}: the file name cannot name a portable image (NAME.conf, NAME of [A-Za-z0-9.-] not starting with '.') and is not a global policy file (_*.conf), ignoring.",
-                    file.display()
-                ),
+                "the file name cannot name a portable image (NAME.conf, NAME of [A-Za-z0-9.-] not starting with '.') and is not a global policy file (_*.conf), ignoring.".into(),
             ));
             continue;
         }
         let contents = read_fragment(root, &host, &fragment.resolved);
         match (role, contents) {
             (FileRole::Image(image), Contents::Masked) => {
-                config.messages.push(message(
+                config.diagnostics.push(Diagnostic::config(
+                    &file,
                     Level::Debug,
                     format!("{} masks the image {image}.", file.display()),
                 ));
@@ -217,29 +220,33 @@ pub fn load(root: &Root) -> Config {
                     .insert(image, ImageEntry::Invalid { file, reason });
             }
             (FileRole::Image(image), Contents::Bytes(bytes)) => {
-                let (parsed, messages) = parse_image_config(&image, &file, &bytes);
-                config.messages.extend(messages);
+                let (parsed, diagnostics) = parse_image_config(&image, &file, &bytes);
+                config.diagnostics.extend(diagnostics);
                 let entry = match parsed {
                     Ok(c) => ImageEntry::Configured(c),
                     Err(reason) => ImageEntry::Invalid { file, reason },
                 };
                 config.images.insert(image, entry);
             }
-            (_, Contents::Masked) => config.messages.push(message(
+            (_, Contents::Masked) => config.diagnostics.push(about(
+                &file,
+                None,
                 Level::Debug,
-                format!("{}: masked, not read.", file.display()),
+                "masked, not read.".into(),
             )),
-            (_, Contents::Unreadable(why)) => config.messages.push(message(
+            (_, Contents::Unreadable(why)) => config.diagnostics.push(about(
+                &file,
+                None,
                 Level::Error,
-                format!("{}: {why}, ignoring the file.", file.display()),
+                format!("{why}, ignoring the file."),
             )),
             (_, Contents::Bytes(bytes)) => defaults_files.push((file, bytes)),
         }
     }
 
-    let (defaults, messages) = parse_defaults(&defaults_files);
+    let (defaults, diagnostics) = parse_defaults(&defaults_files);
     config.defaults = defaults;
-    config.messages.extend(messages);
+    config.diagnostics.extend(diagnostics);
     config
 }
 
@@ -247,21 +254,21 @@ pub fn load(root: &Root) -> Config {
 fn list_fragments(
     root: &Root,
     host: &Tree,
-    messages: &mut Vec<Message>,
+    diagnostics: &mut Diagnostics,
 ) -> BTreeMap<String, Fragment> {
     let mut fragments: BTreeMap<String, Fragment> = BTreeMap::new();
     for dir in CONFIG_DIRS {
         let (resolved_dir, entries) = match host.read_dir(Path::new(dir)) {
             Ok(listing) => listing,
             Err(FsError::NotFound) => {
-                messages.push(message(
+                diagnostics.push(Diagnostic::run(
                     Level::Debug,
                     format!("Configuration directory {dir} does not exist."),
                 ));
                 continue;
             }
             Err(e) => {
-                messages.push(message(
+                diagnostics.push(Diagnostic::run(
                     Level::Error,
                     format!("Cannot read configuration directory {dir}: {e}."),
                 ));
@@ -271,7 +278,7 @@ fn list_fragments(
         // Configuration decides what root runs: a directory others can write is not read, and
         // no setting can allow it (the setting would itself be in reach of those others).
         if let Some(who) = crate::ownership::path_writable_by_others(&root.join(&resolved_dir)) {
-            messages.push(message(
+            diagnostics.push(Diagnostic::run(
                 Level::Error,
                 format!("Configuration directory {dir} is {who}: not read, root must not run what others can change."),
             ));
@@ -280,7 +287,8 @@ fn list_fragments(
         for entry in entries {
             let file = Path::new(dir).join(std::ffi::OsStr::from_bytes(&entry.name));
             if entry.name.starts_with(b".") || !entry.name.ends_with(b".conf") {
-                messages.push(message(
+                diagnostics.push(Diagnostic::config(
+                    &file,
                     Level::Debug,
                     format!("Ignoring {}: not a *.conf file.", file.display()),
                 ));
@@ -288,24 +296,25 @@ fn list_fragments(
             }
             // As systemd's conf_files_list(), which only looks at files and links.
             if entry.kind == FileKind::Dir {
-                messages.push(message(
+                diagnostics.push(Diagnostic::config(
+                    &file,
                     Level::Debug,
                     format!("Ignoring {}: a directory.", file.display()),
                 ));
                 continue;
             }
             let Ok(name) = String::from_utf8(entry.name.clone()) else {
-                messages.push(message(
+                diagnostics.push(about(
+                    &file,
+                    None,
                     Level::Warn,
-                    format!(
-                        "{}: the file name is not valid UTF-8, so it cannot name a portable image, ignoring.",
-                        file.display()
-                    ),
+                    "the file name is not valid UTF-8, so it cannot name a portable image, ignoring.".into(),
                 ));
                 continue;
             };
             if let Some(winner) = fragments.get(&name) {
-                messages.push(message(
+                diagnostics.push(Diagnostic::config(
+                    &file,
                     Level::Debug,
                     format!(
                         "{} is overridden by {}.",
@@ -453,11 +462,11 @@ mod tests {
         load(&Root::new(dir))
     }
 
-    fn texts(messages: &[Message], level: Level) -> Vec<String> {
-        messages
+    fn texts(diagnostics: &Diagnostics, level: Level) -> Vec<String> {
+        diagnostics
             .iter()
-            .filter(|m| m.level == level)
-            .map(|m| m.text.clone())
+            .filter(|d| d.level == level)
+            .map(|d| d.message.clone())
             .collect()
     }
 
@@ -488,9 +497,9 @@ mod tests {
         assert_eq!(foo.enable, None);
         assert_eq!(c.image("bar").unwrap().attach, Some(false));
         assert!(
-            texts(&c.messages, Level::Warn).is_empty(),
+            texts(&c.diagnostics, Level::Warn).is_empty(),
             "{:?}",
-            c.messages
+            c.diagnostics
         );
     }
 
@@ -680,7 +689,7 @@ mod tests {
             })
         );
         assert_eq!(
-            texts(&c.messages, Level::Error),
+            texts(&c.diagnostics, Level::Error),
             vec!["/etc/portables.d/_x.conf: not a regular file (a FIFO), ignoring the file."]
         );
     }
@@ -697,7 +706,7 @@ mod tests {
         write(t.path(), "/etc/portables.d/My.App-2.conf", body);
         let c = load_dir(t.path());
         assert_eq!(c.images.keys().collect::<Vec<_>>(), vec!["My.App-2"]);
-        let warnings = texts(&c.messages, Level::Warn);
+        let warnings = texts(&c.diagnostics, Level::Warn);
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert!(warnings[0].starts_with("/etc/portables.d/a+b.conf: "));
         assert!(warnings[1].starts_with("/etc/portables.d/foo_bar.conf: "));
@@ -710,8 +719,55 @@ mod tests {
         let c = load_dir(t.path());
         assert!(c.images.is_empty());
         assert_eq!(c.defaults, Defaults::default());
-        assert!(c.messages.iter().all(|m| m.level == Level::Debug));
-        assert_eq!(c.messages.len(), 4);
+        assert!(c.diagnostics.iter().all(|m| m.level == Level::Debug));
+        assert_eq!(c.diagnostics.len(), 4);
+        // About a directory, not one file: about the run.
+        assert!(c.diagnostics.iter().all(|m| m.subject == Subject::Run));
+    }
+
+    #[test]
+    fn a_diagnostic_about_one_file_names_it_as_its_subject() {
+        let t = tempfile::tempdir().unwrap();
+        write(t.path(), "/etc/portables.d/a+b.conf", "[Portable]\n");
+        write(
+            t.path(),
+            "/etc/portables.d/foo.conf",
+            "[Portable]\nBogus=1\n",
+        );
+        write(t.path(), "/usr/lib/portables.d/foo.conf", "[Portable]\n");
+        let c = load_dir(t.path());
+        let about = |file: &str| -> Vec<(String, String)> {
+            c.diagnostics
+                .iter()
+                .filter(|d| d.subject == Subject::Config(file.into()))
+                .map(|d| (d.reason.clone(), d.message.clone()))
+                .collect()
+        };
+        assert_eq!(
+            about("/etc/portables.d/a+b.conf")[0].1,
+            format!(
+                "/etc/portables.d/a+b.conf: {}",
+                about("/etc/portables.d/a+b.conf")[0].0
+            )
+        );
+        assert_eq!(
+            about("/etc/portables.d/foo.conf"),
+            vec![(
+                "line 2: unknown key Bogus= in section [Portable], ignoring.".to_string(),
+                "/etc/portables.d/foo.conf:2: unknown key Bogus= in section [Portable], ignoring."
+                    .to_string()
+            )]
+        );
+        // The reason of a line that does not start with the file name is the whole line.
+        assert_eq!(
+            about("/usr/lib/portables.d/foo.conf"),
+            vec![(
+                "/usr/lib/portables.d/foo.conf is overridden by /etc/portables.d/foo.conf."
+                    .to_string(),
+                "/usr/lib/portables.d/foo.conf is overridden by /etc/portables.d/foo.conf."
+                    .to_string()
+            )]
+        );
     }
 
     #[test]
@@ -719,7 +775,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         write(t.path(), "/etc/portables.d", "oops");
         let c = load_dir(t.path());
-        let errors = texts(&c.messages, Level::Error);
+        let errors = texts(&c.diagnostics, Level::Error);
         assert_eq!(errors.len(), 1);
         assert!(errors[0].contains("/etc/portables.d"), "{errors:?}");
     }

@@ -60,9 +60,7 @@ pub fn make_plan(root: &Root, first_boot: bool, systemd: u32) -> Plan {
     let mut failed = false;
     let config = config::load(root);
     // A bad global value is reported and its default kept: it fails no image (DESIGN §2).
-    for m in &config.messages {
-        log!(m.level, "{}", m.text);
-    }
+    config.diagnostics.log();
 
     let found = discover::discover(root, config.defaults.allow_writable_by_others);
     for u in &found.unreadable {

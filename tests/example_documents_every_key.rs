@@ -146,7 +146,7 @@ fn every_example_parses_cleanly() {
         } else {
             panic!("line {}: unknown section [{}]", block.line, block.section);
         };
-        let texts: Vec<_> = messages.iter().map(|m| m.text.as_str()).collect();
+        let texts: Vec<_> = messages.iter().map(|d| d.message.as_str()).collect();
         assert!(
             texts.is_empty(),
             "the example at line {} is not clean: {texts:?}",

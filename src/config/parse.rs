@@ -7,78 +7,82 @@ use log::Level;
 
 use super::keys::{self, Fallback, Section};
 use super::values::shown;
-use super::{Defaults, ImageConfig, Message, message};
-use crate::unit_syntax::{self, Entry, UnitFile};
+use super::{Defaults, ImageConfig, about};
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::unit_syntax::{self, Entry, ParseError, UnitFile};
 
 /// Most lines logged about one file, and most invalid values named in the reason an image
 /// is refused for; the rest are counted: a file of 100 000 unknown keys must not become
 /// 100 000 log lines.
 const MAX_LINES_PER_FILE: usize = 5;
 
-/// The messages about one file: the first [`MAX_LINES_PER_FILE`], then how many more.
-struct FileMessages<'a> {
+/// The diagnostics about one file: the first [`MAX_LINES_PER_FILE`], then how many more.
+struct FileDiagnostics<'a> {
     file: &'a Path,
-    messages: Vec<Message>,
+    kept: Vec<Diagnostic>,
     more: usize,
     /// The most severe level among those not kept.
     more_level: Level,
 }
 
-impl<'a> FileMessages<'a> {
-    fn new(file: &'a Path) -> FileMessages<'a> {
-        FileMessages {
+impl<'a> FileDiagnostics<'a> {
+    fn new(file: &'a Path) -> FileDiagnostics<'a> {
+        FileDiagnostics {
             file,
-            messages: Vec::new(),
+            kept: Vec::new(),
             more: 0,
             more_level: Level::Trace,
         }
     }
 
-    /// `text` is made only if it is kept: counting the rest stays cheap.
-    fn push(&mut self, level: Level, text: impl FnOnce() -> String) {
-        if self.messages.len() < MAX_LINES_PER_FILE {
-            self.messages.push(message(level, text()));
+    /// A line about the file, at `line` if there is one. `text` is made only if it is kept:
+    /// counting the rest stays cheap.
+    fn push(&mut self, level: Level, line: Option<usize>, text: impl FnOnce() -> String) {
+        if self.kept.len() < MAX_LINES_PER_FILE {
+            self.kept.push(about(self.file, line, level, text()));
         } else {
             self.more += 1;
             self.more_level = self.more_level.min(level);
         }
     }
 
-    fn finish(mut self) -> Vec<Message> {
+    fn finish(self) -> Diagnostics {
+        let mut all = Diagnostics::default();
+        all.extend(self.kept);
         if self.more > 0 {
-            self.messages.push(message(
+            all.push(about(
+                self.file,
+                None,
                 self.more_level,
-                format!(
-                    "{}: {} more messages about this file not shown.",
-                    self.file.display(),
-                    self.more
-                ),
+                format!("{} more messages about this file not shown.", self.more),
             ));
         }
-        self.messages
+        all
     }
 }
 
 /// Parse one `NAME.conf`. `file` is the host path used in messages.
 ///
 /// The error is the reason to refuse the image: every invalid value, naming file, line, key and
-/// value, joined by `; `. The messages are warnings that do not invalidate anything.
+/// value, joined by `; `. The diagnostics are warnings that do not invalidate anything.
 pub fn parse_image_config(
     name: &str,
     file: &Path,
     bytes: &[u8],
-) -> (Result<ImageConfig, String>, Vec<Message>) {
-    let mut messages = FileMessages::new(file);
-    let unit = match parse_file(file, bytes, &mut messages) {
+) -> (Result<ImageConfig, String>, Diagnostics) {
+    let mut diagnostics = FileDiagnostics::new(file);
+    let unit = match parse_file(bytes, &mut diagnostics) {
         Ok(unit) => unit,
-        Err(reason) => return (Err(reason), messages.finish()),
+        Err(e) => {
+            let reason = format!("{}:{}: {}", file.display(), e.line, e.message);
+            return (Err(reason), diagnostics.finish());
+        }
     };
     warn_unknown_sections(
         &unit,
-        file,
         Section::Portable,
         "global defaults belong in a file named _*.conf",
-        &mut messages,
+        &mut diagnostics,
     );
 
     let mut config = ImageConfig {
@@ -92,12 +96,13 @@ pub fn parse_image_config(
         let assigned =
             keys::find(&entry.key).and_then(|k| k.assign_image(&mut config, &entry.value));
         let Some(result) = assigned else {
-            warn_unknown_key(file, entry, Section::Portable, &mut messages);
+            warn_unknown_key(entry, Section::Portable, &mut diagnostics);
             continue;
         };
         match result {
             Err(why) if errors.len() < MAX_LINES_PER_FILE => {
-                errors.push(invalid(file, entry, &why));
+                let invalid = invalid(entry, &why);
+                errors.push(format!("{}:{}: {invalid}", file.display(), entry.line));
             }
             Err(_) => more_errors += 1,
             Ok(()) => {}
@@ -107,9 +112,9 @@ pub fn parse_image_config(
         errors.push(format!("and {more_errors} more invalid values"));
     }
     if errors.is_empty() {
-        (Ok(config), messages.finish())
+        (Ok(config), diagnostics.finish())
     } else {
-        (Err(errors.join("; ")), messages.finish())
+        (Err(errors.join("; ")), diagnostics.finish())
     }
 }
 
@@ -118,22 +123,23 @@ pub fn parse_image_config(
 /// An invalid value here is reported at error level and resets its key to the built-in default,
 /// as an empty assignment would: an invalid value is an error for the image it concerns, and a
 /// global key concerns every image, so refusing would take down every image for one typo.
-pub fn parse_defaults(files: &[(PathBuf, Vec<u8>)]) -> (Defaults, Vec<Message>) {
+pub fn parse_defaults(files: &[(PathBuf, Vec<u8>)]) -> (Defaults, Diagnostics) {
     let mut defaults = Defaults::default();
-    let mut messages = Vec::new();
+    let mut diagnostics = Diagnostics::default();
     for (file, bytes) in files {
-        let mut lines = FileMessages::new(file);
-        let unit = match parse_file(file, bytes, &mut lines) {
+        let mut lines = FileDiagnostics::new(file);
+        let unit = match parse_file(bytes, &mut lines) {
             Ok(unit) => unit,
-            Err(reason) => {
-                lines.push(Level::Error, || format!("{reason}, ignoring the file."));
-                messages.extend(lines.finish());
+            Err(e) => {
+                lines.push(Level::Error, Some(e.line), || {
+                    format!("{}, ignoring the file.", e.message)
+                });
+                diagnostics.extend(lines.finish());
                 continue;
             }
         };
         warn_unknown_sections(
             &unit,
-            file,
             Section::Defaults,
             "settings of one image belong in NAME.conf",
             &mut lines,
@@ -142,30 +148,26 @@ pub fn parse_defaults(files: &[(PathBuf, Vec<u8>)]) -> (Defaults, Vec<Message>) 
             let assigned =
                 keys::find(&entry.key).and_then(|k| k.assign_default(&mut defaults, &entry.value));
             match assigned {
-                None => warn_unknown_key(file, entry, Section::Defaults, &mut lines),
+                None => warn_unknown_key(entry, Section::Defaults, &mut lines),
                 Some(Ok(())) => {}
-                Some(Err(Fallback { why, default })) => lines.push(Level::Error, || {
-                    format!(
-                        "{}, using the default {default}.",
-                        invalid(file, entry, &why)
-                    )
-                }),
+                Some(Err(Fallback { why, default })) => {
+                    lines.push(Level::Error, Some(entry.line), || {
+                        format!("{}, using the default {default}.", invalid(entry, &why))
+                    })
+                }
             }
         }
-        messages.extend(lines.finish());
+        diagnostics.extend(lines.finish());
     }
-    (defaults, messages)
+    (defaults, diagnostics)
 }
 
-/// Parse with unit-file syntax, turning its warnings into messages; the error is a whole-file
-/// refusal, naming file and line.
-fn parse_file(file: &Path, bytes: &[u8], messages: &mut FileMessages) -> Result<UnitFile, String> {
-    let (unit, warnings) = unit_syntax::parse(bytes)
-        .map_err(|e| format!("{}:{}: {}", file.display(), e.line, e.message))?;
+/// Parse with unit-file syntax, turning its warnings into diagnostics; the error is a
+/// whole-file refusal.
+fn parse_file(bytes: &[u8], diagnostics: &mut FileDiagnostics) -> Result<UnitFile, ParseError> {
+    let (unit, warnings) = unit_syntax::parse(bytes)?;
     for w in warnings {
-        messages.push(Level::Warn, || {
-            format!("{}:{}: {}", file.display(), w.line, w.message)
-        });
+        diagnostics.push(Level::Warn, Some(w.line), || w.message);
     }
     Ok(unit)
 }
@@ -178,54 +180,45 @@ fn section_entries(unit: &UnitFile, section: Section) -> impl Iterator<Item = &E
 
 fn warn_unknown_sections(
     unit: &UnitFile,
-    file: &Path,
     known: Section,
     hint: &str,
-    messages: &mut FileMessages,
+    diagnostics: &mut FileDiagnostics,
 ) {
     for section in &unit.sections {
         // systemd ignores X- sections silently too, so that extensions need no warning.
         if section.name == known.name() || section.name.starts_with("X-") {
             continue;
         }
-        messages.push(Level::Warn, || {
+        diagnostics.push(Level::Warn, None, || {
             let hint = if Section::named(&section.name).is_some() {
                 format!(" ({hint})")
             } else {
                 String::new()
             };
             format!(
-                "{}: unknown section [{}]{hint}, ignoring.",
-                file.display(),
+                "unknown section [{}]{hint}, ignoring.",
                 shown(&section.name)
             )
         });
     }
 }
 
-fn warn_unknown_key(file: &Path, entry: &Entry, section: Section, messages: &mut FileMessages) {
+fn warn_unknown_key(entry: &Entry, section: Section, diagnostics: &mut FileDiagnostics) {
     if entry.key.starts_with("X-") {
         return;
     }
-    messages.push(Level::Warn, || {
+    diagnostics.push(Level::Warn, Some(entry.line), || {
         format!(
-            "{}:{}: unknown key {}= in section [{}], ignoring.",
-            file.display(),
-            entry.line,
+            "unknown key {}= in section [{}], ignoring.",
             shown(&entry.key),
             section.name()
         )
     });
 }
 
-fn invalid(file: &Path, entry: &Entry, why: &str) -> String {
-    format!(
-        "{}:{}: invalid {}={}: {why}",
-        file.display(),
-        entry.line,
-        entry.key,
-        shown(&entry.value)
-    )
+/// What is wrong with an assignment, without the file and line.
+fn invalid(entry: &Entry, why: &str) -> String {
+    format!("invalid {}={}: {why}", entry.key, shown(&entry.value))
 }
 
 #[cfg(test)]
@@ -233,13 +226,13 @@ mod tests {
     use super::*;
     use crate::testutil::{XorShift, assert_linear, repeated};
 
-    fn parse_ok(text: &str) -> (ImageConfig, Vec<Message>) {
+    fn parse_ok(text: &str) -> (ImageConfig, Vec<Diagnostic>) {
         let (r, m) = parse_image_config(
             "foo",
             Path::new("/etc/portables.d/foo.conf"),
             text.as_bytes(),
         );
-        (r.expect("valid"), m)
+        (r.expect("valid"), m.into_iter().collect())
     }
 
     fn parse_err(text: &str) -> String {
@@ -251,20 +244,21 @@ mod tests {
         r.expect_err("invalid")
     }
 
-    fn texts(messages: &[Message], level: Level) -> Vec<String> {
-        messages
+    fn texts(diagnostics: &[Diagnostic], level: Level) -> Vec<String> {
+        diagnostics
             .iter()
-            .filter(|m| m.level == level)
-            .map(|m| m.text.clone())
+            .filter(|d| d.level == level)
+            .map(|d| d.message.clone())
             .collect()
     }
 
-    fn defaults_of(files: &[(&str, &str)]) -> (Defaults, Vec<Message>) {
+    fn defaults_of(files: &[(&str, &str)]) -> (Defaults, Vec<Diagnostic>) {
         let files: Vec<(PathBuf, Vec<u8>)> = files
             .iter()
             .map(|(f, t)| (PathBuf::from(f), t.as_bytes().to_vec()))
             .collect();
-        parse_defaults(&files)
+        let (d, m) = parse_defaults(&files);
+        (d, m.into_iter().collect())
     }
 
     #[test]
@@ -448,11 +442,11 @@ mod tests {
         assert_eq!(c.enable, Some(false));
         assert_eq!(m.len(), MAX_LINES_PER_FILE + 1, "{m:?}");
         assert_eq!(
-            m[0].text,
+            m[0].message,
             "/etc/portables.d/foo.conf:3: unknown key K000000= in section [Portable], ignoring."
         );
         assert_eq!(
-            m[MAX_LINES_PER_FILE].text,
+            m[MAX_LINES_PER_FILE].message,
             format!(
                 "/etc/portables.d/foo.conf: {} more messages about this file not shown.",
                 keys - MAX_LINES_PER_FILE
@@ -466,9 +460,9 @@ mod tests {
         });
         let (_, m) = parse_ok(std::str::from_utf8(&text).unwrap());
         assert_eq!(m.len(), MAX_LINES_PER_FILE + 1);
-        assert!(m[0].text.ends_with(":2: Missing '=', ignoring line."));
+        assert!(m[0].message.ends_with(":2: Missing '=', ignoring line."));
         assert!(
-            m[1].text
+            m[1].message
                 .ends_with(": unknown section [S000000], ignoring.")
         );
 
