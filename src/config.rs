@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use log::Level;
 
+use crate::cmdline;
 use crate::diagnostic::{Diagnostic, Diagnostics, Subject};
 use crate::image::chase::Tree;
 use crate::image::dir::DirFs;
@@ -391,53 +392,12 @@ fn read_fragment(root: &Root, host: &Tree, path: &Path) -> Contents {
 }
 
 /// Whether the generator may run this boot: false when the kernel command line says
-/// `portables_generator=` with a false boolean (the last occurrence counts, `-` and `_` are
-/// the same in the key, a bare `portables_generator` means yes, an invalid value is ignored,
-/// all as systemd's `proc_cmdline_get_bool()`).
+/// `portables_generator=` with a false boolean, read by [`cmdline::bool_of`] (the last
+/// occurrence counts, `-` and `_` are the same in the key, a bare `portables_generator` means
+/// yes). An invalid value is ignored, as systemd's callers of `proc_cmdline_get_bool()` ignore
+/// the error it returns for one.
 pub fn enabled_by_cmdline(cmdline: &str) -> bool {
-    let mut last: Option<Option<String>> = None;
-    for word in cmdline_words(cmdline) {
-        let (key, value) = match word.split_once('=') {
-            Some((k, v)) => (k, Some(v.to_string())),
-            None => (word.as_str(), None),
-        };
-        if cmdline_key_eq(key, CMDLINE_SWITCH) {
-            last = Some(value);
-        }
-    }
-    match last {
-        Some(Some(value)) => parse_boolean(&value).unwrap_or(true),
-        Some(None) | None => true,
-    }
-}
-
-fn cmdline_key_eq(a: &str, b: &str) -> bool {
-    let norm = |c: u8| if c == b'-' { b'_' } else { c };
-    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| norm(x) == norm(y))
-}
-
-/// Words of the kernel command line as `extract_first_word(EXTRACT_UNQUOTE|EXTRACT_RELAX|
-/// EXTRACT_RETAIN_ESCAPE)` splits them: quotes group and are removed, and an unterminated quote
-/// runs to the end instead of being an error (RELAX).
-fn cmdline_words(cmdline: &str) -> Vec<String> {
-    let is_separator = |c: char| matches!(c, ' ' | '\t' | '\n' | '\r');
-    let mut words = Vec::new();
-    let mut word: Option<String> = None;
-    let mut quote: Option<char> = None;
-    for c in cmdline.chars() {
-        match quote {
-            Some(q) if c == q => quote = None,
-            Some(_) => word.get_or_insert_with(String::new).push(c),
-            None if c == '"' || c == '\'' => {
-                quote = Some(c);
-                word.get_or_insert_with(String::new);
-            }
-            None if is_separator(c) => words.extend(word.take()),
-            None => word.get_or_insert_with(String::new).push(c),
-        }
-    }
-    words.extend(word);
-    words
+    cmdline::bool_of(cmdline, CMDLINE_SWITCH).unwrap_or(true)
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 pub mod attach;
 pub mod boundary;
 pub mod cli;
+pub mod cmdline;
 pub mod diagnostic;
 pub mod config;
 pub mod discover;
