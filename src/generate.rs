@@ -34,13 +34,7 @@ pub struct Generated {
 
 /// Find, select, read and plan every portable below `root` for systemd `systemd`.
 pub fn generate(root: &Root, systemd: u32, first_boot: bool, mut diags: Diagnostics) -> Generated {
-    let config = config::load(root);
-    diags.extend(
-        config
-            .messages
-            .iter()
-            .map(|m| Diagnostic::run(m.level, m.text.clone())),
-    );
+    let config = config::load(root, &mut diags);
     let images = discover::discover(root, config.defaults.allow_writable_by_others, &mut diags);
     let not_mounted = late_mounts::pending_below(root, &watched_paths(&config), &mut diags);
     let is_pending = |p: &Path| not_mounted.iter().any(|m| p.starts_with(m));

@@ -8,6 +8,7 @@ use std::sync::Mutex;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
+use crate::cmdline;
 use crate::host_file;
 use crate::root::Root;
 
@@ -163,13 +164,20 @@ pub fn settings(
 ) -> (LevelFilter, Target) {
     let mut level = LevelFilter::Info;
     let mut target = default;
-    for word in cmdline.split_whitespace() {
-        if word == "debug" {
-            level = LevelFilter::Debug;
-        } else if let Some(v) = word.strip_prefix("systemd.log_level=") {
-            level = parse_level(v).unwrap_or(level);
-        } else if let Some(v) = word.strip_prefix("systemd.log_target=") {
-            target = parse_target(v).unwrap_or(target);
+    // Each word in turn, as systemd's log.c reads them: the last valid setting wins, an
+    // invalid one leaves the one before, and `debug` and `systemd.log_level=` override each
+    // other in order.
+    for cmdline::Param { key, value } in cmdline::params(cmdline) {
+        match value {
+            // Only the bare word, compared exactly: `streq(key, "debug") && !value`.
+            None if key == "debug" => level = LevelFilter::Debug,
+            Some(v) if cmdline::key_eq(&key, "systemd.log_level") => {
+                level = parse_level(&v).unwrap_or(level);
+            }
+            Some(v) if cmdline::key_eq(&key, "systemd.log_target") => {
+                target = parse_target(&v).unwrap_or(target);
+            }
+            _ => {}
         }
     }
     if let Some(l) = env("SYSTEMD_LOG_LEVEL").as_deref().and_then(parse_level) {
@@ -249,6 +257,35 @@ mod tests {
             settings("systemd.log_level=bogus", none, Target::Kmsg).0,
             LevelFilter::Info
         );
+    }
+
+    #[test]
+    fn cmdline_as_systemd_reads_it() {
+        let none = |_: &str| None;
+        let level = |cmdline: &str| settings(cmdline, none, Target::Kmsg).0;
+        // '-' and '_' are the same in keys, quotes group and go.
+        assert_eq!(level("systemd.log-level=debug"), LevelFilter::Debug);
+        assert_eq!(level("systemd.log_level=\"debug\""), LevelFilter::Debug);
+        assert_eq!(
+            settings("systemd.log-target=console", none, Target::Kmsg).1,
+            Target::Console
+        );
+        // Inside a quoted value it is not a setting.
+        assert_eq!(level("foo=\"systemd.log_level=debug\""), LevelFilter::Info);
+        assert_eq!(level("foo=\"a debug\""), LevelFilter::Info);
+        // Only a bare debug.
+        assert_eq!(level("debug=0"), LevelFilter::Info);
+        assert_eq!(level("rd.debug"), LevelFilter::Info);
+        assert_eq!(level("rd.systemd.log_level=debug"), LevelFilter::Info);
+        // In order: the last valid one wins.
+        assert_eq!(level("debug systemd.log_level=err"), LevelFilter::Error);
+        assert_eq!(level("systemd.log_level=err debug"), LevelFilter::Debug);
+        assert_eq!(
+            level("systemd.log_level=debug systemd.log_level=bogus"),
+            LevelFilter::Debug
+        );
+        // A bare key has no value to set.
+        assert_eq!(level("debug systemd.log_level"), LevelFilter::Debug);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub mod attach;
 pub mod boundary;
 pub mod cli;
+pub mod cmdline;
 pub mod config;
 pub mod diagnostic;
 pub mod discover;

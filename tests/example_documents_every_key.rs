@@ -7,9 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use portables_generator::config::{
-    self, DEFAULTS_KEYS, DEFAULTS_SECTION, PORTABLE_KEYS, PORTABLE_SECTION,
-};
+use portables_generator::config::{self, Section};
 
 struct Assignment {
     line: usize,
@@ -70,30 +68,22 @@ fn read_example() -> (Vec<Assignment>, Vec<Block>) {
     (assignments, blocks)
 }
 
-fn accepted(section: &str) -> Option<&'static [&'static str]> {
-    if section == PORTABLE_SECTION {
-        Some(PORTABLE_KEYS)
-    } else if section == DEFAULTS_SECTION {
-        Some(DEFAULTS_KEYS)
-    } else {
-        None
-    }
+fn accepted(section: &str) -> Option<Vec<&'static str>> {
+    Section::named(section).map(|s| s.keys().collect())
 }
 
 #[test]
 fn every_key_is_documented() {
     let (assignments, _) = read_example();
     let mut missing = Vec::new();
-    for (section, keys) in [
-        (PORTABLE_SECTION, PORTABLE_KEYS),
-        (DEFAULTS_SECTION, DEFAULTS_KEYS),
-    ] {
-        for key in keys {
+    for section in Section::ALL {
+        let name = section.name();
+        for key in section.keys() {
             let documented = assignments
                 .iter()
-                .any(|a| a.key == *key && a.section.as_deref() == Some(section));
+                .any(|a| a.key == key && a.section.as_deref() == Some(name));
             if !documented {
-                missing.push(format!("{key}= in [{section}]"));
+                missing.push(format!("{key}= in [{name}]"));
             }
         }
     }
@@ -144,18 +134,19 @@ fn every_example_parses_cleanly() {
         for (key, value) in &block.assignments {
             text.push_str(&format!("{key}={value}\n"));
         }
-        let messages = if block.section == PORTABLE_SECTION {
+        let section = Section::named(&block.section);
+        let messages = if section == Some(Section::Portable) {
             let (result, messages) = config::parse_image_config("example", &file, text.as_bytes());
             if let Err(reason) = result {
                 panic!("the example at line {} is invalid: {reason}", block.line);
             }
             messages
-        } else if block.section == DEFAULTS_SECTION {
+        } else if section == Some(Section::Defaults) {
             config::parse_defaults(&[(file.clone(), text.into_bytes())]).1
         } else {
             panic!("line {}: unknown section [{}]", block.line, block.section);
         };
-        let texts: Vec<_> = messages.iter().map(|m| m.text.as_str()).collect();
+        let texts: Vec<_> = messages.iter().map(|d| d.message.as_str()).collect();
         assert!(
             texts.is_empty(),
             "the example at line {} is not clean: {texts:?}",
