@@ -119,21 +119,22 @@ fn sidecar(image: &std::path::Path, suffix: &str) -> String {
 
 fn read_inner(root: &Root, p: &Portable, systemd: u32) -> Result<Read, String> {
     let image = &p.image;
-    if let Some(who) = image
-        .writable_by
-        .as_ref()
-        .filter(|_| !p.allow_writable_by_others)
-    {
+    let trust = p.setting(
+        |c| &c.allow_writable_by_others,
+        |d| &d.allow_writable_by_others,
+    );
+    let matches = p.matches();
+    if let Some(who) = image.writable_by.as_ref().filter(|_| !trust) {
         return Err(format!("{who}: {}", crate::ownership::HINT));
     }
-    let trust = p.allow_writable_by_others;
-    if p.profile_explicit && !profile_exists(root, systemd, &p.profile) {
+    let (profile, profile_named) = p.profile();
+    if profile_named && !profile_exists(root, systemd, &profile) {
         return Err(format!(
-            "profile '{}' (set in {}) does not exist",
-            p.profile, p.profile_from
+            "profile '{profile}' (set in {}) does not exist",
+            p.set_in(|c| c.profile.is_some())
         ));
     }
-    if p.require_verity {
+    if p.setting(|c| &c.require_verity, |d| &d.require_verity) {
         let missing = match image.kind {
             ImageKind::Directory => Some("a directory image cannot carry verity data".to_string()),
             _ => {
@@ -154,7 +155,7 @@ fn read_inner(root: &Root, p: &Portable, systemd: u32) -> Result<Read, String> {
         if let Some(why) = missing {
             return Err(format!(
                 "RequireVerity=yes (set in {}), but {why}",
-                p.verity_from
+                p.set_in(|c| c.require_verity.is_some())
             ));
         }
     }
@@ -169,7 +170,7 @@ fn read_inner(root: &Root, p: &Portable, systemd: u32) -> Result<Read, String> {
         .map(|v| v.split_whitespace().map(String::from).collect());
     let mut extensions = Vec::new();
     let mut trees = Vec::new();
-    for path in &p.extensions {
+    for path in p.extensions() {
         let ext = image_at(root, path).map_err(|e| format!("extension {}: {e}", path.display()))?;
         if let Some(who) = ext.writable_by.as_ref().filter(|_| !trust) {
             return Err(format!("extension {who}: {}", crate::ownership::HINT));
@@ -197,7 +198,7 @@ fn read_inner(root: &Root, p: &Portable, systemd: u32) -> Result<Read, String> {
     }
 
     if let Some(allowed) = &allowed
-        && let Some(bad) = p.matches.iter().find(|m| !allowed.contains(m))
+        && let Some(bad) = matches.iter().find(|m| !allowed.contains(m))
     {
         return Err(format!(
             "unit prefix '{bad}' is not allowed by the image's PORTABLE_PREFIXES= (acceptable: {})",
@@ -205,7 +206,7 @@ fn read_inner(root: &Root, p: &Portable, systemd: u32) -> Result<Read, String> {
         ));
     }
 
-    let wanted = |name: &str| unit_matches(name, &p.matches);
+    let wanted = |name: &str| unit_matches(name, &matches);
     let label = image.label();
     let from = ImageRef {
         at: &image.found_at,
@@ -266,7 +267,7 @@ fn read_inner(root: &Root, p: &Portable, systemd: u32) -> Result<Read, String> {
         };
         return Err(format!(
             "no matching unit files (prefix {}){also}",
-            p.matches.join(", ")
+            matches.join(", ")
         ));
     }
     Ok(Read {
@@ -274,8 +275,8 @@ fn read_inner(root: &Root, p: &Portable, systemd: u32) -> Result<Read, String> {
             image: image.clone(),
             release: os_release,
             units,
-            profile: p.profile.clone(),
-            enable: p.enable,
+            profile,
+            enable: p.setting(|c| &c.enable, |d| &d.enable),
             extensions,
         },
         skipped,

@@ -23,6 +23,7 @@ use crate::diagnostic::{Diagnostic, Diagnostics, Subject};
 use crate::image::chase::Tree;
 use crate::image::dir::DirFs;
 use crate::image::{FileKind, FsError, MAX_FILE_BYTES};
+pub use crate::model::{Defaults, ImageConfig};
 use crate::names::filename_is_valid;
 use crate::root::Root;
 
@@ -44,55 +45,6 @@ pub const CONFIG_DIRS: [&str; 4] = [
 
 /// The kernel command line switch that turns the generator off for one boot.
 pub const CMDLINE_SWITCH: &str = "portables_generator";
-
-/// Settings of one image, from its `NAME.conf`. `None` means "not set": the defaults apply.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ImageConfig {
-    /// NAME, the image name the file is named after.
-    pub name: String,
-    /// The host path of the `NAME.conf` that was read (without `--root`).
-    pub file: PathBuf,
-    /// `Image=`: an image at an absolute, normalised path, possibly outside the search paths.
-    pub image: Option<PathBuf>,
-    /// `Extensions=`: absolute, normalised paths, in order.
-    pub extensions: Vec<PathBuf>,
-    /// `Match=`: unit prefixes replacing the default prefix; `None` keeps the default.
-    pub matches: Option<Vec<String>>,
-    /// `Profile=`: a profile name (a file name, never a path).
-    pub profile: Option<String>,
-    pub enable: Option<bool>,
-    pub attach: Option<bool>,
-    pub require_verity: Option<bool>,
-    /// `AllowWritableByOthers=`: attach the image even if a user other than root can change it.
-    pub allow_writable_by_others: Option<bool>,
-}
-
-/// Global policy from the `_*.conf` files.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Defaults {
-    /// Profile of images that set none.
-    pub profile: String,
-    /// `Enable=` of images that set none.
-    pub enable: bool,
-    /// Only images with a `NAME.conf` of their own are attached.
-    pub attach_only_configured: bool,
-    /// `RequireVerity=` of images that set none.
-    pub require_verity: bool,
-    /// Use search directories and images that users other than root can change.
-    pub allow_writable_by_others: bool,
-}
-
-impl Default for Defaults {
-    fn default() -> Defaults {
-        Defaults {
-            profile: "default".into(),
-            enable: true,
-            attach_only_configured: false,
-            require_verity: false,
-            allow_writable_by_others: false,
-        }
-    }
-}
 
 /// What the configuration says about one image name.
 #[derive(Debug, Clone, PartialEq, Eq)]

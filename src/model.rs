@@ -43,48 +43,120 @@ impl Image {
     }
 }
 
-/// One portable service to attach: its root image and every setting that applies.
+/// Settings of one image, from its `NAME.conf`. `None` means "not set": the defaults apply.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ImageConfig {
+    /// NAME, the image name the file is named after.
+    pub name: String,
+    /// The host path of the `NAME.conf` that was read (without `--root`).
+    pub file: PathBuf,
+    /// `Image=`: an image at an absolute, normalised path, possibly outside the search paths.
+    pub image: Option<PathBuf>,
+    /// `Extensions=`: absolute, normalised paths, in order.
+    pub extensions: Vec<PathBuf>,
+    /// `Match=`: unit prefixes replacing the default prefix; `None` keeps the default.
+    pub matches: Option<Vec<String>>,
+    /// `Profile=`: a profile name (a file name, never a path).
+    pub profile: Option<String>,
+    pub enable: Option<bool>,
+    pub attach: Option<bool>,
+    pub require_verity: Option<bool>,
+    /// `AllowWritableByOthers=`: attach the image even if a user other than root can change it.
+    pub allow_writable_by_others: Option<bool>,
+}
+
+/// Global policy from the `_*.conf` files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Defaults {
+    /// Profile of images that set none.
+    pub profile: String,
+    /// `Enable=` of images that set none.
+    pub enable: bool,
+    /// Only images with a `NAME.conf` of their own are attached.
+    pub attach_only_configured: bool,
+    /// `RequireVerity=` of images that set none.
+    pub require_verity: bool,
+    /// Use search directories and images that users other than root can change.
+    pub allow_writable_by_others: bool,
+}
+
+impl Default for Defaults {
+    fn default() -> Defaults {
+        Defaults {
+            profile: DEFAULT_PROFILE.into(),
+            enable: true,
+            attach_only_configured: false,
+            require_verity: false,
+            allow_writable_by_others: false,
+        }
+    }
+}
+
+/// One portable service to attach: its root image and the settings that apply, its own
+/// (`NAME.conf`) over the global policy. A consumer of a setting asks for it with
+/// [`Portable::setting`], so that a new `portables.d` key needs no field here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Portable {
     /// NAME: the image's name without version and suffix, the name of its `NAME.conf`.
     pub name: String,
     pub image: Image,
-    /// Unit prefixes that select units: `Match=`, else the default prefix.
-    pub matches: Vec<String>,
-    pub extensions: Vec<PathBuf>,
-    pub profile: String,
-    /// Whether the profile was named by configuration (then it must exist).
-    pub profile_explicit: bool,
-    pub enable: bool,
-    pub require_verity: bool,
-    /// `AllowWritableByOthers=`: attach even if users other than root can change the image.
-    pub allow_writable_by_others: bool,
-    /// Where the profile and `RequireVerity=` were set, for messages: a `NAME.conf`, or
-    /// the global policy.
-    pub profile_from: String,
-    pub verity_from: String,
-    /// The `NAME.conf` that configured it, if any, for messages.
-    pub config_file: Option<PathBuf>,
+    /// Its `NAME.conf`, if it has one.
+    pub config: Option<ImageConfig>,
+    /// The global policy (`[Defaults]`).
+    pub defaults: Defaults,
 }
 
 impl Portable {
     /// A portable with default settings for `image`, as when nothing configures it.
     pub fn unconfigured(image: &Image) -> Result<Portable, String> {
-        let name = crate::names::default_prefix(&image.entry)?;
         Ok(Portable {
-            matches: vec![name.clone()],
-            name,
+            name: crate::names::default_prefix(&image.entry)?,
             image: image.clone(),
-            extensions: Vec::new(),
-            profile: DEFAULT_PROFILE.to_string(),
-            profile_explicit: false,
-            enable: true,
-            require_verity: false,
-            allow_writable_by_others: false,
-            profile_from: String::new(),
-            verity_from: String::new(),
-            config_file: None,
+            config: None,
+            defaults: Defaults::default(),
         })
+    }
+
+    /// A setting: the image's own if its `NAME.conf` sets it, else the global one.
+    pub fn setting<T: Clone>(
+        &self,
+        own: impl Fn(&ImageConfig) -> &Option<T>,
+        global: impl Fn(&Defaults) -> &T,
+    ) -> T {
+        match self.config.as_ref().and_then(|c| own(c).as_ref()) {
+            Some(v) => v.clone(),
+            None => global(&self.defaults).clone(),
+        }
+    }
+
+    /// Where a setting was made, for messages: its `NAME.conf` if that sets it (`own`
+    /// tells), else the global policy.
+    pub fn set_in(&self, own: impl Fn(&ImageConfig) -> bool) -> String {
+        match &self.config {
+            Some(c) if own(c) => c.file.display().to_string(),
+            _ => "the [Defaults] of portables.d".to_string(),
+        }
+    }
+
+    /// Unit prefixes that select units: `Match=`, else NAME (the default prefix).
+    pub fn matches(&self) -> Vec<String> {
+        match self.config.as_ref().and_then(|c| c.matches.as_ref()) {
+            Some(m) if !m.is_empty() => m.clone(),
+            _ => vec![self.name.clone()],
+        }
+    }
+
+    /// `Extensions=`, in order.
+    pub fn extensions(&self) -> &[PathBuf] {
+        self.config.as_ref().map_or(&[], |c| &c.extensions)
+    }
+
+    /// The profile, and whether configuration named it (then it must exist).
+    pub fn profile(&self) -> (String, bool) {
+        let profile = self.setting(|c| &c.profile, |d| &d.profile);
+        let named = self.config.as_ref().is_some_and(|c| c.profile.is_some())
+            || self.defaults.profile != DEFAULT_PROFILE;
+        (profile, named)
     }
 }
 

@@ -8,7 +8,7 @@ use log::Level;
 
 use crate::config::{Config, ImageEntry};
 use crate::diagnostic::{Diagnostic, Diagnostics, Subject};
-use crate::model::{DEFAULT_PROFILE, Image, Portable};
+use crate::model::{Image, Portable};
 use crate::names::default_prefix;
 
 /// An image of a NAME, or why the image a declaration names could not be had.
@@ -178,34 +178,11 @@ pub fn select(
             );
             continue;
         }
-        let matches = match conf.and_then(|c| c.matches.clone()) {
-            Some(m) if !m.is_empty() => m,
-            _ => vec![name.clone()],
-        };
-        let profile_conf = conf.and_then(|c| c.profile.clone());
-        let from = |per_image: bool| match conf {
-            Some(c) if per_image => c.file.display().to_string(),
-            _ => "the [Defaults] of portables.d".to_string(),
-        };
-        let profile_from = from(profile_conf.is_some());
-        let verity_from = from(conf.is_some_and(|c| c.require_verity.is_some()));
         portables.push(Portable {
             name,
-            matches,
-            extensions: conf.map(|c| c.extensions.clone()).unwrap_or_default(),
-            profile_explicit: profile_conf.is_some() || defaults.profile != DEFAULT_PROFILE,
-            profile: profile_conf.unwrap_or_else(|| defaults.profile.clone()),
-            enable: conf.and_then(|c| c.enable).unwrap_or(defaults.enable),
-            require_verity: conf
-                .and_then(|c| c.require_verity)
-                .unwrap_or(defaults.require_verity),
-            allow_writable_by_others: conf
-                .and_then(|c| c.allow_writable_by_others)
-                .unwrap_or(defaults.allow_writable_by_others),
-            config_file: conf.map(|c| c.file.clone()),
-            profile_from,
-            verity_from,
             image,
+            config: conf.cloned(),
+            defaults: defaults.clone(),
         });
     }
     portables
