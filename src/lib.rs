@@ -5,6 +5,7 @@
 //! [`render`] and [`install`] supply the text and links, and [`output`] writes them.
 #![forbid(unsafe_code)]
 
+pub mod arch;
 pub mod attach;
 pub mod boundary;
 pub mod cli;
@@ -33,6 +34,7 @@ pub mod systemd_version;
 pub(crate) mod testutil;
 pub mod unit_syntax;
 pub mod verity;
+pub mod verscmp;
 pub mod vpick;
 
 use std::path::{Path, PathBuf};

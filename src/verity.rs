@@ -890,7 +890,7 @@ mod tests {
 
     #[test]
     fn gpt_with_verity_partitions() {
-        if gpt::native_arch() != Some("x86-64") {
+        if crate::arch::native_arch() != Some("x86-64") {
             eprintln!("the partition types here are x86-64's; skipping");
             return;
         }

@@ -15,8 +15,10 @@
 
 use std::cmp::Ordering;
 
-use crate::image::gpt::{native_arch, secondary_arch, strverscmp_improved};
+/// What callers hand [`pick`] as the local architectures.
+pub use crate::arch::local_architectures;
 use crate::names::image_name_is_valid;
+use crate::verscmp::strverscmp_improved;
 
 /// Every architecture name systemd knows (`architecture_table` in src/basic/architecture.c):
 /// `_x86-64` is an architecture field even on arm64, where it drops the entry, while `_foo`
@@ -99,11 +101,6 @@ impl Suffix {
             Suffix::Directory => "a directory",
         }
     }
-}
-
-/// The local architectures in systemd's order of preference: native, then secondary.
-pub fn local_architectures() -> Vec<&'static str> {
-    native_arch().into_iter().chain(secondary_arch()).collect()
 }
 
 /// Split `foo.raw.v` into `("foo", Suffix::Raw)` and `foo.v` into `("foo", Suffix::Directory)`,
