@@ -34,7 +34,8 @@ use std::path::{Path, PathBuf};
 use crate::image::FsError;
 use crate::image::chase::Tree;
 use crate::image::dir::DirFs;
-use crate::image::gpt::{self, HashFor, Selection};
+use crate::image::partition::verity::{HashFor, verity_parts};
+use crate::image::partition::{self, Selection};
 use crate::image::source::Source;
 
 /// Longest `.roothash`/`.usrhash` file read; a SHA-512 hash takes 128 hex digits.
@@ -86,7 +87,7 @@ pub fn detect(image_path: &Path, real_path: &Path) -> Result<Verity, String> {
     let src = open(real_path)?;
     let hash = side.hash.as_ref().map(|h| (h.bytes.as_slice(), h.target));
 
-    match gpt::select(&src)? {
+    match partition::select(&src)? {
         Selection::Whole => Ok(single_file_system(side)),
         Selection::Parts { .. } => {
             if let Some(v) = &side.verity {
@@ -95,7 +96,7 @@ pub fn detect(image_path: &Path, real_path: &Path) -> Result<Verity, String> {
                     name(v)
                 ));
             }
-            let Some(parts) = gpt::verity_parts(&src, hash)? else {
+            let Some(parts) = verity_parts(&src, hash)? else {
                 return match &side.hash {
                     Some(h) => Err(format!(
                         "{} gives a root hash, but the image has no {} verity partition, so systemd cannot start a service from it",

@@ -4,8 +4,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portables_generator::image::gpt::{self, HashFor};
 use portables_generator::image::open::open_source;
+use portables_generator::image::partition;
+use portables_generator::image::partition::verity::{HashFor, verity_parts};
 use portables_generator::image::source::Source;
 use portables_generator_fuzz::{drive_tree, panic_policy, resign_gpt, verbose};
 
@@ -21,13 +22,13 @@ fuzz_target!(init: panic_policy(), |data: &[u8]| {
         HashFor::Root
     };
     let src = Source::from_bytes(img);
-    let selection = gpt::select(&src);
+    let selection = partition::select(&src);
     if verbose() {
         eprintln!("select: {selection:?}");
-        eprintln!("verity: {:?}", gpt::verity_parts(&src, None));
+        eprintln!("verity: {:?}", verity_parts(&src, None));
     }
-    let _ = gpt::verity_parts(&src, None);
-    let _ = gpt::verity_parts(&src, Some((&hash, target)));
+    let _ = verity_parts(&src, None);
+    let _ = verity_parts(&src, Some((&hash, target)));
     match open_source(src) {
         Ok(tree) => drive_tree(&tree),
         Err(e) if verbose() => eprintln!("open_source: {e}"),

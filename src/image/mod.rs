@@ -13,9 +13,9 @@ pub mod ext4;
 pub mod ext4_xattr;
 #[cfg(test)]
 pub(crate) mod fixture;
-pub mod gpt;
 pub mod layered;
 pub mod open;
+pub mod partition;
 pub mod probe;
 pub mod source;
 pub mod squashfs;

@@ -8,8 +8,8 @@ use std::path::Path;
 
 use super::chase::Tree;
 use super::dir::DirFs;
-use super::gpt::{self, Part, Selection};
 use super::layered::Layered;
+use super::partition::{self, Part, Selection};
 use super::probe::{self, FsType};
 use super::source::Source;
 use super::{Fs, FsError, erofs, ext4, squashfs};
@@ -69,7 +69,7 @@ fn open_raw(path: &Path, kind: ImageKind) -> Result<Tree, String> {
 /// Read a raw image's bytes (a file, a device, or memory when fuzzing): partition table,
 /// then file systems.
 pub fn open_source(src: Source) -> Result<Tree, String> {
-    match gpt::select(&src)? {
+    match partition::select(&src)? {
         Selection::Whole => Ok(Tree::new(open_fs(src, None)?)),
         Selection::Parts { root, usr } => {
             let root = root.map(|p| open_part(&src, &p)).transpose()?;
