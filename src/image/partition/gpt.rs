@@ -2,6 +2,8 @@
 //! 512- and 4096-byte sectors. Everything read is untrusted: sizes and offsets are checked
 //! against the image before use, and nothing is allocated from an unchecked size field.
 
+use crc::{CRC_32_ISO_HDLC, Crc};
+
 use super::field::{bytes, le16, le32, le64, read_err};
 use super::types::{PartType, guid_text, part_type};
 use crate::image::source::Source;
@@ -20,33 +22,11 @@ fn guid_at(buf: &[u8], off: usize) -> Option<u128> {
     )
 }
 
-static CRC32_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-            k += 1;
-        }
-        table[i] = c;
-        i += 1;
-    }
-    table
-};
-
 /// The CRC-32 of IEEE 802.3 (zlib's `crc32`), which the UEFI specification uses for GPT.
+static CRC32: Crc<u32> = Crc::<u32>::new(&CRC_32_ISO_HDLC);
+
 pub(super) fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc = CRC32_TABLE[((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8);
-    }
-    !crc
+    CRC32.checksum(data)
 }
 
 pub(super) const GPT_SIGNATURE: &[u8; 8] = b"EFI PART";
