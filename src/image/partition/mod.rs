@@ -3,7 +3,7 @@
 //!
 //! The choice follows systemd's `dissect_image()` (src/shared/dissect-image.c) with the
 //! flags portable attach passes (`GENERIC_ROOT`, `REQUIRE_ROOT`, `USR_NO_ROOT`), except
-//! where noted at [`select`]. Everything read from the image is untrusted: sizes and
+//! where noted at [`dissect`]. Everything read from the image is untrusted: sizes and
 //! offsets are checked before use and nothing is allocated from an unchecked size field.
 //!
 //! The tables are read in `gpt` and `mbr`; [`types`] knows the partition types, and
@@ -54,7 +54,18 @@ pub enum Selection {
     },
 }
 
-/// Decide how to read the image in `src`. The error is a one-line reason.
+/// What the partition table of an image says, read once: which partitions to read, and
+/// the GPT they were chosen from, in which [`verity::verity_parts`] finds the verity
+/// partitions that go with them.
+#[derive(Debug)]
+pub struct Dissected {
+    pub selection: Selection,
+    /// `None` for an MBR or an image without a partition table.
+    gpt: Option<Gpt>,
+}
+
+/// Read the partition table of the image in `src` and decide how to read the image. The
+/// error is a one-line reason.
 ///
 /// Order: a GPT (header at byte 512 or 4096), else a file system at offset 0
 /// ([`Selection::Whole`]), else an MBR with one bootable Linux partition.
@@ -70,10 +81,22 @@ pub enum Selection {
 ///   header at the end of the disk;
 /// - logical partitions inside an extended MBR partition are not read, and an MBR
 ///   with an extended partition is refused.
-pub fn select(src: &Source) -> Result<Selection, String> {
+pub fn dissect(src: &Source) -> Result<Dissected, String> {
     if let Some(gpt) = read_gpt(src)? {
-        return choose_gpt(&gpt);
+        return Ok(Dissected {
+            selection: choose_gpt(&gpt)?,
+            gpt: Some(gpt),
+        });
     }
+    let selection = select_without_gpt(src)?;
+    Ok(Dissected {
+        selection,
+        gpt: None,
+    })
+}
+
+/// An image without a GPT: a file system at offset 0, else an MBR.
+fn select_without_gpt(src: &Source) -> Result<Selection, String> {
     match probe::sniff(src) {
         Ok(FsType::Unknown) => {}
         Ok(_) => return Ok(Selection::Whole),
@@ -247,7 +270,7 @@ mod tests {
     use std::process::{Command, Stdio};
 
     fn select_bytes(img: &[u8]) -> Result<Selection, String> {
-        select(&source(img))
+        dissect(&source(img)).map(|d| d.selection)
     }
 
     fn parts_of(sel: Result<Selection, String>) -> (Option<Part>, Option<Part>) {
@@ -621,7 +644,7 @@ mod tests {
             file.set_len(0).unwrap();
             file.write_all_at(&img[..len as usize], 0).unwrap();
             let src = Source::new(file.try_clone().unwrap(), len);
-            match select(&src) {
+            match dissect(&src).map(|d| d.selection) {
                 Ok(Selection::Parts { root, usr }) => {
                     outcomes[0] += 1;
                     for p in root.iter().chain(usr.iter()) {
@@ -680,7 +703,7 @@ mod tests {
     fn select_path(path: &str) -> Result<Selection, String> {
         let file = std::fs::File::open(path).unwrap();
         let len = file.metadata().unwrap().len();
-        select(&Source::new(file, len))
+        dissect(&Source::new(file, len)).map(|d| d.selection)
     }
 
     #[test]

@@ -2,11 +2,10 @@
 
 use std::cmp::Ordering;
 
-use super::gpt::{Gpt, GptEntry, read_gpt};
+use super::gpt::{Gpt, GptEntry};
 use super::types::{PART_TYPES, Role, guid_text};
-use super::{Part, Selection, choose_gpt, gpt_part};
+use super::{Dissected, Part, Selection, gpt_part};
 use crate::arch::{native_arch, secondary_arch};
-use crate::image::source::Source;
 use crate::verscmp::strverscmp_improved;
 
 /// The file system a root hash known before dissection belongs to: a `.roothash` file
@@ -20,7 +19,7 @@ pub enum HashFor {
 /// The dm-verity partitions systemd pairs with the partition it mounts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerityParts {
-    /// The root or `/usr` partition the hash tree covers: the one [`super::select`] chose.
+    /// The root or `/usr` partition the hash tree covers: the one [`super::dissect`] chose.
     pub data: Part,
     /// Its `…-verity` partition, holding the hash tree.
     pub verity: Part,
@@ -30,8 +29,8 @@ pub struct VerityParts {
     pub sig: Option<Part>,
 }
 
-/// The verity partitions that pair with the root or `/usr` partition of the GPT in
-/// `src`, as systemd 252's `dissect_image()` pairs them when PID 1 starts a `RootImage=`
+/// The verity partitions that pair with the root or `/usr` partition of the dissected
+/// `image`, as systemd 252's `dissect_image()` pairs them when PID 1 starts a `RootImage=`
 /// service. `hash` is the root hash from a sidecar file, if any. `Ok(None)`: no GPT, or
 /// no verity partition for the chosen root or `/usr`.
 ///
@@ -42,15 +41,24 @@ pub struct VerityParts {
 /// systemd refuses, so that a service with such an image could not start: a verity or
 /// signature partition without its data or verity partition, verity for both root and
 /// `/usr` or for root next to a separate `/usr`, a hash naming no partition. One more is
-/// this reader's own: a hash that picks another partition than the one [`super::select`] reads
+/// this reader's own: a hash that picks another partition than the one [`super::dissect`] reads
 /// (an older A/B version), since the units attached would not be those the service runs.
 pub fn verity_parts(
-    src: &Source,
+    image: &Dissected,
     hash: Option<(&[u8], HashFor)>,
 ) -> Result<Option<VerityParts>, String> {
-    let Some(gpt) = read_gpt(src)? else {
-        return Ok(None);
-    };
+    match &image.gpt {
+        Some(gpt) => pair_table(gpt, &image.selection, hash),
+        None => Ok(None),
+    }
+}
+
+/// [`verity_parts`] in the GPT `gpt`, from which `read` was chosen.
+fn pair_table(
+    gpt: &Gpt,
+    read: &Selection,
+    hash: Option<(&[u8], HashFor)>,
+) -> Result<Option<VerityParts>, String> {
     let uuids = match hash {
         None => None,
         Some((h, target)) => {
@@ -80,7 +88,7 @@ pub fn verity_parts(
         .flatten()
         .collect();
     let (root_arch, root) = pair(
-        &gpt,
+        gpt,
         Role::Root,
         &archs,
         narrowing(HashFor::Root),
@@ -92,7 +100,7 @@ pub fn verity_parts(
         None => archs,
     };
     let (_, usr) = pair(
-        &gpt,
+        gpt,
         Role::Usr,
         &usr_archs,
         narrowing(HashFor::Usr),
@@ -144,9 +152,12 @@ pub fn verity_parts(
     if let Selection::Parts {
         root: read_root,
         usr: read_usr,
-    } = choose_gpt(&gpt)?
+    } = read
     {
-        for (read, used, what) in [(read_root, root.data, "root"), (read_usr, usr.data, "/usr")] {
+        for (read, used, what) in [
+            (read_root.as_ref(), root.data, "root"),
+            (read_usr.as_ref(), usr.data, "/usr"),
+        ] {
             if let (Some(read), Some(used)) = (read, used)
                 && read.number != used.number
             {
@@ -167,11 +178,11 @@ pub fn verity_parts(
         return Ok(None);
     };
     Ok(Some(VerityParts {
-        data: gpt_part(&gpt, data, entry_type_name(data))?,
-        verity: gpt_part(&gpt, verity, entry_type_name(verity))?,
+        data: gpt_part(gpt, data, entry_type_name(data))?,
+        verity: gpt_part(gpt, verity, entry_type_name(verity))?,
         sig: f
             .sig
-            .map(|s| gpt_part(&gpt, s, entry_type_name(s)))
+            .map(|s| gpt_part(gpt, s, entry_type_name(s)))
             .transpose()?,
     }))
 }
@@ -256,8 +267,10 @@ fn describe_entry(e: &GptEntry) -> String {
 /// On tables built in memory.
 #[cfg(test)]
 mod tests {
+    use super::super::choose_gpt;
     use super::super::fixture::*;
     use super::super::gpt::GPT_FLAG_NO_AUTO;
+    use super::super::gpt::read_gpt;
     use super::super::types::{PART_TYPES, Role, guid_text};
     use super::*;
 
@@ -306,6 +319,19 @@ mod tests {
         Layout::new(512, parts).build()
     }
 
+    /// What pairing says for the table in `img`. Tables from which no partition would be
+    /// chosen (dissecting such an image fails) are paired too, so that every refusal of
+    /// [`pair_table`] is tested: its errors first, then the choice's.
+    fn parts(img: &[u8], hash: Option<(&[u8], HashFor)>) -> Result<Option<VerityParts>, String> {
+        let Some(gpt) = read_gpt(&source(img))? else {
+            return Ok(None);
+        };
+        match choose_gpt(&gpt) {
+            Ok(read) => pair_table(&gpt, &read, hash),
+            Err(e) => pair_table(&gpt, &Selection::Whole, hash).and(Err(e)),
+        }
+    }
+
     fn numbers(
         r: Result<Option<VerityParts>, String>,
     ) -> Result<Option<(u32, u32, Option<u32>)>, String> {
@@ -316,7 +342,7 @@ mod tests {
         img: &[u8],
         hash: Option<(&[u8], HashFor)>,
     ) -> Result<Option<(u32, u32, Option<u32>)>, String> {
-        numbers(verity_parts(&source(img), hash))
+        numbers(parts(img, hash))
     }
 
     #[test]
@@ -324,7 +350,7 @@ mod tests {
         let n = native();
         let img = table(&[(ty(Role::Root, n), ""), (verity(Role::Root, n), "")]);
         assert_eq!(run(&img, None), Ok(Some((1, 2, None))));
-        let got = verity_parts(&source(&img), None).unwrap().unwrap();
+        let got = parts(&img, None).unwrap().unwrap();
         assert_eq!(got.data.type_name, format!("root-{n}"));
         assert_eq!(got.verity.type_name, format!("root-{n}-verity"));
 
@@ -488,7 +514,7 @@ mod tests {
                 1 => Some((h.as_slice(), HashFor::Root)),
                 _ => Some((h.as_slice(), HashFor::Usr)),
             };
-            match verity_parts(&source(&img), hash) {
+            match parts(&img, hash) {
                 Ok(None) => outcomes[0] += 1,
                 Ok(Some(_)) => outcomes[1] += 1,
                 Err(e) => {
