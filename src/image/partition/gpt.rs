@@ -80,7 +80,8 @@ impl GptHeader {
 pub(super) struct GptEntry {
     pub(super) number: u32,
     pub(super) type_guid: u128,
-    /// The unique partition GUID, which a verity root hash names (see [`super::verity::verity_parts`]).
+    /// The unique partition GUID, which a verity root hash names (see
+    /// [`super::verity::verity_parts`]).
     pub(super) uuid: u128,
     pub(super) first_lba: u64,
     pub(super) last_lba: u64,

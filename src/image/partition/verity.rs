@@ -41,8 +41,9 @@ pub struct VerityParts {
 /// systemd refuses, so that a service with such an image could not start: a verity or
 /// signature partition without its data or verity partition, verity for both root and
 /// `/usr` or for root next to a separate `/usr`, a hash naming no partition. One more is
-/// this reader's own: a hash that picks another partition than the one [`super::dissect`] reads
-/// (an older A/B version), since the units attached would not be those the service runs.
+/// this reader's own: a hash that picks another partition than the one
+/// [`super::dissect`] chose to read (an older A/B version), since the units attached
+/// would not be those the service runs.
 pub fn verity_parts(
     image: &Dissected,
     hash: Option<(&[u8], HashFor)>,
@@ -264,7 +265,7 @@ fn describe_entry(e: &GptEntry) -> String {
     format!("partition {} ({})", e.number, e.type_text())
 }
 
-/// On tables built in memory.
+/// The tests of [`verity_parts`], on tables built in memory.
 #[cfg(test)]
 mod tests {
     use super::super::choose_gpt;
