@@ -134,11 +134,12 @@ fn read_inner(root: &Root, p: &Portable, systemd: u32) -> Result<Read, String> {
             p.set_in(|c| c.profile.is_some())
         ));
     }
+    let opened = open_image(&root.join(&image.path), image.kind, trust)?;
     if p.setting(|c| &c.require_verity, |d| &d.require_verity) {
         let missing = match image.kind {
             ImageKind::Directory => Some("a directory image cannot carry verity data".to_string()),
             _ => {
-                let found = verity::detect(&image.path, &root.join(&image.path))?;
+                let found = verity::detect(&image.path, &root.join(&image.path), &opened)?;
                 (!verity::is_enforced(&found)).then(|| match found {
                     verity::Verity::None => format!(
                         "it has no verity partition and no {} + {} beside it",
@@ -159,7 +160,7 @@ fn read_inner(root: &Root, p: &Portable, systemd: u32) -> Result<Read, String> {
             ));
         }
     }
-    let tree = open_image(&root.join(&image.path), image.kind, trust)?;
+    let tree = opened.tree()?;
     let os_release = read_os_release(&tree, systemd)?;
     check_scope(&os_release, systemd)?;
 
@@ -180,6 +181,7 @@ fn read_inner(root: &Root, p: &Portable, systemd: u32) -> Result<Read, String> {
             _ => ExtensionKind::Raw,
         };
         let ext_tree = open_image(&root.join(&ext.path), ext.kind, trust)
+            .and_then(|opened| opened.tree())
             .map_err(|e| format!("extension {}: {e}", ext.path.display()))?;
         let ext_name = extension::extension_name(&ext.file_name, kind);
         let (_, ext_release) = extension::read_extension_release(&ext_tree, &ext_name, systemd)

@@ -210,25 +210,29 @@ fn pick_version(
         resolved.insert(name, (found, is_block));
     }
     entries.sort();
-    let chosen =
-        vpick::pick(basename, suffix, &entries, &vpick::local_architectures()).map_err(|why| {
-            // Entries that lead nowhere were not offered to vpick: say why, rather than
-            // calling the directory empty.
-            if passed_over.is_empty() {
-                return why;
-            }
-            let more = passed_over.len().saturating_sub(3);
-            passed_over.truncate(3);
-            let mut list = passed_over.join("; ");
-            if more > 0 {
-                list.push_str(&format!("; and {more} more"));
-            }
-            if why.starts_with("the directory is empty") {
-                format!("no entry can be used: {list}")
-            } else {
-                format!("{why}; {list}")
-            }
-        })?;
+    let chosen = vpick::pick(
+        basename,
+        suffix,
+        &entries,
+        &crate::arch::local_architectures(),
+    )
+    .map_err(|why| {
+        // Entries that lead nowhere were not offered to vpick: say why, rather than
+        // calling the directory empty.
+        if passed_over.is_empty() {
+            return why.to_string();
+        }
+        let more = passed_over.len().saturating_sub(3);
+        passed_over.truncate(3);
+        let mut list = passed_over.join("; ");
+        if more > 0 {
+            list.push_str(&format!("; and {more} more"));
+        }
+        match why {
+            vpick::PickError::Empty { .. } => format!("no entry can be used: {list}"),
+            why => format!("{why}; {list}"),
+        }
+    })?;
     let (found, is_block) = resolved
         .remove(&chosen.file_name)
         .ok_or_else(|| format!("{} vanished while being listed", chosen.file_name))?;

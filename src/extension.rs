@@ -9,8 +9,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::arch::native_arch;
 use crate::image::chase::Tree;
-use crate::image::gpt::native_arch;
 use crate::image::{FileKind, FsError, MAX_FILE_BYTES};
 use crate::names::image_name_is_valid;
 use crate::os_release::{self, OsRelease};

@@ -4,6 +4,7 @@
 //! [`generate`] runs them.
 #![forbid(unsafe_code)]
 
+pub mod arch;
 pub mod attach;
 pub mod boundary;
 pub mod cli;
@@ -36,4 +37,5 @@ pub mod systemd_version;
 pub(crate) mod testutil;
 pub mod unit_syntax;
 pub mod verity;
+pub mod verscmp;
 pub mod vpick;

@@ -25,17 +25,15 @@
 //! - the JSON inside a signature partition, and whether a signature would validate: a bad
 //!   one stops the service from starting, it never lets it run unverified.
 
-use std::fs::File;
-use std::io::{Seek, SeekFrom};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::image::FsError;
 use crate::image::chase::Tree;
 use crate::image::dir::DirFs;
-use crate::image::gpt::{self, HashFor, Selection};
-use crate::image::source::Source;
+use crate::image::open::Opened;
+use crate::image::partition::Selection;
+use crate::image::partition::verity::{HashFor, verity_parts};
 
 /// Longest `.roothash`/`.usrhash` file read; a SHA-512 hash takes 128 hex digits.
 pub const MAX_HASH_FILE: u64 = 4096;
@@ -73,20 +71,18 @@ pub enum Verity {
 }
 
 /// The verity data systemd will use for the image at `image_path` (the host path
-/// `RootImage=` names, e.g. `/var/lib/portables/foo_1.2.raw`); `real_path` is the same
-/// below `--root`, where it is read. Directories have none. The error is one line
-/// without the image name: a sidecar file systemd would fail on, or a layout with which
-/// the service could not start.
-pub fn detect(image_path: &Path, real_path: &Path) -> Result<Verity, String> {
-    let meta = std::fs::metadata(real_path).map_err(|e| format!("cannot access: {e}"))?;
-    if meta.is_dir() {
+/// `RootImage=` names, e.g. `/var/lib/portables/foo_1.2.raw`), opened as `image`;
+/// `real_path` is the same below `--root`, where its sidecar files are looked up.
+/// Directories have none. The error is one line without the image name: a sidecar file
+/// systemd would fail on, or a layout with which the service could not start.
+pub fn detect(image_path: &Path, real_path: &Path, image: &Opened) -> Result<Verity, String> {
+    let Some(partitions) = image.partitions() else {
         return Ok(Verity::None);
-    }
+    };
     let side = load_sidecars(image_path, real_path)?;
-    let src = open(real_path)?;
     let hash = side.hash.as_ref().map(|h| (h.bytes.as_slice(), h.target));
 
-    match gpt::select(&src)? {
+    match partitions.selection {
         Selection::Whole => Ok(single_file_system(side)),
         Selection::Parts { .. } => {
             if let Some(v) = &side.verity {
@@ -95,7 +91,7 @@ pub fn detect(image_path: &Path, real_path: &Path) -> Result<Verity, String> {
                     name(v)
                 ));
             }
-            let Some(parts) = gpt::verity_parts(&src, hash)? else {
+            let Some(parts) = verity_parts(partitions, hash)? else {
                 return match &side.hash {
                     Some(h) => Err(format!(
                         "{} gives a root hash, but the image has no {} verity partition, so systemd cannot start a service from it",
@@ -238,27 +234,6 @@ fn single_file_system(side: Loaded) -> Verity {
         verity: side.verity,
         signature: side.signature,
     }
-}
-
-fn open(real_path: &Path) -> Result<Source, String> {
-    // O_NONBLOCK: whatever is there now (a FIFO swapped in) must not block the boot.
-    let mut file = File::options()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(real_path)
-        .map_err(|e| format!("cannot open: {e}"))?;
-    let ft = file.metadata().map_err(|e| e.to_string())?.file_type();
-    if !ft.is_file() && !ft.is_block_device() {
-        return Err("neither a regular file nor a block device".into());
-    }
-    // Seeking to the end gives the size of block devices too, without an ioctl.
-    let len = file
-        .seek(SeekFrom::End(0))
-        .map_err(|e| format!("cannot determine size: {e}"))?;
-    if len == 0 {
-        return Err("the image is empty (0 bytes)".into());
-    }
-    Ok(Source::new(file, len))
 }
 
 // --- sidecar files -------------------------------------------------------------------
@@ -448,7 +423,8 @@ fn parse_hash(data: &[u8]) -> Result<Vec<u8>, String> {
 mod tests {
     use super::*;
     use crate::image::fixture::tool;
-    use std::fs;
+    use crate::image::open::{ImageKind, open_image};
+    use std::fs::{self, File};
     use std::os::unix::fs::{FileExt, symlink};
     use std::process::Command;
 
@@ -614,8 +590,18 @@ mod tests {
 
         fn detect(&self, image: &str) -> Result<Verity, String> {
             let host = PathBuf::from("/var/lib/portables").join(image);
-            detect(&host, &self.real(image))
+            open_and_detect(&host, &self.real(image))
         }
+    }
+
+    /// [`detect`] for the image at `real`, opened as the generator opens it.
+    fn open_and_detect(host: &Path, real: &Path) -> Result<Verity, String> {
+        let kind = if real.is_dir() {
+            ImageKind::Directory
+        } else {
+            ImageKind::Raw
+        };
+        detect(host, real, &open_image(real, kind, true)?)
     }
 
     fn host(name: &str) -> Option<PathBuf> {
@@ -820,12 +806,12 @@ mod tests {
         assert!(is_enforced(&l.detect("foo.raw").unwrap()));
         // As for a block device named by its /dev path: systemd looks for no sidecars.
         assert_eq!(
-            detect(Path::new("/dev/disk/by-label/foo.raw"), &img),
+            open_and_detect(Path::new("/dev/disk/by-label/foo.raw"), &img),
             Ok(Verity::None)
         );
         // Not a --root layout: sidecars beside the real path.
         assert!(is_enforced(
-            &detect(Path::new("/elsewhere/foo.raw"), &img).unwrap()
+            &open_and_detect(Path::new("/elsewhere/foo.raw"), &img).unwrap()
         ));
         fs::rename(&img, l.real("foo.img")).unwrap();
         assert_eq!(l.detect("foo.img"), Ok(Verity::None));
@@ -890,7 +876,7 @@ mod tests {
 
     #[test]
     fn gpt_with_verity_partitions() {
-        if gpt::native_arch() != Some("x86-64") {
+        if crate::arch::native_arch() != Some("x86-64") {
             eprintln!("the partition types here are x86-64's; skipping");
             return;
         }

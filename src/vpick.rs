@@ -15,8 +15,9 @@
 
 use std::cmp::Ordering;
 
-use crate::image::gpt::{native_arch, secondary_arch, strverscmp_improved};
+/// What callers hand [`pick`] as the local architectures.
 use crate::names::image_name_is_valid;
+use crate::verscmp::strverscmp_improved;
 
 /// Every architecture name systemd knows (`architecture_table` in src/basic/architecture.c):
 /// `_x86-64` is an architecture field even on arm64, where it drops the entry, while `_foo`
@@ -101,11 +102,6 @@ impl Suffix {
     }
 }
 
-/// The local architectures in systemd's order of preference: native, then secondary.
-pub fn local_architectures() -> Vec<&'static str> {
-    native_arch().into_iter().chain(secondary_arch()).collect()
-}
-
 /// Split `foo.raw.v` into `("foo", Suffix::Raw)` and `foo.v` into `("foo", Suffix::Directory)`,
 /// as `image_discover()` derives the name and the filter from the directory's name; `None`
 /// for anything else.
@@ -156,21 +152,67 @@ fn compare(a: &Parsed, b: &Parsed) -> Ordering {
         .then_with(|| a.name.as_bytes().cmp(b.name.as_bytes()))
 }
 
+/// Why no entry of a versioned directory was chosen. Callers branch on it: a directory with
+/// no usable entry is told differently when some entries led nowhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PickError {
+    /// The directory is named `.v` or `.raw.v`, with no image name.
+    NoName,
+    /// It holds no entry at all; `pattern` is what it should hold (`foo_VERSION.raw`).
+    Empty { pattern: String },
+    /// It holds `count` entries, none named for this image.
+    Unrelated { count: usize, pattern: String },
+    /// Entries named for this image, none of them usable: why, for the first few.
+    NoneQualifies {
+        pattern: String,
+        reasons: Vec<String>,
+        more: usize,
+    },
+}
+
+impl std::fmt::Display for PickError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PickError::NoName => write!(f, "the versioned directory has no image name before .v"),
+            PickError::Empty { pattern } => {
+                write!(
+                    f,
+                    "the directory is empty, it should hold {pattern} entries"
+                )
+            }
+            PickError::Unrelated { count, pattern } => {
+                write!(f, "none of its {count} entries is named {pattern}")
+            }
+            PickError::NoneQualifies {
+                pattern,
+                reasons,
+                more,
+            } => {
+                write!(f, "no {pattern} entry qualifies: {}", reasons.join("; "))?;
+                if *more > 0 {
+                    write!(f, "; and {more} more")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Choose among the entries of a `NAME.raw.v/` or `NAME.v/` directory.
 ///
 /// `entries` holds each entry's file name, whether it is (after following symlinks) a regular
 /// file or block device, and whether it is a directory. `native` lists the local architecture
-/// names, most preferred first ([`local_architectures`]). The error names what was found and
+/// names, most preferred first ([`crate::arch::local_architectures`]). The error names what was found and
 /// why none of it qualifies.
 pub fn pick(
     basename: &str,
     suffix: Suffix,
     entries: &[(String, bool, bool)],
     native: &[&str],
-) -> Result<Candidate, String> {
+) -> Result<Candidate, PickError> {
     // vpick would match every entry against an empty name; no image is called "".
     if basename.is_empty() {
-        return Err("the versioned directory has no image name before .v".into());
+        return Err(PickError::NoName);
     }
     let mut best: Option<Parsed> = None;
     let mut rejected = Vec::new();
@@ -222,18 +264,21 @@ pub fn pick(
     let pattern = format!("{basename}_VERSION{}", suffix.text());
     if rejected.is_empty() {
         return Err(if unrelated == 0 {
-            format!("the directory is empty, it should hold {pattern} entries")
+            PickError::Empty { pattern }
         } else {
-            format!("none of its {unrelated} entries is named {pattern}")
+            PickError::Unrelated {
+                count: unrelated,
+                pattern,
+            }
         });
     }
     let more = rejected.len().saturating_sub(MAX_REASONS);
     rejected.truncate(MAX_REASONS);
-    let mut why = format!("no {pattern} entry qualifies: {}", rejected.join("; "));
-    if more > 0 {
-        why.push_str(&format!("; and {more} more"));
-    }
-    Err(why)
+    Err(PickError::NoneQualifies {
+        pattern,
+        reasons: rejected,
+        more,
+    })
 }
 
 /// Take `NAME_VERSION[_ARCH][+LEFT[-DONE]]SUFFIX` apart. `Ok(None)` for names of other
@@ -349,6 +394,7 @@ fn safe_atou(digits: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arch::local_architectures;
 
     const X86_64: &[&str] = &["x86-64", "x86"];
 
@@ -550,7 +596,9 @@ mod tests {
         // Unknown architecture build: only entries without an architecture field qualify.
         let e = files(&["foo_2_x86-64.raw", "foo_1.raw"]);
         assert_eq!(chosen("foo", &e, &[]), "foo_1.raw");
-        let err = pick("foo", Suffix::Raw, &files(&["foo_2_x86-64.raw"]), &[]).unwrap_err();
+        let err = pick("foo", Suffix::Raw, &files(&["foo_2_x86-64.raw"]), &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("none systemd names"), "{err}");
     }
 
@@ -608,7 +656,9 @@ mod tests {
             ".",
             "..",
         ]);
-        let err = pick("foo", Suffix::Raw, &e, X86_64).unwrap_err();
+        let err = pick("foo", Suffix::Raw, &e, X86_64)
+            .unwrap_err()
+            .to_string();
         for name in [
             "foo_.raw",
             "foo__x86.raw",
@@ -642,7 +692,9 @@ mod tests {
         let c = pick("app", Suffix::Directory, &e, X86_64).unwrap();
         assert_eq!((c.file_name.as_str(), c.version.as_str()), ("app_3", "3"));
 
-        let err = pick("app", Suffix::Directory, &files(&["app_1"]), X86_64).unwrap_err();
+        let err = pick("app", Suffix::Directory, &files(&["app_1"]), X86_64)
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             "no app_VERSION entry qualifies: app_1 is not a directory"
@@ -667,14 +719,20 @@ mod tests {
     #[test]
     fn empty_and_unrelated() {
         assert_eq!(
-            pick("foo", Suffix::Raw, &[], X86_64).unwrap_err(),
+            pick("foo", Suffix::Raw, &[], X86_64)
+                .unwrap_err()
+                .to_string(),
             "the directory is empty, it should hold foo_VERSION.raw entries"
         );
         assert_eq!(
-            pick("foo", Suffix::Raw, &files(&["bar_1.raw", "README"]), X86_64).unwrap_err(),
+            pick("foo", Suffix::Raw, &files(&["bar_1.raw", "README"]), X86_64)
+                .unwrap_err()
+                .to_string(),
             "none of its 2 entries is named foo_VERSION.raw"
         );
-        let err = pick("foo", Suffix::Raw, &files(&["foo_1_arm64.raw"]), X86_64).unwrap_err();
+        let err = pick("foo", Suffix::Raw, &files(&["foo_1_arm64.raw"]), X86_64)
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             "no foo_VERSION.raw entry qualifies: foo_1_arm64.raw is for architecture arm64, \

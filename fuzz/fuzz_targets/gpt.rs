@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portables_generator::image::gpt::{self, HashFor};
 use portables_generator::image::open::open_source;
+use portables_generator::image::partition::verity::{HashFor, verity_parts};
 use portables_generator::image::source::Source;
 use portables_generator_fuzz::{drive_tree, panic_policy, resign_gpt, verbose};
 
@@ -20,17 +20,26 @@ fuzz_target!(init: panic_policy(), |data: &[u8]| {
     } else {
         HashFor::Root
     };
-    let src = Source::from_bytes(img);
-    let selection = gpt::select(&src);
-    if verbose() {
-        eprintln!("select: {selection:?}");
-        eprintln!("verity: {:?}", gpt::verity_parts(&src, None));
+    let opened = match open_source(Source::from_bytes(img)) {
+        Ok(opened) => opened,
+        Err(e) => {
+            if verbose() {
+                eprintln!("open_source: {e}");
+            }
+            return;
+        }
+    };
+    if let Some(partitions) = opened.partitions() {
+        if verbose() {
+            eprintln!("select: {:?}", partitions.selection);
+            eprintln!("verity: {:?}", verity_parts(partitions, None));
+        }
+        let _ = verity_parts(partitions, None);
+        let _ = verity_parts(partitions, Some((&hash, target)));
     }
-    let _ = gpt::verity_parts(&src, None);
-    let _ = gpt::verity_parts(&src, Some((&hash, target)));
-    match open_source(src) {
+    match opened.tree() {
         Ok(tree) => drive_tree(&tree),
-        Err(e) if verbose() => eprintln!("open_source: {e}"),
+        Err(e) if verbose() => eprintln!("tree: {e}"),
         Err(_) => {}
     }
 });

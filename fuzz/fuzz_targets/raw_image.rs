@@ -11,7 +11,7 @@ use portables_generator_fuzz::{drive_tree, panic_policy, verbose};
 fuzz_target!(init: panic_policy(), |data: &[u8]| {
     let src = Source::from_bytes(data.to_vec());
     let _ = probe::sniff(&src);
-    match open_source(src) {
+    match open_source(src).and_then(|opened| opened.tree()) {
         Ok(tree) => drive_tree(&tree),
         Err(e) if verbose() => eprintln!("open_source: {e}"),
         Err(_) => {}

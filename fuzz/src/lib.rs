@@ -8,6 +8,7 @@ use std::panic::{self, PanicHookInfo};
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
+use crc::{CRC_32_ISO_HDLC, Crc};
 use portables_generator::extension;
 use portables_generator::facts::{ImageRef, read_os_release, read_units};
 use portables_generator::image::chase::Tree;
@@ -58,6 +59,9 @@ fn is_third_party(file: &str) -> bool {
     file.contains("/registry/src/") || file.contains("/git/checkouts/")
 }
 
+/// The CRC-32 of IEEE 802.3, as GPT uses it.
+static GPT_CRC: Crc<u32> = Crc::<u32>::new(&CRC_32_ISO_HDLC);
+
 /// Re-sign a GPT in `img` for both sector sizes, so that mutations of the header fields and
 /// entries get past the CRC32 checks: for a header at byte 512 or 4096 (signature `EFI PART`),
 /// the partition entry array CRC (over num_entries * entry_size bytes at entries_lba) is
@@ -86,7 +90,7 @@ pub fn resign_gpt(img: &mut [u8]) {
                 img.get(start..end)
             });
         if let Some(array) = array {
-            let crc = crc32(array);
+            let crc = GPT_CRC.checksum(array);
             img[sector + 88..sector + 92].copy_from_slice(&crc.to_le_bytes());
         }
         if let Some(covered) = img.get(sector..sector.saturating_add(header_size)) {
@@ -94,26 +98,10 @@ pub fn resign_gpt(img: &mut [u8]) {
             if let Some(field) = covered.get_mut(16..20) {
                 field.fill(0);
             }
-            let crc = crc32(&covered);
+            let crc = GPT_CRC.checksum(&covered);
             img[sector + 16..sector + 20].copy_from_slice(&crc.to_le_bytes());
         }
     }
-}
-
-/// The CRC-32 of IEEE 802.3, as GPT uses it (bitwise: inputs are small).
-pub fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }
 
 /// What the generator does with an opened image: its os-release, every unit of its unit

@@ -14,17 +14,14 @@ use ext4_view::{Ext4, Ext4Error, Ext4Read, FileType, Metadata};
 
 use super::ext4_xattr;
 use super::source::Source;
-use super::{DirEntry, FileKind, Fs, FsError, MAX_DIR_ENTRIES, MAX_LINK_BYTES, PANICKED, guarded};
+use super::{
+    DirEntry, FileKind, Fs, FsError, MAX_DIR_BYTES, MAX_DIR_ENTRIES, MAX_LINK_BYTES, PANICKED,
+    guarded,
+};
 
 /// Most block groups accepted. ext4-view reserves memory for every descriptor before
 /// reading one; 2^18 groups is 32 TiB at 4 KiB blocks, far beyond any portable image.
 const MAX_BLOCK_GROUPS: u64 = 1 << 18;
-
-/// Largest directory (its i_size) listed or looked into. [`MAX_DIR_ENTRIES`] names of the
-/// longest kind take about 17 MiB; ext4-view scans every block up to i_size, from its
-/// block cache when a crafted extent tree maps them all onto the same few blocks, where
-/// no read budget sees the work.
-pub(super) const MAX_DIR_BYTES: u64 = 32 * 1024 * 1024;
 
 /// Bytes read from the image for one call (open, lstat, ...). Real requests read a few
 /// blocks; a crafted extent tree can map one small directory or file onto the same

@@ -12,7 +12,7 @@ use std::path::{Component, Path};
 use std::rc::Rc;
 
 use super::source::Source;
-use super::{FileKind, FsError, xattr_too_large};
+use super::{FileKind, FsError, MAX_DIR_BYTES, xattr_too_large};
 
 const SUPERBLOCK_OFFSET: u64 = 1024;
 const ROOT_INODE: u32 = 2;
@@ -242,11 +242,11 @@ impl Raw {
 
     fn find_in_dir(&self, dir: &Inode, name: &[u8]) -> Result<Option<u32>, FsError> {
         let size = dir.size();
-        if size > super::ext4::MAX_DIR_BYTES {
+        if size > MAX_DIR_BYTES {
             return Err(FsError::TooLarge {
                 what: "directory",
                 size,
-                limit: super::ext4::MAX_DIR_BYTES,
+                limit: MAX_DIR_BYTES,
             });
         }
         let blocks = size.div_ceil(self.block_size);

@@ -13,9 +13,9 @@ pub mod ext4;
 pub mod ext4_xattr;
 #[cfg(test)]
 pub(crate) mod fixture;
-pub mod gpt;
 pub mod layered;
 pub mod open;
+pub mod partition;
 pub mod probe;
 pub mod source;
 pub mod squashfs;
@@ -32,6 +32,12 @@ use std::path::{Path, PathBuf};
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 /// Most entries read from one directory of an image.
 pub const MAX_DIR_ENTRIES: usize = 65_536;
+/// Largest ext4 directory (its i_size) listed or looked into, by ext4-view and by the
+/// extended attribute reader alike. [`MAX_DIR_ENTRIES`] names of the longest kind take
+/// about 17 MiB; ext4-view scans every block up to i_size, from its block cache when a
+/// crafted extent tree maps them all onto the same few blocks, where no read budget sees
+/// the work.
+pub const MAX_DIR_BYTES: u64 = 32 * 1024 * 1024;
 /// Longest symlink target accepted (PATH_MAX).
 pub const MAX_LINK_BYTES: u64 = 4096;
 /// Symlinks followed while resolving one path, as the kernel's and systemd's chase().

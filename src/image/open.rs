@@ -8,8 +8,8 @@ use std::path::Path;
 
 use super::chase::Tree;
 use super::dir::DirFs;
-use super::gpt::{self, Part, Selection};
 use super::layered::Layered;
+use super::partition::{self, Dissected, Part, Selection};
 use super::probe::{self, FsType};
 use super::source::Source;
 use super::{Fs, FsError, erofs, ext4, squashfs};
@@ -22,10 +22,39 @@ pub enum ImageKind {
     Block,
 }
 
+/// An opened image whose file systems are not read yet. A raw image or block device has
+/// been dissected: what its partition table says is kept, so that `RequireVerity=` asks
+/// it rather than opening the image a second time, and [`Opened::tree`] reads the very
+/// partitions it names.
+pub enum Opened {
+    Directory(Tree),
+    Raw { src: Source, partitions: Dissected },
+}
+
+impl Opened {
+    /// What the partition table of a raw image or block device says; `None` for a
+    /// directory.
+    pub fn partitions(&self) -> Option<&Dissected> {
+        match self {
+            Opened::Directory(_) => None,
+            Opened::Raw { partitions, .. } => Some(partitions),
+        }
+    }
+
+    /// The files of the image: a directory's own, a raw image's through its file systems.
+    /// The error is a one-line reason, without the image name.
+    pub fn tree(self) -> Result<Tree, String> {
+        match self {
+            Opened::Directory(tree) => Ok(tree),
+            Opened::Raw { src, partitions } => read_partitions(src, partitions.selection),
+        }
+    }
+}
+
 /// Open the image at `path` (a path on this system, `--root` already applied).
 /// The error is a one-line reason, without the image name. Unless `trust_others`, files read
 /// from a directory image must not be changeable by users other than root.
-pub fn open_image(path: &Path, kind: ImageKind, trust_others: bool) -> Result<Tree, String> {
+pub fn open_image(path: &Path, kind: ImageKind, trust_others: bool) -> Result<Opened, String> {
     match kind {
         ImageKind::Directory => {
             let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
@@ -33,17 +62,17 @@ pub fn open_image(path: &Path, kind: ImageKind, trust_others: bool) -> Result<Tr
                 return Err("not a directory".into());
             }
             let fs = DirFs::new(path.to_path_buf());
-            Ok(Tree::new(Box::new(if trust_others {
+            Ok(Opened::Directory(Tree::new(Box::new(if trust_others {
                 fs
             } else {
                 fs.owned_by_root()
-            })))
+            }))))
         }
         ImageKind::Raw | ImageKind::Block => open_raw(path, kind),
     }
 }
 
-fn open_raw(path: &Path, kind: ImageKind) -> Result<Tree, String> {
+fn open_raw(path: &Path, kind: ImageKind) -> Result<Opened, String> {
     // O_NONBLOCK: whatever is there now (a FIFO swapped in after discovery) must not block.
     let mut file = File::options()
         .read(true)
@@ -66,10 +95,16 @@ fn open_raw(path: &Path, kind: ImageKind) -> Result<Tree, String> {
     open_source(Source::new(file, len))
 }
 
-/// Read a raw image's bytes (a file, a device, or memory when fuzzing): partition table,
-/// then file systems.
-pub fn open_source(src: Source) -> Result<Tree, String> {
-    match gpt::select(&src)? {
+/// Dissect a raw image's bytes (a file, a device, or memory when fuzzing): its file
+/// systems are read by [`Opened::tree`].
+pub fn open_source(src: Source) -> Result<Opened, String> {
+    let partitions = partition::dissect(&src)?;
+    Ok(Opened::Raw { src, partitions })
+}
+
+/// The file systems `selection` names in `src`, as one tree.
+fn read_partitions(src: Source, selection: Selection) -> Result<Tree, String> {
+    match selection {
         Selection::Whole => Ok(Tree::new(open_fs(src, None)?)),
         Selection::Parts { root, usr } => {
             let root = root.map(|p| open_part(&src, &p)).transpose()?;
