@@ -10,10 +10,12 @@ use crate::diagnostic::{Diagnostic, Diagnostics, MAX_LINES_PER_IMAGE, Subject};
 use crate::discover::image_at;
 use crate::extension::{self, ExtensionKind};
 use crate::facts::{ImageRef, read_os_release, read_units};
-use crate::image::open::open_image;
+use crate::image::chase::Tree;
+use crate::image::open::{Opened, open_image};
 use crate::image::panic_message;
 use crate::model::{Attachment, Extension, Image, ImageKind, Portable, UnitSource};
 use crate::names::unit_matches;
+use crate::os_release::OsRelease;
 use crate::profile::profile_exists;
 use crate::root::Root;
 use crate::verity;
@@ -123,7 +125,6 @@ fn read_inner(root: &Root, p: &Portable, systemd: u32) -> Result<Read, String> {
         |c| &c.allow_writable_by_others,
         |d| &d.allow_writable_by_others,
     );
-    let matches = p.matches();
     if let Some(who) = image.writable_by.as_ref().filter(|_| !trust) {
         return Err(format!("{who}: {}", crate::ownership::HINT));
     }
@@ -136,141 +137,24 @@ fn read_inner(root: &Root, p: &Portable, systemd: u32) -> Result<Read, String> {
     }
     let opened = open_image(&root.join(&image.path), image.kind, trust)?;
     if p.setting(|c| &c.require_verity, |d| &d.require_verity) {
-        let missing = match image.kind {
-            ImageKind::Directory => Some("a directory image cannot carry verity data".to_string()),
-            _ => {
-                let found = verity::detect(&image.path, &root.join(&image.path), &opened)?;
-                (!verity::is_enforced(&found)).then(|| match found {
-                    verity::Verity::None => format!(
-                        "it has no verity partition and no {} + {} beside it",
-                        sidecar(&image.path, "roothash"),
-                        sidecar(&image.path, "verity")
-                    ),
-                    other => format!(
-                        "{} is not enough for systemd to verify it",
-                        verity::describe(&other)
-                    ),
-                })
-            }
-        };
-        if let Some(why) = missing {
-            return Err(format!(
-                "RequireVerity=yes (set in {}), but {why}",
-                p.set_in(|c| c.require_verity.is_some())
-            ));
-        }
+        check_verity(root, p, &opened)?;
     }
     let tree = opened.tree()?;
     let os_release = read_os_release(&tree, systemd)?;
     check_scope(&os_release, systemd)?;
+    let (extensions, trees) = read_extensions(root, p, &os_release, systemd, trust)?;
+    let matches = p.matches();
+    check_prefixes(&matches, &os_release, &extensions)?;
 
-    // Extensions: each must exist, carry extension-release data matching the root image,
-    // and may widen the acceptable prefixes.
-    let mut allowed: Option<Vec<String>> = os_release
-        .get("PORTABLE_PREFIXES")
-        .map(|v| v.split_whitespace().map(String::from).collect());
-    let mut extensions = Vec::new();
-    let mut trees = Vec::new();
-    for path in p.extensions() {
-        let ext = image_at(root, path).map_err(|e| format!("extension {}: {e}", path.display()))?;
-        if let Some(who) = ext.writable_by.as_ref().filter(|_| !trust) {
-            return Err(format!("extension {who}: {}", crate::ownership::HINT));
-        }
-        let kind = match ext.kind {
-            ImageKind::Directory => ExtensionKind::Directory,
-            _ => ExtensionKind::Raw,
-        };
-        let ext_tree = open_image(&root.join(&ext.path), ext.kind, trust)
-            .and_then(|opened| opened.tree())
-            .map_err(|e| format!("extension {}: {e}", ext.path.display()))?;
-        let ext_name = extension::extension_name(&ext.file_name, kind);
-        let (_, ext_release) = extension::read_extension_release(&ext_tree, &ext_name, systemd)
-            .map_err(|e| format!("extension {}: {e}", ext.path.display()))?;
-        extension::validate(&ext_name, &ext_release, &os_release, systemd)
-            .map_err(|e| format!("extension {}: {e}", ext.path.display()))?;
-        let more = extension::portable_prefixes(&ext_release);
-        if !more.is_empty() {
-            allowed.get_or_insert_with(Vec::new).extend(more);
-        }
-        extensions.push(Extension {
-            image: ext,
-            release: ext_release,
-        });
-        trees.push(ext_tree);
-    }
-
-    if let Some(allowed) = &allowed
-        && let Some(bad) = matches.iter().find(|m| !allowed.contains(m))
-    {
-        return Err(format!(
-            "unit prefix '{bad}' is not allowed by the image's PORTABLE_PREFIXES= (acceptable: {})",
-            allowed.join(" ")
-        ));
-    }
-
-    let wanted = |name: &str| unit_matches(name, &matches);
     let label = image.label();
     let from = ImageRef {
         at: &image.found_at,
         label: &label,
     };
-    let base =
-        read_units(&tree, wanted, from).map_err(|e| format!("cannot read unit files: {e}"))?;
-    let mut units: Vec<UnitSource> = base.found;
-    let mut skipped = base.skipped;
-    for (i, ext_tree) in trees.iter().enumerate() {
-        let more = read_units(ext_tree, wanted, from).map_err(|e| {
-            format!(
-                "extension {}: cannot read unit files: {e}",
-                extensions[i].image.path.display()
-            )
-        })?;
-        // The root image's unit, then the first extension's, wins: portable.c adds each
-        // extension's units with hashmap_move(), which keeps the names it has already.
-        for mut u in more.found {
-            if units.iter().any(|old| old.name == u.name) {
-                skipped.push(from.skip(
-                    &u.name,
-                    format!(
-                        "extension {} provides it too; the one found first is attached, as portablectl does",
-                        extensions[i].image.path.display()
-                    ),
-                    false,
-                ));
-                continue;
-            }
-            u.extension = Some(i);
-            units.push(u);
-        }
-        skipped.extend(more.skipped);
-    }
-    units.sort_by(|a, b| a.name.cmp(&b.name));
-
+    let wanted = |name: &str| unit_matches(name, &matches);
+    let (units, skipped) = read_all_units(&tree, &trees, &extensions, &wanted, from)?;
     if units.is_empty() {
-        let also = if skipped.is_empty() {
-            String::new()
-        } else {
-            // The first few, with their reasons: a unit left out is the likely culprit.
-            let names: Vec<String> = skipped
-                .iter()
-                .take(3)
-                .map(|s| {
-                    let unit = s.unit().unwrap_or_default();
-                    format!("{} ({})", crate::kmsg::shorten(unit), s.reason)
-                })
-                .collect();
-            let more = skipped.len().saturating_sub(3);
-            let more = if more > 0 {
-                format!(" and {more} more")
-            } else {
-                String::new()
-            };
-            format!("; left out: {}{more}", names.join(", "))
-        };
-        return Err(format!(
-            "no matching unit files (prefix {}){also}",
-            matches.join(", ")
-        ));
+        return Err(no_units(&matches, &skipped));
     }
     Ok(Read {
         attachment: Attachment {
@@ -283,6 +167,164 @@ fn read_inner(root: &Root, p: &Portable, systemd: u32) -> Result<Read, String> {
         },
         skipped,
     })
+}
+
+/// `RequireVerity=yes`: the opened image must carry data PID 1 verifies it with.
+fn check_verity(root: &Root, p: &Portable, opened: &Opened) -> Result<(), String> {
+    let image = &p.image;
+    let missing = match image.kind {
+        ImageKind::Directory => Some("a directory image cannot carry verity data".to_string()),
+        _ => {
+            let found = verity::detect(&image.path, &root.join(&image.path), opened)?;
+            (!verity::is_enforced(&found)).then(|| match found {
+                verity::Verity::None => format!(
+                    "it has no verity partition and no {} + {} beside it",
+                    sidecar(&image.path, "roothash"),
+                    sidecar(&image.path, "verity")
+                ),
+                other => format!(
+                    "{} is not enough for systemd to verify it",
+                    verity::describe(&other)
+                ),
+            })
+        }
+    };
+    match missing {
+        Some(why) => Err(format!(
+            "RequireVerity=yes (set in {}), but {why}",
+            p.set_in(|c| c.require_verity.is_some())
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The extensions, in order, each opened: it must exist, be root's (unless `trust`), and
+/// carry extension-release data matching the root image.
+fn read_extensions(
+    root: &Root,
+    p: &Portable,
+    os_release: &OsRelease,
+    systemd: u32,
+    trust: bool,
+) -> Result<(Vec<Extension>, Vec<Tree>), String> {
+    let mut extensions = Vec::new();
+    let mut trees = Vec::new();
+    for path in p.extensions() {
+        let ext = image_at(root, path).map_err(|e| format!("extension {}: {e}", path.display()))?;
+        if let Some(who) = ext.writable_by.as_ref().filter(|_| !trust) {
+            return Err(format!("extension {who}: {}", crate::ownership::HINT));
+        }
+        let kind = match ext.kind {
+            ImageKind::Directory => ExtensionKind::Directory,
+            _ => ExtensionKind::Raw,
+        };
+        let in_ext = |e: String| format!("extension {}: {e}", ext.path.display());
+        let ext_tree = open_image(&root.join(&ext.path), ext.kind, trust)
+            .and_then(|opened| opened.tree())
+            .map_err(in_ext)?;
+        let ext_name = extension::extension_name(&ext.file_name, kind);
+        let (_, ext_release) =
+            extension::read_extension_release(&ext_tree, &ext_name, systemd).map_err(in_ext)?;
+        extension::validate(&ext_name, &ext_release, os_release, systemd).map_err(in_ext)?;
+        extensions.push(Extension {
+            image: ext,
+            release: ext_release,
+        });
+        trees.push(ext_tree);
+    }
+    Ok((extensions, trees))
+}
+
+/// The unit prefixes must be allowed by the image's `PORTABLE_PREFIXES=`, which its
+/// extensions may widen; no such list allows every prefix.
+fn check_prefixes(
+    matches: &[String],
+    os_release: &OsRelease,
+    extensions: &[Extension],
+) -> Result<(), String> {
+    let mut allowed: Option<Vec<String>> = os_release
+        .get("PORTABLE_PREFIXES")
+        .map(|v| v.split_whitespace().map(String::from).collect());
+    for ext in extensions {
+        let more = extension::portable_prefixes(&ext.release);
+        if !more.is_empty() {
+            allowed.get_or_insert_with(Vec::new).extend(more);
+        }
+    }
+    if let Some(allowed) = &allowed
+        && let Some(bad) = matches.iter().find(|m| !allowed.contains(m))
+    {
+        return Err(format!(
+            "unit prefix '{bad}' is not allowed by the image's PORTABLE_PREFIXES= (acceptable: {})",
+            allowed.join(" ")
+        ));
+    }
+    Ok(())
+}
+
+/// The wanted units of the root image, then of each extension, sorted by name; and those
+/// left out.
+fn read_all_units(
+    tree: &Tree,
+    trees: &[Tree],
+    extensions: &[Extension],
+    wanted: &dyn Fn(&str) -> bool,
+    from: ImageRef,
+) -> Result<(Vec<UnitSource>, Vec<Diagnostic>), String> {
+    let base =
+        read_units(tree, wanted, from).map_err(|e| format!("cannot read unit files: {e}"))?;
+    let mut units: Vec<UnitSource> = base.found;
+    let mut skipped = base.skipped;
+    for (i, (ext_tree, ext)) in trees.iter().zip(extensions).enumerate() {
+        let ext_path = ext.image.path.display();
+        let more = read_units(ext_tree, wanted, from)
+            .map_err(|e| format!("extension {ext_path}: cannot read unit files: {e}"))?;
+        // The root image's unit, then the first extension's, wins: portable.c adds each
+        // extension's units with hashmap_move(), which keeps the names it has already.
+        for mut u in more.found {
+            if units.iter().any(|old| old.name == u.name) {
+                skipped.push(from.skip(
+                    &u.name,
+                    format!(
+                        "extension {ext_path} provides it too; the one found first is attached, as portablectl does"
+                    ),
+                    false,
+                ));
+                continue;
+            }
+            u.extension = Some(i);
+            units.push(u);
+        }
+        skipped.extend(more.skipped);
+    }
+    units.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok((units, skipped))
+}
+
+/// Why an image with no matching unit is refused: its prefixes, and the first few units
+/// left out with their reasons (a unit left out is the likely culprit).
+fn no_units(matches: &[String], skipped: &[Diagnostic]) -> String {
+    let also = if skipped.is_empty() {
+        String::new()
+    } else {
+        let names: Vec<String> = skipped
+            .iter()
+            .take(3)
+            .map(|s| {
+                let unit = s.unit().unwrap_or_default();
+                format!("{} ({})", crate::kmsg::shorten(unit), s.reason)
+            })
+            .collect();
+        let more = match skipped.len().saturating_sub(3) {
+            0 => String::new(),
+            n => format!(" and {n} more"),
+        };
+        format!("; left out: {}{more}", names.join(", "))
+    };
+    format!(
+        "no matching unit files (prefix {}){also}",
+        matches.join(", ")
+    )
 }
 
 #[cfg(test)]

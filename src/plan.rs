@@ -168,30 +168,12 @@ pub fn plan(attachments: &[Attachment], host: &Host) -> Plan {
     // Unit name → the image path that provides it.
     let mut owner: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut placed: Vec<(&Attachment, &UnitSource)> = Vec::new();
-
     for att in attachments {
-        let image_path = att.image.label();
-        // A path a unit file cannot name is no image to attach: an empty RootImage= would
-        // reset the setting and run the unit on the host.
-        if let Some(bad) = std::iter::once(&att.image)
-            .chain(att.extensions.iter().map(|e| &e.image))
-            .find(|i| i.path.to_str().is_none())
-        {
-            let reason = format!(
-                "the path {} is not valid UTF-8, which a unit file cannot name",
-                bad.path.display()
-            );
-            plan.notice(
-                Diagnostic::image_not_attached(
-                    &att.image.found_at,
-                    &image_path,
-                    Level::Error,
-                    reason,
-                )
-                .failing(),
-            );
+        if let Err(refused) = nameable(att) {
+            plan.notice(refused);
             continue;
         }
+        let label = att.image.label();
         let mut log = ImageLog {
             plan: &mut plan,
             at: att.image.found_at.clone(),
@@ -199,119 +181,180 @@ pub fn plan(attachments: &[Attachment], host: &Host) -> Plan {
             hidden: 0,
             failed: false,
         };
-        let mut admitted: Vec<(&UnitSource, Placement, Option<PathBuf>)> = Vec::new();
-        for (i, unit) in att.units.iter().enumerate() {
-            if i == MAX_UNITS_PER_IMAGE {
-                log.say(
-                    Level::Warn,
-                    true,
-                    format!(
-                        "Image {image_path} has {} matching units, more than {MAX_UNITS_PER_IMAGE}: only the first {MAX_UNITS_PER_IMAGE} are attached.",
-                        att.units.len()
-                    ),
-                );
-                break;
-            }
-            match admit(att, unit, host, &owner) {
-                Ok((placement, profile)) => admitted.push((unit, placement, profile)),
-                Err(skip) => {
-                    let message = format!(
-                        "Unit {} of image {image_path} not attached: {}.",
-                        crate::kmsg::shorten(&unit.name),
-                        skip.reason
-                    );
-                    log.say_unit(&unit.name, skip.level, skip.failure, skip.reason, message);
-                }
-            }
+        let mut admitted = admit_units(att, host, &owner, &mut log, &label);
+        drop_foreign_activators(&mut admitted, &mut log, &label);
+        let attached = place_units(att, admitted, host, &mut log, &label);
+        tell_attached(att, &attached, &mut log, &label);
+        log.finish(&label);
+        for unit in attached {
+            owner.insert(unit.name.clone(), att.image.path.clone());
+            placed.push((att, unit));
         }
-        // A socket, timer or path unit starts another unit: it must be one this image
-        // provides, or the host's unit would run, unconfined, on the image's behalf.
-        loop {
-            let names: BTreeSet<&str> = admitted.iter().map(|(u, ..)| u.name.as_str()).collect();
-            let Some(at) = admitted
-                .iter()
-                .position(|(u, ..)| activated_unit(u).is_some_and(|t| !provides(&names, &t)))
-            else {
-                break;
-            };
-            let (unit, ..) = admitted.remove(at);
-            let target = activated_unit(unit).unwrap_or_default();
-            let reason = format!(
-                "it would start {}, which this image does not attach",
-                crate::kmsg::shorten(&target)
-            );
-            let message = format!(
-                "Unit {} of image {image_path} not attached: {reason}.",
-                unit.name
-            );
-            log.say_unit(&unit.name, Level::Warn, true, reason, message);
-        }
-        let mut attached = Vec::new();
-        for (unit, placement, profile) in admitted {
-            if log.plan.nodes.len() >= MAX_OUTPUT_NODES {
-                if !log.plan.full {
-                    log.say(
-                        Level::Error,
-                        true,
-                        format!(
-                            "Image {image_path} and later ones not attached in full: this run has made {MAX_OUTPUT_NODES} files and links, the most it makes."
-                        ),
-                    );
-                }
-                log.plan.full = true;
-                break;
-            }
-            match place_unit(log.plan, att, unit, &placement, profile, host) {
-                Ok(()) => {
-                    if let Placement::DropinsOnly(copy) = &placement {
-                        let reason = format!(
-                            "the administrator's {} is used in its place, with the image's root and profile",
-                            copy.display()
-                        );
-                        let message =
-                            format!("Unit {} of image {image_path}: {reason}.", unit.name);
-                        log.say_unit(&unit.name, Level::Info, false, reason, message);
-                    }
-                    owner.insert(unit.name.clone(), att.image.path.clone());
-                    placed.push((att, unit));
-                    attached.push(unit.name.as_str());
-                }
-                Err(why) => {
-                    let reason = format!("its drop-in cannot be written faithfully: {why}");
-                    let message = format!(
-                        "Unit {} of image {image_path} not attached: {reason}.",
-                        unit.name
-                    );
-                    log.say_unit(&unit.name, Level::Warn, true, reason, message);
-                }
-            }
-        }
-        if !attached.is_empty() {
-            let not_enabled = if att.enable {
-                ""
-            } else {
-                " (not enabled: Enable=no)"
-            };
-            let shown = attached.len().min(MAX_LINES_PER_IMAGE);
-            let more = match attached.len() - shown {
-                0 => String::new(),
-                n => format!(" and {n} more"),
-            };
+    }
+    link_units(&mut plan, &placed, host);
+    plan
+}
+
+/// A unit admitted: how it is placed, and its profile drop-in.
+type Admitted<'a> = (&'a UnitSource, Placement, Option<PathBuf>);
+
+/// A path a unit file cannot name is no image to attach: an empty RootImage= would reset the
+/// setting and run the unit on the host.
+fn nameable(att: &Attachment) -> Result<(), Diagnostic> {
+    let Some(bad) = std::iter::once(&att.image)
+        .chain(att.extensions.iter().map(|e| &e.image))
+        .find(|i| i.path.to_str().is_none())
+    else {
+        return Ok(());
+    };
+    let reason = format!(
+        "the path {} is not valid UTF-8, which a unit file cannot name",
+        bad.path.display()
+    );
+    let label = att.image.label();
+    Err(Diagnostic::image_not_attached(&att.image.found_at, &label, Level::Error, reason).failing())
+}
+
+/// The units of `att` that may be attached (at most [`MAX_UNITS_PER_IMAGE`]), in order.
+fn admit_units<'a>(
+    att: &'a Attachment,
+    host: &Host,
+    owner: &BTreeMap<String, PathBuf>,
+    log: &mut ImageLog,
+    label: &str,
+) -> Vec<Admitted<'a>> {
+    let mut admitted = Vec::new();
+    for (i, unit) in att.units.iter().enumerate() {
+        if i == MAX_UNITS_PER_IMAGE {
             log.say(
-                Level::Info,
-                false,
+                Level::Warn,
+                true,
                 format!(
-                    "Attached image {image_path}: {}{more}{not_enabled}.",
-                    attached[..shown].join(", ")
+                    "Image {label} has {} matching units, more than {MAX_UNITS_PER_IMAGE}: only the first {MAX_UNITS_PER_IMAGE} are attached.",
+                    att.units.len()
                 ),
             );
+            break;
         }
-        log.finish(&image_path);
+        match admit(att, unit, host, owner) {
+            Ok((placement, profile)) => admitted.push((unit, placement, profile)),
+            Err(skip) => {
+                let message = format!(
+                    "Unit {} of image {label} not attached: {}.",
+                    crate::kmsg::shorten(&unit.name),
+                    skip.reason
+                );
+                log.say_unit(&unit.name, skip.level, skip.failure, skip.reason, message);
+            }
+        }
     }
+    admitted
+}
 
-    // Links come after every unit is placed, so an alias can not take the name of a unit
-    // from a later image.
-    for &(att, unit) in &placed {
+/// A socket, timer or path unit starts another unit: it must be one this image provides, or
+/// the host's unit would run, unconfined, on the image's behalf. Leaving one out can leave
+/// out what another would start, so this repeats until nothing changes.
+fn drop_foreign_activators(admitted: &mut Vec<Admitted>, log: &mut ImageLog, label: &str) {
+    loop {
+        let names: BTreeSet<&str> = admitted.iter().map(|(u, ..)| u.name.as_str()).collect();
+        let Some(at) = admitted
+            .iter()
+            .position(|(u, ..)| activated_unit(u).is_some_and(|t| !provides(&names, &t)))
+        else {
+            break;
+        };
+        let (unit, ..) = admitted.remove(at);
+        let target = activated_unit(unit).unwrap_or_default();
+        let reason = format!(
+            "it would start {}, which this image does not attach",
+            crate::kmsg::shorten(&target)
+        );
+        let message = format!(
+            "Unit {} of image {label} not attached: {reason}.",
+            unit.name
+        );
+        log.say_unit(&unit.name, Level::Warn, true, reason, message);
+    }
+}
+
+/// Place each admitted unit and its drop-ins; the units placed, in order.
+fn place_units<'a>(
+    att: &Attachment,
+    admitted: Vec<Admitted<'a>>,
+    host: &Host,
+    log: &mut ImageLog,
+    label: &str,
+) -> Vec<&'a UnitSource> {
+    let mut attached = Vec::new();
+    for (unit, placement, profile) in admitted {
+        if log.plan.nodes.len() >= MAX_OUTPUT_NODES {
+            if !log.plan.full {
+                log.say(
+                    Level::Error,
+                    true,
+                    format!(
+                        "Image {label} and later ones not attached in full: this run has made {MAX_OUTPUT_NODES} files and links, the most it makes."
+                    ),
+                );
+            }
+            log.plan.full = true;
+            break;
+        }
+        match place_unit(log.plan, att, unit, &placement, profile, host) {
+            Ok(()) => {
+                if let Placement::DropinsOnly(copy) = &placement {
+                    let reason = format!(
+                        "the administrator's {} is used in its place, with the image's root and profile",
+                        copy.display()
+                    );
+                    let message = format!("Unit {} of image {label}: {reason}.", unit.name);
+                    log.say_unit(&unit.name, Level::Info, false, reason, message);
+                }
+                attached.push(unit);
+            }
+            Err(why) => {
+                let reason = format!("its drop-in cannot be written faithfully: {why}");
+                let message = format!(
+                    "Unit {} of image {label} not attached: {reason}.",
+                    unit.name
+                );
+                log.say_unit(&unit.name, Level::Warn, true, reason, message);
+            }
+        }
+    }
+    attached
+}
+
+/// One line naming what was attached from the image.
+fn tell_attached(att: &Attachment, attached: &[&UnitSource], log: &mut ImageLog, label: &str) {
+    if attached.is_empty() {
+        return;
+    }
+    let not_enabled = if att.enable {
+        ""
+    } else {
+        " (not enabled: Enable=no)"
+    };
+    let shown = attached.len().min(MAX_LINES_PER_IMAGE);
+    let names: Vec<&str> = attached[..shown].iter().map(|u| u.name.as_str()).collect();
+    let more = match attached.len() - shown {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    log.say(
+        Level::Info,
+        false,
+        format!(
+            "Attached image {label}: {}{more}{not_enabled}.",
+            names.join(", ")
+        ),
+    );
+}
+
+/// Links come after every unit is placed, so an alias can not take the name of a unit from a
+/// later image.
+fn link_units(plan: &mut Plan, placed: &[(&Attachment, &UnitSource)], host: &Host) {
+    for &(att, unit) in placed {
         // A copy made from an alias link is the same unit as its target: enabling both
         // would start it twice under two names.
         let alias_of_placed = unit.alias_of.as_ref().is_some_and(|target| {
@@ -320,10 +363,9 @@ pub fn plan(attachments: &[Attachment], host: &Host) -> Plan {
                 .any(|(a, u)| std::ptr::eq(*a, att) && u.name == *target)
         });
         if att.enable && !alias_of_placed {
-            place_links(&mut plan, att, unit, host);
+            place_links(plan, att, unit, host);
         }
     }
-    plan
 }
 
 /// Images below a mount point not mounted yet are attached by one more reload once it is

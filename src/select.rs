@@ -65,11 +65,24 @@ pub fn select(
     pending: &dyn Fn(&Path) -> bool,
     diags: &mut Diagnostics,
 ) -> Vec<Portable> {
-    let defaults = &config.defaults;
     let mut decisions = Decide { diags, pending };
-    let mut portables = Vec::new();
-    // In search-path order; several images may share a NAME (foo_1.raw, foo_2.raw): each is
-    // attached, and where they provide the same unit the first wins (ARCHITECTURE.md, "Deviations from portablectl").
+    let candidates = candidates(found, config, image_at, &mut decisions);
+    candidates
+        .into_iter()
+        .filter_map(|(name, image)| settle(name, image, config, &mut decisions))
+        .collect()
+}
+
+/// Each NAME with its image, in search-path order, `Image=` declarations in place of the
+/// images of their NAME. Several images may share a NAME (foo_1.raw, foo_2.raw): each is
+/// attached, and where they provide the same unit the first wins (ARCHITECTURE.md,
+/// "Deviations from portablectl").
+fn candidates(
+    found: &[Image],
+    config: &Config,
+    image_at: &dyn Fn(&Path) -> Result<Image, String>,
+    decisions: &mut Decide,
+) -> Vec<(String, Candidate)> {
     let mut candidates: Vec<(String, Candidate)> = Vec::new();
     for image in found {
         match portable_name(image) {
@@ -125,65 +138,57 @@ pub fn select(
             );
         }
     }
+    candidates
+}
 
-    for (name, image) in candidates {
-        let image = match image {
-            Ok(i) => i,
-            Err((path, reason)) => {
-                let file = match config.images.get(&name) {
-                    Some(ImageEntry::Configured(c)) => c.file.display().to_string(),
-                    _ => String::new(),
-                };
-                decisions.say(
-                    Verdict::Refuse,
-                    &path,
-                    format!("declared with Image= in {file}, but {reason}"),
-                );
-                continue;
-            }
-        };
-        let conf = match config.images.get(&name) {
-            Some(ImageEntry::Configured(c)) => Some(c),
-            Some(ImageEntry::Invalid { reason, .. }) => {
-                decisions.say(
-                    Verdict::Refuse,
-                    &image.path,
-                    format!("invalid configuration: {reason}"),
-                );
-                continue;
-            }
-            Some(ImageEntry::Masked { file }) => {
-                decisions.say(
-                    Verdict::Skip,
-                    &image.path,
-                    format!("its configuration {} is masked", file.display()),
-                );
-                continue;
-            }
-            None => None,
-        };
-        if conf.is_none() && defaults.attach_only_configured {
-            decisions.say(Verdict::Skip, &image.path, format!(
-                    "no portables.d/{name}.conf, and AttachOnlyConfigured=yes attaches only configured images"
-                ));
-            continue;
+/// The portable of NAME, or why its image is not attached.
+fn settle(
+    name: String,
+    image: Candidate,
+    config: &Config,
+    decisions: &mut Decide,
+) -> Option<Portable> {
+    let image = match image {
+        Ok(i) => i,
+        Err((path, reason)) => {
+            let file = match config.images.get(&name) {
+                Some(ImageEntry::Configured(c)) => c.file.display().to_string(),
+                _ => String::new(),
+            };
+            let reason = format!("declared with Image= in {file}, but {reason}");
+            decisions.say(Verdict::Refuse, &path, reason);
+            return None;
         }
-        if let Some(c) = conf
-            && c.attach == Some(false)
-        {
-            decisions.say(
-                Verdict::Skip,
-                &image.path,
-                format!("Attach=no in {}", c.file.display()),
-            );
-            continue;
+    };
+    let conf = match config.images.get(&name) {
+        Some(ImageEntry::Configured(c)) => Some(c),
+        Some(ImageEntry::Invalid { reason, .. }) => {
+            let reason = format!("invalid configuration: {reason}");
+            decisions.say(Verdict::Refuse, &image.path, reason);
+            return None;
         }
-        portables.push(Portable {
-            name,
-            image,
-            config: conf.cloned(),
-            defaults: defaults.clone(),
-        });
+        Some(ImageEntry::Masked { file }) => {
+            let reason = format!("its configuration {} is masked", file.display());
+            decisions.say(Verdict::Skip, &image.path, reason);
+            return None;
+        }
+        None => None,
+    };
+    let left_out = match conf {
+        None if config.defaults.attach_only_configured => Some(format!(
+            "no portables.d/{name}.conf, and AttachOnlyConfigured=yes attaches only configured images"
+        )),
+        Some(c) if c.attach == Some(false) => Some(format!("Attach=no in {}", c.file.display())),
+        _ => None,
+    };
+    if let Some(reason) = left_out {
+        decisions.say(Verdict::Skip, &image.path, reason);
+        return None;
     }
-    portables
+    Some(Portable {
+        name,
+        image,
+        config: conf.cloned(),
+        defaults: config.defaults.clone(),
+    })
 }
