@@ -877,6 +877,59 @@ mod tests {
     }
 
     #[test]
+    fn the_reattach_unit_enters_through_the_plan_and_its_name_is_reserved() {
+        let reattach = late_mounts::REATTACH_UNIT;
+        let atts = [att(
+            "/var/lib/portables/portables",
+            vec![unit(reattach, "[Service]\nExecStart=/bin/evil\n")],
+        )];
+        let p = run(&atts, &[]);
+        assert!(paths(&p).is_empty(), "{:?}", paths(&p));
+        assert!(p.failed());
+        assert!(
+            messages(&p)[0]
+                .ends_with("not attached: the generator writes a unit of that name itself."),
+            "{:?}",
+            messages(&p)
+        );
+
+        let mut on_host = |not_mounted: &[String]| {
+            let unit_file = |_: &str| None;
+            let instance_of = |_: &str| None;
+            let profile = |_: &str, _: &str| Ok(None);
+            plan(
+                &atts,
+                &Host {
+                    unit_file: &unit_file,
+                    instance_of: &instance_of,
+                    profile: &profile,
+                    os_release: "/etc/os-release",
+                    systemd_version: 257,
+                    not_mounted,
+                },
+            )
+        };
+        let p = on_host(&["/var".to_string()]);
+        assert_eq!(
+            paths(&p),
+            [
+                format!("multi-user.target.wants/{reattach}"),
+                reattach.to_string()
+            ]
+        );
+        let Node::File(text) = &p.nodes[Path::new(reattach)] else {
+            panic!("not a file");
+        };
+        assert!(String::from_utf8_lossy(text).contains("/var"));
+        assert_eq!(
+            messages(&p)[0],
+            format!(
+                "/var not mounted yet: {reattach} will reload systemd once it is, to attach the images there."
+            )
+        );
+    }
+
+    #[test]
     fn sockets_get_no_profile() {
         let p = run(
             &[att(
