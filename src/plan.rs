@@ -893,7 +893,7 @@ mod tests {
             messages(&p)
         );
 
-        let mut on_host = |not_mounted: &[String]| {
+        let on_host = |not_mounted: &[String]| {
             let unit_file = |_: &str| None;
             let instance_of = |_: &str| None;
             let profile = |_: &str, _: &str| Ok(None);
