@@ -8,7 +8,7 @@
 //! the prefix inside it. The generator does nothing in the initrd, so here an `rd.` word is
 //! just a key of its own, never equal to the key without the prefix.
 
-use crate::config::parse_boolean;
+use crate::unit_syntax::parse_boolean;
 
 /// One word of the command line, split at its first `=`.
 #[derive(Debug, Clone, PartialEq, Eq)]

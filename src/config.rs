@@ -33,7 +33,7 @@ mod values;
 
 pub use keys::Section;
 pub use parse::{parse_defaults, parse_image_config};
-pub use values::{normalized_path, parse_boolean};
+pub use values::normalized_path;
 
 /// Configuration directories, highest priority first.
 pub const CONFIG_DIRS: [&str; 4] = [

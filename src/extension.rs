@@ -14,6 +14,7 @@ use crate::image::chase::Tree;
 use crate::image::{FileKind, FsError, MAX_FILE_BYTES};
 use crate::names::image_name_is_valid;
 use crate::os_release::{self, OsRelease};
+use crate::unit_syntax::parse_boolean;
 
 /// Where sysext and portable extensions keep their release file.
 const RELEASE_DIR: &str = "/usr/lib/extension-release.d";
@@ -225,10 +226,7 @@ fn strict_is_false(tree: &Tree, path: &Path, systemd: u32) -> bool {
         255..259 => &value,
         _ => value.strip_suffix(b"\0").unwrap_or(&value),
     };
-    !value.contains(&0)
-        && ["0", "no", "n", "false", "f", "off"]
-            .iter()
-            .any(|f| value.eq_ignore_ascii_case(f.as_bytes()))
+    !value.contains(&0) && std::str::from_utf8(value).ok().and_then(parse_boolean) == Some(false)
 }
 
 fn read_release(

@@ -470,6 +470,19 @@ fn string_is_safe(s: &str) -> bool {
         .any(|c| c < ' ' || c == '"' || c == '\'' || c == '\\' || c == '\x7f')
 }
 
+/// systemd's `parse_boolean()`.
+pub fn parse_boolean(value: &str) -> Option<bool> {
+    const TRUE: [&str; 6] = ["1", "yes", "y", "true", "t", "on"];
+    const FALSE: [&str; 6] = ["0", "no", "n", "false", "f", "off"];
+    if TRUE.iter().any(|t| value.eq_ignore_ascii_case(t)) {
+        Some(true)
+    } else if FALSE.iter().any(|f| value.eq_ignore_ascii_case(f)) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

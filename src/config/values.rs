@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use crate::names::filename_is_valid;
-use crate::unit_syntax::split_words;
+use crate::unit_syntax::{parse_boolean, split_words};
 
 /// Longest path accepted, as systemd's `path_is_valid()` (PATH_MAX, less the NUL).
 const PATH_MAX: usize = 4095;
@@ -59,19 +59,6 @@ pub(super) fn words<T>(
         .iter()
         .map(|w| parse(w).map_err(|why| format!("'{}': {why}", shown(w))))
         .collect()
-}
-
-/// systemd's `parse_boolean()`.
-pub fn parse_boolean(value: &str) -> Option<bool> {
-    const TRUE: [&str; 6] = ["1", "yes", "y", "true", "t", "on"];
-    const FALSE: [&str; 6] = ["0", "no", "n", "false", "f", "off"];
-    if TRUE.iter().any(|t| value.eq_ignore_ascii_case(t)) {
-        Some(true)
-    } else if FALSE.iter().any(|f| value.eq_ignore_ascii_case(f)) {
-        Some(false)
-    } else {
-        None
-    }
 }
 
 fn boolean(value: &str) -> Result<bool, String> {
