@@ -238,14 +238,7 @@ fn admit_units<'a>(
         }
         match admit(att, unit, host, owner) {
             Ok((placement, profile)) => admitted.push((unit, placement, profile)),
-            Err(skip) => {
-                let message = format!(
-                    "Unit {} of image {label} not attached: {}.",
-                    crate::kmsg::shorten(&unit.name),
-                    skip.reason
-                );
-                log.say_unit(&unit.name, skip.level, skip.failure, skip.reason, message);
-            }
+            Err(left_out) => log.tell(left_out),
         }
     }
     admitted
@@ -392,29 +385,20 @@ fn reattach_late(plan: &mut Plan, not_mounted: &[String]) {
     );
 }
 
-/// Why a unit is left out: its level, whether that fails the run, and the reason.
-struct Skip {
-    level: Level,
-    failure: bool,
-    reason: String,
-}
-
-fn refuse(reason: String) -> Skip {
-    Skip {
-        level: Level::Warn,
-        failure: true,
-        reason,
-    }
-}
-
-/// Whether `unit` of `att` may be attached, how, and with which profile.
+/// Whether `unit` of `att` may be attached, how, and with which profile; else why not.
 fn admit(
     att: &Attachment,
     unit: &UnitSource,
     host: &Host,
     owner: &BTreeMap<String, PathBuf>,
-) -> Result<(Placement, Option<PathBuf>), Skip> {
+) -> Result<(Placement, Option<PathBuf>), Diagnostic> {
     let name = unit.name.as_str();
+    let left_out = |level: Level, reason: String| {
+        let label = att.image.label();
+        Diagnostic::unit_not_attached(name, &att.image.found_at, &label, level, reason)
+    };
+    // A refusal fails the run; a mask is the administrator's choice and does not.
+    let refuse = |reason: String| left_out(Level::Warn, reason).failing();
     // UNIT.d must be a valid file name too, or the unit would be written without the
     // drop-ins that confine it.
     if name.len() > MAX_UNIT_NAME_WITH_DROPINS {
@@ -440,11 +424,8 @@ fn admit(
     if let Some(found) = (host.unit_file)(name) {
         match found.kind {
             HostKind::Masked => {
-                return Err(Skip {
-                    level: Level::Info,
-                    failure: false,
-                    reason: format!("it is masked by {}", found.path.display()),
-                });
+                let reason = format!("it is masked by {}", found.path.display());
+                return Err(left_out(Level::Info, reason));
             }
             HostKind::Override => placement = Placement::DropinsOnly(found.path),
             HostKind::Other => {
