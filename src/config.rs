@@ -553,7 +553,7 @@ mod tests {
         write(t.path(), "/usr/lib/portables.d/gone.conf", "[Portable]\n");
         link(t.path(), "/etc/portables.d/gone.conf", "/nowhere");
         link(t.path(), "/etc/portables.d/loop.conf", "loop.conf");
-        let big = "#".repeat(MAX_FILE_BYTES as usize + 1);
+        let big = "#".repeat(usize::try_from(MAX_FILE_BYTES).unwrap() + 1);
         write(t.path(), "/etc/portables.d/big.conf", &big);
         fs::create_dir_all(t.path().join("srv/d")).unwrap();
         link(t.path(), "/etc/portables.d/dir.conf", "/srv/d");

@@ -113,8 +113,8 @@ pub fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, HostReadError> {
         });
     }
     // The size may be 0 (files in /proc) or grow meanwhile: one byte more than the cap
-    // tells that it is too large.
-    let mut data = Vec::with_capacity(meta.len() as usize);
+    // tells that it is too large. The capacity is only a hint.
+    let mut data = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
     file.take(cap.saturating_add(1)).read_to_end(&mut data)?;
     if data.len() as u64 > cap {
         return Err(HostReadError::TooLarge {

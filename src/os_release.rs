@@ -293,7 +293,7 @@ fn env_name_is_valid(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{XorShift, assert_linear, repeated};
+    use crate::testutil::{XorShift, assert_linear, index_below, low_byte, repeated};
 
     fn fields(input: &str) -> Vec<(String, String)> {
         parse(input.as_bytes()).expect("parses").fields
@@ -447,9 +447,9 @@ mod tests {
                 .map(|_| {
                     let r = rng.next();
                     if r.is_multiple_of(4) {
-                        (r >> 8) as u8
+                        low_byte(r >> 8)
                     } else {
-                        let i = ((r >> 8) % alphabet.len() as u64) as usize;
+                        let i = index_below(r >> 8, alphabet.len());
                         alphabet.get(i).copied().unwrap_or(b'x')
                     }
                 })

@@ -473,7 +473,7 @@ fn string_is_safe(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{XorShift, assert_linear, repeated};
+    use crate::testutil::{XorShift, assert_linear, index_below, low_byte, repeated};
 
     fn ok(input: &str) -> (UnitFile, Vec<Warning>) {
         parse(input.as_bytes()).expect("parses")
@@ -782,9 +782,9 @@ mod tests {
             .map(|_| {
                 let r = rng.next();
                 if r.is_multiple_of(4) {
-                    (r >> 8) as u8
+                    low_byte(r >> 8)
                 } else {
-                    let i = ((r >> 8) % alphabet.len() as u64) as usize;
+                    let i = index_below(r >> 8, alphabet.len());
                     alphabet.get(i).copied().unwrap_or(b'x')
                 }
             })

@@ -381,7 +381,11 @@ fn parse_hash(data: &[u8]) -> Result<Vec<u8>, String> {
         if matches!(b, b' ' | b'\t') {
             continue;
         }
-        let Some(d) = char::from(b).to_digit(16) else {
+        // to_digit(16) is at most 15, so always a u8.
+        let Some(d) = char::from(b)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+        else {
             let shown = if b.is_ascii_graphic() {
                 format!("{:?}", char::from(b))
             } else {
@@ -391,8 +395,7 @@ fn parse_hash(data: &[u8]) -> Result<Vec<u8>, String> {
                 "is not a hexadecimal root hash ({shown} at offset {i})"
             ));
         };
-        // to_digit(16) is at most 15.
-        digits.push(d as u8);
+        digits.push(d);
     }
     if digits.is_empty() {
         return Err("is empty, and systemd refuses an empty root hash".into());
@@ -625,7 +628,7 @@ mod tests {
         .unwrap();
         // Enough data for the hash tree to have a level below the root.
         let noise: Vec<u8> = (0..300_000u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0])
             .collect();
         fs::write(tree.join("noise"), noise).unwrap();
         let run = Command::new(mksquashfs)

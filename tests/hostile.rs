@@ -78,6 +78,8 @@ const MARKER: &str = "HOSTILE-MARKER-SHADOW";
 const SHADOW: &str =
     "ID=hostile-marker-shadow\n# HOSTILE-MARKER-SHADOW\n[Service]\nExecStart=/bin/true\n";
 
+// mallopt has no safe wrapper.
+#[allow(unsafe_code)]
 fn main() {
     // Big buffers (images read by the `flip` verb, ...) are mmapped and unmapped when freed,
     // and few arenas are kept: a forked generator starts with the harness's resident pages.
@@ -242,6 +244,8 @@ fn harness_anon_kib() -> i64 {
 /// and those of the case's `env`), reaping it with `wait4` for its peak RSS. Its stdout and stderr go to the files `logs`
 /// names (not into the harness's memory: some cases log tens of megabytes). `mutate` runs
 /// beside it until it ends.
+// pre_exec, ptrace, wait4 with a rusage, malloc_trim and kill have no safe wrapper in std.
+#[allow(unsafe_code)]
 fn run_measured(
     root: &Path,
     out: &Path,
@@ -300,7 +304,7 @@ fn run_measured(
     let child = cmd
         .spawn()
         .map_err(|e| format!("starting {}: {e}", generator_bin().display()))?;
-    let pid = child.id() as libc::pid_t;
+    let pid = libc::pid_t::try_from(child.id()).map_err(|e| format!("pid: {e}"))?;
     let mut status = 0;
     // SAFETY: rusage is plain data.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };

@@ -372,7 +372,11 @@ pub(crate) mod tests {
                 .other("/fifo")
                 .set_xattr("/fifo", "user.forged", b"f")
                 .file("/big", b"")
-                .set_xattr("/big", "user.big", &[7; MAX_XATTR_BYTES as usize + 1]),
+                .set_xattr(
+                    "/big",
+                    "user.big",
+                    &vec![7; usize::try_from(MAX_XATTR_BYTES).unwrap() + 1],
+                ),
         ));
         let get = |p: &str, n: &str| t.xattr(Path::new(p), n);
         // Parents are followed, the entry itself is not.

@@ -222,7 +222,8 @@ impl Fs for DirFs {
                 limit,
             });
         }
-        let mut data = Vec::with_capacity(meta.len() as usize);
+        // At most `limit`, checked above; the capacity is only a hint.
+        let mut data = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
         file.take(limit + 1).read_to_end(&mut data)?;
         if data.len() as u64 > limit {
             return Err(FsError::TooLarge {

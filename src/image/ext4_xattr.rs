@@ -188,7 +188,9 @@ impl Raw {
         let at = block
             .checked_mul(self.block_size)
             .ok_or_else(|| corrupt(format!("block {block} beyond the end")))?;
-        let mut buf = vec![0u8; self.block_size as usize];
+        let len = usize::try_from(self.block_size)
+            .map_err(|_| corrupt(format!("block size {}", self.block_size)))?;
+        let mut buf = vec![0u8; len];
         self.read(&mut buf, at)?;
         Ok(buf)
     }
@@ -346,8 +348,9 @@ impl Raw {
     fn map_indirect(&self, i_block: &[u8], logical: u64) -> Result<Option<u64>, FsError> {
         let per = self.block_size / 4;
         let ptr = |i: usize| u64::from(le32(i_block, i * 4));
-        let (mut block, mut path): (u64, Vec<u64>) = if logical < 12 {
-            (ptr(logical as usize), vec![])
+        let direct = usize::try_from(logical).ok().filter(|&i| i < 12);
+        let (mut block, mut path): (u64, Vec<u64>) = if let Some(i) = direct {
+            (ptr(i), vec![])
         } else if logical - 12 < per {
             (ptr(12), vec![logical - 12])
         } else if logical - 12 - per < per * per {
@@ -530,7 +533,7 @@ mod tests {
     use super::*;
 
     fn entry(index: u8, name: &[u8], offs: u16, size: u32) -> Vec<u8> {
-        let mut e = vec![name.len() as u8, index];
+        let mut e = vec![u8::try_from(name.len()).unwrap(), index];
         e.extend_from_slice(&offs.to_le_bytes());
         e.extend_from_slice(&0u32.to_le_bytes());
         e.extend_from_slice(&size.to_le_bytes());

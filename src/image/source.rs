@@ -151,7 +151,7 @@ impl Source {
 
     /// Read up to `len` bytes at `offset`, clamped to the window; used for sniffing.
     pub fn read_vec(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
-        let avail = self.len.saturating_sub(offset).min(len as u64) as usize;
+        let avail = usize::try_from(self.len.saturating_sub(offset)).map_or(len, |a| a.min(len));
         let mut buf = vec![0u8; avail];
         self.read_exact_at(&mut buf, offset)?;
         Ok(buf)

@@ -248,10 +248,11 @@ impl Table {
                 .ok_or_else(|| inode_corrupt("directory listing longer than its size"))?;
             for _ in 0..=count {
                 let e = s.read(8)?;
-                let (offset, len) = (le16(&e, 0), usize::from(le16(&e, 6)) + 1);
-                let here = s.read(len)?;
+                // The name's length is stored one less.
+                let (offset, size) = (le16(&e, 0), le16(&e, 6));
+                let here = s.read(usize::from(size) + 1)?;
                 left = left
-                    .checked_sub(8 + len as u32)
+                    .checked_sub(8 + u32::from(size) + 1)
                     .ok_or_else(|| inode_corrupt("directory listing longer than its size"))?;
                 if here == name {
                     return Ok(Some(u64::from(start) << 16 | u64::from(offset)));
@@ -476,9 +477,10 @@ impl<'t, 'b> Stream<'t, 'b> {
             if self.pos == self.data.len() {
                 self.load()?;
             }
-            let take = n.min((self.data.len() - self.pos) as u64);
-            self.pos += take as usize;
-            n -= take;
+            let avail = self.data.len() - self.pos;
+            let take = usize::try_from(n).map_or(avail, |n| n.min(avail));
+            self.pos += take;
+            n -= take as u64;
         }
         Ok(())
     }

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use super::error::io_context;
 use super::gpt::gpt_set;
 use super::images::{damage, mkimage, parse_number};
-use super::patch::{erofs_set_size, sqfs_file_size, write_at};
+use super::patch::{erofs_set_size, sqfs_file_size, to_usize, write_at};
 use super::paths::is_confined;
 use super::run::describe_status;
 
@@ -190,6 +190,8 @@ fn hostile_verb(
         Ok(bytes)
     };
     match (verb, args) {
+        // std cannot make a FIFO.
+        #[allow(unsafe_code)]
         ("fifo", []) => {
             let c =
                 std::ffi::CString::new(out.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
@@ -267,7 +269,7 @@ fn hostile_verb(
             fs::set_permissions(out, fs::Permissions::from_mode(mode)).map_err(io)
         }
         ("chain", [count, target]) => {
-            let count = parse_number(count)? as usize;
+            let count = to_usize(parse_number(count)?)?;
             let name = out
                 .file_name()
                 .ok_or("chain needs a file name")?
@@ -322,7 +324,7 @@ fn hostile_verb(
             if width < 8 && value >> (8 * width) != 0 {
                 return Err(format!("{value} does not fit in {width} bytes"));
             }
-            write_at(out, offset, &value.to_le_bytes()[..width as usize])
+            write_at(out, offset, &value.to_le_bytes()[..to_usize(width)?])
         }
         ("poke", [offset, hex]) => {
             let offset = parse_number(offset)?;

@@ -129,8 +129,9 @@ pub(super) fn damage(path: &Path, verb: &str, args: &[&str]) -> Result<(), Strin
         ("flip", offsets) if !offsets.is_empty() => {
             let mut bytes = fs::read(path).map_err(io)?;
             for &off in offsets {
-                let byte = bytes
-                    .get_mut(off as usize)
+                let byte = usize::try_from(off)
+                    .ok()
+                    .and_then(|off| bytes.get_mut(off))
                     .ok_or_else(|| format!("offset {off} is past the end of {}", path.display()))?;
                 *byte ^= 0xff;
             }
@@ -146,7 +147,7 @@ pub(super) fn damage(path: &Path, verb: &str, args: &[&str]) -> Result<(), Strin
                     x ^= x << 13;
                     x ^= x >> 17;
                     x ^= x << 5;
-                    x as u8
+                    x.to_le_bytes()[0]
                 })
                 .collect();
             fs::write(path, bytes).map_err(io)

@@ -21,6 +21,11 @@ pub fn read_at(path: &Path, offset: u64, len: usize) -> Result<Vec<u8>, String> 
     Ok(buf)
 }
 
+/// A size or offset from a case description as a `usize`, or why not.
+pub fn to_usize(n: u64) -> Result<usize, String> {
+    usize::try_from(n).map_err(|_| format!("{n} does not fit in a usize"))
+}
+
 /// Writes `bytes` at `offset` in place; the offset must lie inside the file.
 pub fn write_at(path: &Path, offset: u64, bytes: &[u8]) -> Result<(), String> {
     use std::os::unix::fs::FileExt;
@@ -91,7 +96,7 @@ pub(super) fn sqfs_file_size(image: &Path, old: u64, new: u64) -> Result<(), Str
         return Err("the inode table is compressed (build with mksquashfs -noI)".into());
     }
     let (start, end) = (le_u64(&sb, 64), le_u64(&sb, 72));
-    let table = read_at(image, start, (end - start) as usize)?;
+    let table = read_at(image, start, to_usize(end - start)?)?;
     // Metadata blocks: a 2-byte header, then up to 8 KiB.
     let mut inodes = Vec::new();
     let mut map = Vec::new();
