@@ -10,7 +10,7 @@ use crate::diagnostic::{Diagnostic, Diagnostics, MAX_LINES_PER_IMAGE, Subject};
 use crate::discover::image_at;
 use crate::extension::{self, ExtensionKind};
 use crate::facts::{ImageRef, read_os_release, read_units};
-use crate::image::open::open_image;
+use crate::image::open::{Opened, open_image};
 use crate::image::panic_message;
 use crate::model::{Attachment, Extension, Image, ImageKind, Portable, UnitSource};
 use crate::names::unit_matches;
@@ -181,7 +181,7 @@ fn read_inner(root: &Root, p: &Portable, systemd: u32) -> Result<Read, String> {
             _ => ExtensionKind::Raw,
         };
         let ext_tree = open_image(&root.join(&ext.path), ext.kind, trust)
-            .and_then(|opened| opened.tree())
+            .and_then(Opened::tree)
             .map_err(|e| format!("extension {}: {e}", ext.path.display()))?;
         let ext_name = extension::extension_name(&ext.file_name, kind);
         let (_, ext_release) = extension::read_extension_release(&ext_tree, &ext_name, systemd)

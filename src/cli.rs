@@ -122,7 +122,7 @@ mod tests {
     use super::*;
 
     fn p(args: &[&str]) -> Result<Options, String> {
-        parse(args.iter().map(|a| a.into()))
+        parse(args.iter().map(Into::into))
     }
 
     #[test]

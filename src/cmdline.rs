@@ -31,13 +31,13 @@ pub fn words(cmdline: &str) -> Vec<String> {
     for c in cmdline.chars() {
         match quote {
             Some(q) if c == q => quote = None,
-            Some(_) => word.get_or_insert_with(String::new).push(c),
             None if c == '"' || c == '\'' => {
                 quote = Some(c);
                 word.get_or_insert_with(String::new);
             }
             None if is_separator(c) => words.extend(word.take()),
-            None => word.get_or_insert_with(String::new).push(c),
+            // Quoted, or an ordinary character.
+            Some(_) | None => word.get_or_insert_with(String::new).push(c),
         }
     }
     words.extend(word);

@@ -147,7 +147,7 @@ pub fn load(root: &Root, diags: &mut Diagnostics) -> Config {
 fn read(root: &Root) -> Config {
     let mut config = Config::default();
     // Links are resolved inside the root, as the booted system would resolve them.
-    let host = Tree::new(Box::new(DirFs::new(root.dir().to_path_buf())));
+    let host = Tree::new(Box::new(DirFs::new(root.dir())));
     let fragments = list_fragments(root, &host, &mut config.diagnostics);
 
     let mut defaults_files = Vec::new();

@@ -183,10 +183,17 @@ pub fn enablement(unit: &str, file: &UnitFile) -> Enablement {
                 };
                 match parse_unit_name(&alias) {
                     Some(a) if a.kind != parsed.kind => {
-                        out.problems.push(format!("Alias={}: not of the unit's type .{}", crate::kmsg::shorten(&raw), parsed.kind))
+                        out.problems.push(format!(
+                            "Alias={}: not of the unit's type .{}",
+                            crate::kmsg::shorten(&raw),
+                            parsed.kind
+                        ));
                     }
-                    Some(a) if a.is_template() != parsed.is_template() || (a.instance.is_some() && !a.is_template()) => {
-                        out.problems.push(format!("Alias={}: an alias of a template must be a template, and a plain unit's alias plain", crate::kmsg::shorten(&raw)))
+                    Some(a)
+                        if a.is_template() != parsed.is_template()
+                            || (a.instance.is_some() && !a.is_template()) =>
+                    {
+                        out.problems.push(format!("Alias={}: an alias of a template must be a template, and a plain unit's alias plain", crate::kmsg::shorten(&raw)));
                     }
                     Some(_) if alias == unit => {}
                     Some(_) => out.links.push(Link {
@@ -194,7 +201,10 @@ pub fn enablement(unit: &str, file: &UnitFile) -> Enablement {
                         target: PathBuf::from(unit),
                         is_alias: true,
                     }),
-                    None => out.problems.push(format!("Alias={}: not a valid unit name", crate::kmsg::shorten(&raw))),
+                    None => out.problems.push(format!(
+                        "Alias={}: not a valid unit name",
+                        crate::kmsg::shorten(&raw)
+                    )),
                 }
             }
         }

@@ -443,7 +443,7 @@ fn admit(
     {
         return Err(refuse(why));
     }
-    let kind = parse_unit_name(name).map(|n| n.kind).unwrap_or("");
+    let kind = parse_unit_name(name).map_or("", |n| n.kind);
     let profile = (host.profile)(&att.profile, kind).map_err(refuse)?;
     if profile.is_none() && kind == "service" {
         return Err(refuse(format!(

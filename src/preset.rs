@@ -63,8 +63,7 @@ impl Presets {
         self.rules
             .iter()
             .find(|(_, pattern)| glob_match(pattern.as_bytes(), unit.as_bytes()))
-            .map(|(a, _)| *a)
-            .unwrap_or(Action::Enable)
+            .map_or(Action::Enable, |(a, _)| *a)
     }
 }
 

@@ -283,7 +283,7 @@ mod tests {
         assert_eq!(root.resolve(at, true).unwrap().steered(), None);
         let chmod = |mode| {
             std::fs::set_permissions(r.join("var/lib"), std::fs::Permissions::from_mode(mode))
-                .unwrap()
+                .unwrap();
         };
         chmod(0o777);
         assert_eq!(

@@ -15,6 +15,7 @@ use crate::names::default_prefix;
 type Candidate = Result<Image, (PathBuf, String)>;
 
 /// What selection says of an image it does not attach, and how loud.
+#[derive(Clone, Copy)]
 enum Verdict {
     /// Left out on purpose by configuration: info, not a failure.
     Skip,
@@ -96,10 +97,7 @@ pub fn select(
             let (_, old) = candidates.remove(i);
             at.get_or_insert(i);
             if let Ok(old) = old
-                && looked_up
-                    .as_ref()
-                    .map(|n| n.path != old.path)
-                    .unwrap_or(true)
+                && looked_up.as_ref().map_or(true, |n| n.path != old.path)
             {
                 decisions.say(
                     Verdict::Skip,

@@ -181,10 +181,10 @@ fn split_words_partial(value: &str) -> (Vec<String>, Option<String>) {
             };
             match quote {
                 Some(q) if c == q => quote = None,
-                Some(_) => word.push(c),
                 None if c == '"' || c == '\'' => quote = Some(c),
                 None if is_separator(c) => break,
-                None => word.push(c),
+                // Quoted, or an ordinary character.
+                Some(_) | None => word.push(c),
             }
         }
         words.push(word);

@@ -267,13 +267,13 @@ impl Lookup {
             && let Some(root) = real_path.ancestors().nth(rel.components().count())
         {
             return Lookup {
-                tree: Tree::new(Box::new(DirFs::new(root.to_path_buf()))),
+                tree: Tree::new(Box::new(DirFs::new(root))),
                 image: image_path.to_path_buf(),
             };
         }
         // Not a --root layout: read beside the real path, outside any root.
         Lookup {
-            tree: Tree::new(Box::new(DirFs::new(PathBuf::from("/")))),
+            tree: Tree::new(Box::new(DirFs::new(Path::new("/")))),
             image: real_path.to_path_buf(),
         }
     }

@@ -48,7 +48,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -290,7 +290,7 @@ fn run_measured(
         });
     }
 
-    let _serial = RUN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = RUN_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
     let stop = Arc::new(AtomicBool::new(false));
     let mutator = mutate.map(|m| {
         let (m, stop) = (m.clone(), stop.clone());
@@ -869,7 +869,7 @@ fn run_case(case: &Path) -> Result<(), String> {
             format!("baseline lines missing:\n  {}", missing.join("\n  ")),
         ));
     }
-    let stdout_len = fs::metadata(&stdout_file).map(|m| m.len()).unwrap_or(0);
+    let stdout_len = fs::metadata(&stdout_file).map_or(0, |m| m.len());
     if stdout_len > 0 {
         problems.push(("extra-lines", format!("{stdout_len} bytes on stdout")));
     }

@@ -153,7 +153,7 @@ pub fn parse_defaults(files: &[(PathBuf, Vec<u8>)]) -> (Defaults, Diagnostics) {
                 Some(Err(Fallback { why, default })) => {
                     lines.push(Level::Error, Some(entry.line), || {
                         format!("{}, using the default {default}.", invalid(entry, &why))
-                    })
+                    });
                 }
             }
         }

@@ -261,7 +261,7 @@ pub fn check_contents(fs: &dyn Fs, fifo: bool) {
             size,
             limit: 1000,
         }) => {
-            assert_eq!(size, BIG_LEN as u64)
+            assert_eq!(size, BIG_LEN as u64);
         }
         r => panic!("expected TooLarge, got {:?}", r.map(|v| v.len())),
     }

@@ -61,7 +61,7 @@ pub fn open_image(path: &Path, kind: ImageKind, trust_others: bool) -> Result<Op
             if !meta.is_dir() {
                 return Err("not a directory".into());
             }
-            let fs = DirFs::new(path.to_path_buf());
+            let fs = DirFs::new(path);
             Ok(Opened::Directory(Tree::new(Box::new(if trust_others {
                 fs
             } else {

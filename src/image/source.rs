@@ -137,7 +137,7 @@ impl Source {
             .file
             .metadata()
             .ok()
-            .filter(|m| m.is_file())
+            .filter(std::fs::Metadata::is_file)
             .map(|m| m.len());
         match now {
             Some(now) if now != f.len => Some(format!(

@@ -70,7 +70,7 @@ pub(super) fn gpt_set(path: &Path, args: &[&str]) -> Result<(), String> {
         u64::from(le_u32(&hdr, 84)),
     );
     let file_len = fs::metadata(path)
-        .map_err(|e| io_context(path.display(), e))?
+        .map_err(|e| io_context(path.display(), &e))?
         .len();
     let array_len = count.saturating_mul(size);
     let array_start = lba.saturating_mul(ss);

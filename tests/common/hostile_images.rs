@@ -96,7 +96,7 @@ pub fn build_images_ext(
     scratch: &Path,
 ) -> Result<(), String> {
     let text = fs::read_to_string(build_file)
-        .map_err(|e| io_context(format!("reading {}", build_file.display()), e))?;
+        .map_err(|e| io_context(format!("reading {}", build_file.display()), &e))?;
     let place = |word: &str| -> Result<PathBuf, String> {
         let (base, rel) = match word.strip_prefix('+') {
             Some(rest) => (scratch, rest),
@@ -132,7 +132,7 @@ pub fn build_images_ext(
             && let Some(parent) = out.parent()
         {
             fs::create_dir_all(parent)
-                .map_err(|e| io_context(format!("creating {}", parent.display()), e))?;
+                .map_err(|e| io_context(format!("creating {}", parent.display()), &e))?;
         }
         let result = match *kind {
             "truncate" | "flip" | "junk" => damage(&out, kind, rest),
@@ -178,7 +178,7 @@ fn hostile_verb(
     tree: &dyn Fn(&str) -> OsString,
 ) -> Result<(), String> {
     use std::os::unix::ffi::OsStrExt;
-    let io = |e: io::Error| io_context(format!("{verb} {}", out.display()), e);
+    let io = |e: io::Error| io_context(format!("{verb} {}", out.display()), &e);
     let text = || -> Result<Vec<u8>, String> {
         let mut bytes = Vec::new();
         for (i, w) in args.iter().enumerate() {
@@ -206,7 +206,7 @@ fn hostile_verb(
             drop(listener);
             Ok(())
         }
-        ("chardev", []) | ("chardev", [_, _]) => {
+        ("chardev", [] | [_, _]) => {
             let (major, minor) = match args {
                 [a, b] => (*a, *b),
                 _ => ("1", "3"),

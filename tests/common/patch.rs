@@ -10,12 +10,12 @@ use super::error::io_context;
 /// Reads `len` bytes at `offset` (in place: images are never loaded whole).
 pub fn read_at(path: &Path, offset: u64, len: usize) -> Result<Vec<u8>, String> {
     use std::os::unix::fs::FileExt;
-    let f = fs::File::open(path).map_err(|e| io_context(path.display(), e))?;
+    let f = fs::File::open(path).map_err(|e| io_context(path.display(), &e))?;
     let mut buf = vec![0u8; len];
     f.read_exact_at(&mut buf, offset).map_err(|e| {
         io_context(
             format!("reading {len} bytes at {offset} of {}", path.display()),
-            e,
+            &e,
         )
     })?;
     Ok(buf)
@@ -32,10 +32,10 @@ pub fn write_at(path: &Path, offset: u64, bytes: &[u8]) -> Result<(), String> {
     let f = fs::OpenOptions::new()
         .write(true)
         .open(path)
-        .map_err(|e| io_context(path.display(), e))?;
+        .map_err(|e| io_context(path.display(), &e))?;
     let len = f
         .metadata()
-        .map_err(|e| io_context(path.display(), e))?
+        .map_err(|e| io_context(path.display(), &e))?
         .len();
     if offset + bytes.len() as u64 > len {
         return Err(format!(
@@ -45,7 +45,7 @@ pub fn write_at(path: &Path, offset: u64, bytes: &[u8]) -> Result<(), String> {
         ));
     }
     f.write_all_at(bytes, offset)
-        .map_err(|e| io_context(format!("writing {}", path.display()), e))
+        .map_err(|e| io_context(format!("writing {}", path.display()), &e))
 }
 
 pub(super) fn le_u64(b: &[u8], at: usize) -> u64 {
