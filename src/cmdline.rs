@@ -20,7 +20,7 @@ pub struct Param {
 
 /// The words of `cmdline`: `"` or `'` quotes group and are removed (also inside a word:
 /// `a="b c"` is the word `a=b c`), an unterminated quote runs to the end instead of being an
-/// error (RELAX), a backslash is an ordinary character (RETAIN_ESCAPE), and words are
+/// error (RELAX), a backslash is an ordinary character (`RETAIN_ESCAPE`), and words are
 /// separated by spaces, tabs, newlines and carriage returns.
 pub fn words(cmdline: &str) -> Vec<String> {
     let is_separator = |c: char| matches!(c, ' ' | '\t' | '\n' | '\r');

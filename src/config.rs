@@ -292,7 +292,7 @@ fn list_fragments(
 }
 
 /// The contents of one drop-in, or why there are none. Never opens anything that could
-/// block: only regular files are opened, and then with O_NONBLOCK in case one was swapped in.
+/// block: only regular files are opened, and then with `O_NONBLOCK` in case one was swapped in.
 fn read_fragment(root: &Root, host: &Tree, path: &Path) -> Contents {
     let real = root.join(path);
     let meta = match fs::symlink_metadata(&real) {

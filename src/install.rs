@@ -32,7 +32,7 @@ const DEPENDENCIES: [(&str, &str); 3] = [
 ];
 
 /// The longest name `expand` builds: every expansion is meant to be a unit name, which is at
-/// most this long (systemd's UNIT_NAME_MAX less the NUL).
+/// most this long (systemd's `UNIT_NAME_MAX` less the NUL).
 const EXPANDED_MAX: usize = 255;
 
 /// The subset of unit specifiers that make sense in `[Install]` names

@@ -1156,7 +1156,7 @@ mod tests {
         );
     }
 
-    /// Every drop-in the plan writes reads back as what was decided (boundary::verify runs
+    /// Every drop-in the plan writes reads back as what was decided (`boundary::verify` runs
     /// inside render); here over names and paths chosen to be awkward.
     #[test]
     fn every_dropin_reads_back() {
@@ -1183,7 +1183,7 @@ mod tests {
         }
     }
 
-    /// Whatever the input, one run makes at most MAX_OUTPUT_NODES files and links.
+    /// Whatever the input, one run makes at most `MAX_OUTPUT_NODES` files and links.
     #[test]
     fn output_nodes_per_run_are_bounded() {
         let targets: String = (0..60).map(|i| format!("t{i}.target ")).collect();

@@ -89,8 +89,8 @@ impl UnitFile {
         self.entries(section, key).last().map(|e| e.value.as_str())
     }
 
-    /// A list setting as systemd's config_parse_strv reads it: each assignment's value split into
-    /// words by `split_words`; an empty assignment resets the list to empty.
+    /// A list setting as systemd's `config_parse_strv()` reads it: each assignment's value split
+    /// into words by `split_words`; an empty assignment resets the list to empty.
     ///
     /// Stricter than systemd: an assignment with unbalanced quotes is an error here, where
     /// systemd logs it, keeps the words before the bad one and carries on (see
@@ -144,9 +144,10 @@ impl UnitFile {
     }
 }
 
-/// Split a value into words as extract_first_word(…, EXTRACT_UNQUOTE|EXTRACT_RETAIN_ESCAPE) does
-/// (whitespace separators, "double" and 'single' quotes removed, backslash escapes kept as written
-/// outside quotes per RETAIN_ESCAPE). Unbalanced quotes are an error (message says so).
+/// Split a value into words as `extract_first_word(…, EXTRACT_UNQUOTE|EXTRACT_RETAIN_ESCAPE)`
+/// does (whitespace separators, "double" and 'single' quotes removed, backslash escapes kept as
+/// written outside quotes per `RETAIN_ESCAPE`). Unbalanced quotes are an error (message says
+/// so).
 ///
 /// With `EXTRACT_RETAIN_ESCAPE` a backslash is an ordinary character everywhere, inside quotes
 /// too, so it cannot escape a quote: `"a\"b"` is `a\` followed by an unterminated quote.

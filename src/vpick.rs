@@ -59,7 +59,7 @@ const ARCHITECTURES: [&str; 34] = [
     "tilegx",
 ];
 
-/// Longest file name part (NAME_MAX), as `filename_part_is_valid()` allows.
+/// Longest file name part (`NAME_MAX`), as `filename_part_is_valid()` allows.
 const NAME_MAX: usize = 255;
 
 /// Most rejected entries named in an error; a directory can hold thousands.

@@ -27,12 +27,12 @@
 //!    shows as a failure, not a hang);
 //! 6. `rss`: its peak resident set stays under 64 MiB.
 //!
-//! Memory: the child is started with a `pre_exec` hook (setrlimit(RLIMIT_AS, 4 GiB) as a
-//! guard for the machine, and PTRACE_TRACEME), so std forks instead of using vfork. It is
+//! Memory: the child is started with a `pre_exec` hook (`setrlimit(RLIMIT_AS, 4 GiB)` as a
+//! guard for the machine, and `PTRACE_TRACEME`), so std forks instead of using vfork. It is
 //! reaped with `wait4`, whose `ru_maxrss` is an upper bound: it includes the anonymous pages
 //! the harness had when it forked (printed beside it). Being traced with
-//! PTRACE_O_TRACEEXIT, the child also stops at exit with its memory still mapped, and its
-//! VmHWM then is its own peak since exec: that is the figure checked (ru_maxrss where ptrace
+//! `PTRACE_O_TRACEEXIT`, the child also stops at exit with its memory still mapped, and its
+//! `VmHWM` then is its own peak since exec: that is the figure checked (`ru_maxrss` where ptrace
 //! is not permitted). Runs are serialised, so times are not those of a neighbour's mkfs, and
 //! the output directory is on /dev/shm (tmpfs, as /run is) when there is one.
 //!
@@ -62,10 +62,10 @@ use libtest_mimic::{Arguments, Failed, Trial};
 const TIME_LIMIT: Duration = Duration::from_secs(2);
 const KILL_AFTER: Duration = Duration::from_secs(10);
 const RSS_LIMIT_KIB: i64 = 64 * 1024;
-/// RLIMIT_AS of the generator in these runs: a guard for the machine, not a check.
+/// `RLIMIT_AS` of the generator in these runs: a guard for the machine, not a check.
 const ADDRESS_SPACE_LIMIT: libc::rlim_t = 4 << 30;
 /// The longest log line that fits in one /dev/kmsg record: the kernel refuses (EINVAL)
-/// writes over 1024 bytes (LOG_LINE_MAX is 1024 - 32 on older kernels), and this leaves
+/// writes over 1024 bytes (`LOG_LINE_MAX` is 1024 - 32 on older kernels), and this leaves
 /// room for the `<N>portables-generator[PID]: ` prefix and the newline.
 const MAX_LOG_LINE: usize = 960;
 /// More new log lines than this for one hostile input is a flood.
@@ -215,7 +215,7 @@ struct Measured {
     elapsed: Duration,
     /// `ru_maxrss` from wait4: an upper bound (see the top of this file).
     maxrss_kib: i64,
-    /// VmHWM read when the traced child stopped at exit: its own peak; None where ptrace
+    /// `VmHWM` read when the traced child stopped at exit: its own peak; None where ptrace
     /// is not permitted.
     hwm_kib: Option<i64>,
     harness_anon_kib: i64,

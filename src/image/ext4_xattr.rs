@@ -21,7 +21,7 @@ const INCOMPAT_64BIT: u32 = 0x80;
 /// `i_flags`: the inode maps its blocks with an extent tree.
 const EXTENTS_FL: u32 = 0x80000;
 const EXTENT_MAGIC: u16 = 0xf30a;
-/// The kernel's EXT4_MAX_EXTENT_DEPTH.
+/// The kernel's `EXT4_MAX_EXTENT_DEPTH`.
 const MAX_EXTENT_DEPTH: u16 = 5;
 /// Extent tree blocks read to list one directory's extents, and extents kept: a few for
 /// real directories, bounded for crafted ones.
@@ -464,7 +464,7 @@ fn find_entry(block: &[u8], name: &[u8]) -> Result<Option<u32>, FsError> {
 
 /// Find the entry `index`/`suffix` in an xattr area whose entries start at `first` and
 /// whose values are counted from its start, checking every entry as the kernel's
-/// check_xattrs() does.
+/// `check_xattrs()` does.
 fn find_xattr(
     area: &[u8],
     first: usize,

@@ -32,15 +32,15 @@ use std::path::{Path, PathBuf};
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 /// Most entries read from one directory of an image.
 pub const MAX_DIR_ENTRIES: usize = 65_536;
-/// Largest ext4 directory (its i_size) listed or looked into, by ext4-view and by the
+/// Largest ext4 directory (its `i_size`) listed or looked into, by ext4-view and by the
 /// extended attribute reader alike. [`MAX_DIR_ENTRIES`] names of the longest kind take
-/// about 17 MiB; ext4-view scans every block up to i_size, from its block cache when a
+/// about 17 MiB; ext4-view scans every block up to `i_size`, from its block cache when a
 /// crafted extent tree maps them all onto the same few blocks, where no read budget sees
 /// the work.
 pub const MAX_DIR_BYTES: u64 = 32 * 1024 * 1024;
-/// Longest symlink target accepted (PATH_MAX).
+/// Longest symlink target accepted (`PATH_MAX`).
 pub const MAX_LINK_BYTES: u64 = 4096;
-/// Symlinks followed while resolving one path, as the kernel's and systemd's chase().
+/// Symlinks followed while resolving one path, as the kernel's and systemd's `chase()`.
 pub const MAX_SYMLINKS: usize = 40;
 /// Deepest path resolved, and most components walked for one path: real images are a few
 /// levels deep, and each component costs a lookup (hard-linked directory cycles in a
@@ -48,7 +48,7 @@ pub const MAX_SYMLINKS: usize = 40;
 pub const MAX_PATH_DEPTH: usize = 64;
 pub const MAX_PATH_STEPS: usize = 1024;
 /// Largest extended attribute value read through [`chase::Tree::xattr`]: the kernel's
-/// XATTR_SIZE_MAX, so nothing a mounted image could hold is refused.
+/// `XATTR_SIZE_MAX`, so nothing a mounted image could hold is refused.
 pub const MAX_XATTR_BYTES: u64 = 64 * 1024;
 
 /// What an entry is, as far as path resolution cares.

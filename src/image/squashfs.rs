@@ -72,7 +72,7 @@ fn check_superblock(src: &Source) -> Result<(), FsError> {
     Ok(())
 }
 
-/// Largest metadata block, compressed or not (SQUASHFS_METADATA_SIZE).
+/// Largest metadata block, compressed or not (`SQUASHFS_METADATA_SIZE`).
 const METADATA_BLOCK: u16 = 8192;
 
 /// What is wrong with a squashfs that backhand refused at open, found by reading its tables

@@ -1,7 +1,7 @@
 //! Extended attributes of squashfs images, read from the raw image.
 //!
 //! backhand parses each inode's xattr index but not the xattr table itself (its issue #32),
-//! so the table is read here, as the kernel's fs/squashfs/xattr.c and xattr_id.c do: the
+//! so the table is read here, as the kernel's `fs/squashfs/xattr.c` and `xattr_id.c` do: the
 //! index selects a 16-byte id in the id table (`xattr_id_table_start` in the superblock),
 //! which points into a stream of metadata blocks holding the inode's name/value pairs.
 //! Metadata blocks are decompressed with backhand's own decompressors.
@@ -415,7 +415,7 @@ impl Table {
 }
 
 /// Bytes read on from a metadata block through the blocks after it, as the kernel's
-/// squashfs_read_metadata(); blocks must end before `end`.
+/// `squashfs_read_metadata()`; blocks must end before `end`.
 struct Stream<'t, 'b> {
     table: &'t Table,
     data: Vec<u8>,

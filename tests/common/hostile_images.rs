@@ -79,7 +79,7 @@ fn os_path(bytes: Vec<u8>) -> PathBuf {
 ///   length), e.g. a file name in an uncompressed directory;
 /// - `DEST put OFFSET WIDTH VALUE`: writes VALUE little-endian in WIDTH (1, 2, 4, 8) bytes;
 ///   `DEST poke OFFSET HEX`: writes the bytes HEX;
-/// - `DEST erofs-set PATH size VALUE`: sets the i_size of the inode of PATH in an erofs
+/// - `DEST erofs-set PATH size VALUE`: sets the `i_size` of the inode of PATH in an erofs
 ///   image (found with `dump.erofs --path`);
 /// - `DEST mksquashfs TREE ARGS...`: mksquashfs with extra ARGS (e.g. `-noI` to keep the
 ///   inode table uncompressed), every file owned by root; `DEST mkfs.erofs TREE ARGS...`
