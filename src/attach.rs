@@ -20,7 +20,9 @@ use crate::verity;
 
 /// An image that was read, and the units in it that were left out on the way.
 pub struct Read {
+    /// What is attached: the image, its extensions, os-release and matching units.
     pub attachment: Attachment,
+    /// One diagnostic per unit of the image that was left out, and why.
     pub skipped: Vec<Diagnostic>,
 }
 

@@ -13,6 +13,7 @@ use crate::config::parse_boolean;
 /// One word of the command line, split at its first `=`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Param {
+    /// The part before the first `=`, as written: compare it with [`key_eq`].
     pub key: String,
     /// `None` for a bare key (no `=`).
     pub value: Option<String>,

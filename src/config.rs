@@ -49,15 +49,19 @@ pub const CMDLINE_SWITCH: &str = "portables_generator";
 /// What the configuration says about one image name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageEntry {
+    /// `NAME.conf` was read and every value in it is valid.
     Configured(ImageConfig),
     /// `NAME.conf` is empty or a link to `/dev/null`: the image is left out on purpose.
     Masked {
+        /// The file that masks it, for the message.
         file: PathBuf,
     },
     /// `NAME.conf` could not be read or holds an invalid value: the image must be refused.
     /// `reason` names the file (and line, key and value) and has no final full stop.
     Invalid {
+        /// The file at fault.
         file: PathBuf,
+        /// What is wrong with it.
         reason: String,
     },
 }
@@ -65,6 +69,7 @@ pub enum ImageEntry {
 /// The whole configuration.
 #[derive(Debug, Default)]
 pub struct Config {
+    /// `[Defaults]` of the `_*.conf` files: global policy, merged.
     pub defaults: Defaults,
     /// By image name (NAME of `NAME.conf`).
     pub images: BTreeMap<String, ImageEntry>,

@@ -36,8 +36,10 @@ const RAW_SUFFIXES: [&str; 10] = [
     ".bin",
 ];
 
+/// What an extension is on disk, which decides how its name is derived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExtensionKind {
+    /// A directory tree.
     Directory,
     /// A raw disk image (regular file or block device).
     Raw,

@@ -9,7 +9,10 @@ use crate::unit_syntax::UnitFile;
 /// A symlink to create, relative to the output directory.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Link {
+    /// Where the link is made, e.g. `multi-user.target.wants/foo.service`.
     pub path: PathBuf,
+    /// What it points at, as `systemctl enable` writes it (`../foo.service` from a
+    /// `.wants/` directory).
     pub target: PathBuf,
     /// `true` for `Alias=` names, which may collide with other units.
     pub is_alias: bool,
@@ -19,7 +22,9 @@ pub struct Link {
 /// ("WantedBy=x: not a valid unit name") and the offending entry is left out.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Enablement {
+    /// The links to make.
     pub links: Vec<Link>,
+    /// One message per entry left out.
     pub problems: Vec<String>,
     /// Set when a template has no `DefaultInstance=`: nothing to enable, by design.
     pub template_without_instance: bool,

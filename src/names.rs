@@ -44,6 +44,7 @@ pub struct UnitName<'a> {
 }
 
 impl UnitName<'_> {
+    /// Whether it is a template, `foo@.service`.
     pub fn is_template(&self) -> bool {
         self.instance == Some("")
     }

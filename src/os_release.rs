@@ -24,12 +24,14 @@ const COMMENTS: &[u8] = b"#;";
 /// systemd's `SHELL_NEED_ESCAPE`: the characters a backslash escapes inside double quotes.
 const SHELL_NEED_ESCAPE: &[u8] = b"\"\\`$";
 
+/// An os-release or extension-release file, parsed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OsRelease {
     /// In file order, deduplicated with last value winning.
     pub fields: Vec<(String, String)>,
 }
 
+/// Why a file is not a valid os-release: the whole message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OsReleaseError(pub String);
 
@@ -42,6 +44,7 @@ impl fmt::Display for OsReleaseError {
 impl std::error::Error for OsReleaseError {}
 
 impl OsRelease {
+    /// The value of `key`, if the file sets it.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.fields
             .iter()

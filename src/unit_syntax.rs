@@ -25,7 +25,9 @@ const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 /// One `Key=Value` assignment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// The key, whitespace around it removed.
     pub key: String,
+    /// The value, whitespace around it removed; continuation lines joined.
     pub value: String,
     /// 1-based number of the first physical line of the logical line.
     pub line: usize,
@@ -34,20 +36,25 @@ pub struct Entry {
 /// All assignments of one section name, from every `[Name]` header with that name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Section {
+    /// The name between the brackets.
     pub name: String,
+    /// Its assignments in file order.
     pub entries: Vec<Entry>,
 }
 
 /// A parsed unit file: one `Section` per distinct name, in first-seen order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UnitFile {
+    /// The sections, in the order their names first appear.
     pub sections: Vec<Section>,
 }
 
 /// Something systemd logs and then ignores.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Warning {
+    /// 1-based line number.
     pub line: usize,
+    /// What systemd would log.
     pub message: String,
 }
 
@@ -60,7 +67,9 @@ impl fmt::Display for Warning {
 /// Something that makes systemd refuse the whole file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
+    /// 1-based line number.
     pub line: usize,
+    /// Why the file is refused.
     pub message: String,
 }
 
@@ -73,6 +82,7 @@ impl fmt::Display for ParseError {
 impl std::error::Error for ParseError {}
 
 impl UnitFile {
+    /// The section `name`, if the file has one.
     pub fn section(&self, name: &str) -> Option<&Section> {
         self.sections.iter().find(|s| s.name == name)
     }

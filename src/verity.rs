@@ -62,11 +62,16 @@ pub enum Verity {
     /// Sidecar files beside an image without a partition table: those systemd loads
     /// (host paths, without `--root`).
     Sidecars {
+        /// The `.roothash` file: a root hash for the root file system.
         roothash: Option<PathBuf>,
+        /// The `.usrhash` file, where there is no `.roothash`: a root hash for `/usr`.
         usrhash: Option<PathBuf>,
+        /// The `.verity` file: the hash tree.
         verity: Option<PathBuf>,
+        /// The `.p7s` signature of the root hash.
         signature: Option<PathBuf>,
     },
+    /// No verity data at all.
     None,
 }
 

@@ -21,6 +21,7 @@ pub struct Tree {
 pub struct Resolved {
     /// The path with every symlink resolved (the last one too, when asked to follow it).
     pub path: PathBuf,
+    /// What is there: a link only when the last one was not followed.
     pub kind: FileKind,
 }
 
@@ -38,6 +39,7 @@ fn join(parts: &[Vec<u8>]) -> PathBuf {
 }
 
 impl Tree {
+    /// The tree of `fs`, whatever its reader, with lookups confined to it.
     pub fn new(fs: Box<dyn Fs>) -> Tree {
         Tree { fs }
     }

@@ -59,6 +59,7 @@ fn components(path: &Path) -> Result<Vec<&[u8]>, FsError> {
 }
 
 impl DirFs {
+    /// The tree below the directory `base`, opened now; if that fails, every lookup says why.
     pub fn new(base: &Path) -> DirFs {
         DirFs {
             base: at::open_base(base),

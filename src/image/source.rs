@@ -60,10 +60,12 @@ impl Source {
         }
     }
 
+    /// Length of the window in bytes: reads past it fail.
     pub fn len(&self) -> u64 {
         self.len
     }
 
+    /// Whether the window holds no bytes.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

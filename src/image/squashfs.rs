@@ -311,7 +311,7 @@ impl SquashFs {
         r
     }
 
-    fn node(&self, path: &Path) -> Option<(usize, &InnerNode<backhand::SquashfsFileReader>)> {
+    fn node(&self, path: &Path) -> Option<(usize, &InnerNode<SquashfsFileReader>)> {
         let &i = self.index.get(path)?;
         Some((i, &self.fs.root.nodes[i].inner))
     }

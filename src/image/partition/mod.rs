@@ -33,8 +33,9 @@ use crate::verscmp::strverscmp_improved;
 pub struct Part {
     /// 1-based partition number, as `/dev/loopNpX` would name it.
     pub number: u32,
-    /// Byte offset and size inside the image.
+    /// Byte offset inside the image.
     pub offset: u64,
+    /// Size in bytes.
     pub size: u64,
     /// GPT partition label (empty for MBR).
     pub label: String,
@@ -49,7 +50,9 @@ pub enum Selection {
     Whole,
     /// Partitions chosen by the Discoverable Partitions Specification; at least one is set.
     Parts {
+        /// The root partition chosen, if any.
         root: Option<Part>,
+        /// The `/usr` partition chosen, if any.
         usr: Option<Part>,
     },
 }
@@ -59,6 +62,7 @@ pub enum Selection {
 /// partitions that go with them.
 #[derive(Debug)]
 pub struct Dissected {
+    /// What to read.
     pub selection: Selection,
     /// `None` for an MBR or an image without a partition table.
     gpt: Option<Gpt>,

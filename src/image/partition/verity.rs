@@ -12,7 +12,9 @@ use crate::verscmp::strverscmp_improved;
 /// gives one for the root partition, a `.usrhash` file one for `/usr`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HashFor {
+    /// The root partition (`.roothash`).
     Root,
+    /// The `/usr` partition (`.usrhash`).
     Usr,
 }
 
