@@ -78,7 +78,8 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 /// Peak resident set of one dry run of the release binary over `root`, in KiB.
 // The child is reaped by wait4(), which std's Child does not know about.
-#[allow(clippy::zombie_processes)]
+// wait4 with a rusage has no safe wrapper in std.
+#[allow(clippy::zombie_processes, unsafe_code)]
 fn peak_rss_kib(root: &Path) -> i64 {
     let child = Command::new(env!("CARGO_BIN_EXE_portables-generator"))
         .args(["--dry-run", "--root"])
@@ -88,10 +89,11 @@ fn peak_rss_kib(root: &Path) -> i64 {
         .spawn()
         .expect("spawn generator");
     let mut status = 0;
+    let child_pid = libc::pid_t::try_from(child.id()).expect("a pid_t");
     // SAFETY: rusage is plain data filled by the kernel; the pid is our own child.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32);
+    let pid = unsafe { libc::wait4(child_pid, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child_pid);
     usage.ru_maxrss
 }
 

@@ -22,7 +22,9 @@ use crate::verity;
 
 /// An image that was read, and the units in it that were left out on the way.
 pub struct Read {
+    /// What is attached: the image, its extensions, os-release and matching units.
     pub attachment: Attachment,
+    /// One diagnostic per unit of the image that was left out, and why.
     pub skipped: Vec<Diagnostic>,
 }
 
@@ -96,7 +98,7 @@ pub fn read_image(root: &Root, image: &Image, systemd: u32) -> Result<Read, Stri
 /// From 260, where portabled also serves user managers, an image may say which it is for
 /// (`PORTABLE_SCOPE=` in its os-release: `system`, `user` or `any`, default `system`), and the
 /// system's refuses an image for users (`extract_image_and_extensions()` in portable.c).
-fn check_scope(os_release: &crate::os_release::OsRelease, systemd: u32) -> Result<(), String> {
+fn check_scope(os_release: &OsRelease, systemd: u32) -> Result<(), String> {
     match os_release.get("PORTABLE_SCOPE") {
         _ if systemd < 260 => Ok(()),
         None | Some("system" | "any") => Ok(()),
@@ -220,7 +222,7 @@ fn read_extensions(
         };
         let in_ext = |e: String| format!("extension {}: {e}", ext.path.display());
         let ext_tree = open_image(&root.join(&ext.path), ext.kind, trust)
-            .and_then(|opened| opened.tree())
+            .and_then(Opened::tree)
             .map_err(in_ext)?;
         let ext_name = extension::extension_name(&ext.file_name, kind);
         let (_, ext_release) =

@@ -29,12 +29,16 @@ pub enum Kind {
 /// One setting of a drop-in, with the value systemd must read from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assignment {
+    /// The setting's name, without `=`.
     pub key: &'static str,
+    /// The value as decided, before any quoting or escaping.
     pub value: String,
+    /// How systemd reads the value, and so how it must be written.
     pub kind: Kind,
 }
 
 impl Assignment {
+    /// `key=value`, to be written as systemd reads a value of `kind`.
     pub fn new(key: &'static str, kind: Kind, value: impl Into<String>) -> Assignment {
         Assignment {
             key,

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+/// The text of `--help`, and of usage errors after their one-line message.
 pub const USAGE: &str = "\
 Usage: portables-generator [OPTIONS] NORMAL_DIR [EARLY_DIR LATE_DIR]
        portables-generator [OPTIONS] --dry-run
@@ -21,20 +22,29 @@ units, profile and image drop-ins and [Install] symlinks into NORMAL_DIR, as
                DIR/usr/lib/systemd/systemd)
 ";
 
+/// What the program was asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
     /// Generator mode: write into the normal output directory.
     Generate {
+        /// `NORMAL_DIR`, the first of the directories systemd passes; the early and late
+        /// ones are not written to.
         normal: PathBuf,
     },
+    /// `--dry-run`: print the plan on stdout instead of writing it.
     DryRun,
+    /// `--help`.
     Help,
+    /// `--version`.
     Version,
 }
 
+/// The command line, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
+    /// `--root DIR`: every host path is read below DIR; `None` for `/`.
     pub root: Option<PathBuf>,
+    /// What to do.
     pub mode: Mode,
     /// `--systemd-version N`.
     pub systemd_version: Option<u32>,
@@ -122,7 +132,7 @@ mod tests {
     use super::*;
 
     fn p(args: &[&str]) -> Result<Options, String> {
-        parse(args.iter().map(|a| a.into()))
+        parse(args.iter().map(Into::into))
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::unit_syntax::parse_boolean;
 /// One word of the command line, split at its first `=`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Param {
+    /// The part before the first `=`, as written: compare it with [`key_eq`].
     pub key: String,
     /// `None` for a bare key (no `=`).
     pub value: Option<String>,
@@ -20,7 +21,7 @@ pub struct Param {
 
 /// The words of `cmdline`: `"` or `'` quotes group and are removed (also inside a word:
 /// `a="b c"` is the word `a=b c`), an unterminated quote runs to the end instead of being an
-/// error (RELAX), a backslash is an ordinary character (RETAIN_ESCAPE), and words are
+/// error (RELAX), a backslash is an ordinary character (`RETAIN_ESCAPE`), and words are
 /// separated by spaces, tabs, newlines and carriage returns.
 pub fn words(cmdline: &str) -> Vec<String> {
     let is_separator = |c: char| matches!(c, ' ' | '\t' | '\n' | '\r');
@@ -31,13 +32,13 @@ pub fn words(cmdline: &str) -> Vec<String> {
     for c in cmdline.chars() {
         match quote {
             Some(q) if c == q => quote = None,
-            Some(_) => word.get_or_insert_with(String::new).push(c),
             None if c == '"' || c == '\'' => {
                 quote = Some(c);
                 word.get_or_insert_with(String::new);
             }
             None if is_separator(c) => words.extend(word.take()),
-            None => word.get_or_insert_with(String::new).push(c),
+            // Quoted, or an ordinary character.
+            Some(_) | None => word.get_or_insert_with(String::new).push(c),
         }
     }
     words.extend(word);

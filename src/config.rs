@@ -49,15 +49,19 @@ pub const CMDLINE_SWITCH: &str = "portables_generator";
 /// What the configuration says about one image name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageEntry {
+    /// `NAME.conf` was read and every value in it is valid.
     Configured(ImageConfig),
     /// `NAME.conf` is empty or a link to `/dev/null`: the image is left out on purpose.
     Masked {
+        /// The file that masks it, for the message.
         file: PathBuf,
     },
     /// `NAME.conf` could not be read or holds an invalid value: the image must be refused.
     /// `reason` names the file (and line, key and value) and has no final full stop.
     Invalid {
+        /// The file at fault.
         file: PathBuf,
+        /// What is wrong with it.
         reason: String,
     },
 }
@@ -65,6 +69,7 @@ pub enum ImageEntry {
 /// The whole configuration.
 #[derive(Debug, Default)]
 pub struct Config {
+    /// `[Defaults]` of the `_*.conf` files: global policy, merged.
     pub defaults: Defaults,
     /// By image name (NAME of `NAME.conf`).
     pub images: BTreeMap<String, ImageEntry>,
@@ -147,7 +152,7 @@ pub fn load(root: &Root, diags: &mut Diagnostics) -> Config {
 fn read(root: &Root) -> Config {
     let mut config = Config::default();
     // Links are resolved inside the root, as the booted system would resolve them.
-    let host = Tree::new(Box::new(DirFs::new(root.dir().to_path_buf())));
+    let host = Tree::new(Box::new(DirFs::new(root.dir())));
     let fragments = list_fragments(root, &host, &mut config.diagnostics);
 
     let mut defaults_files = Vec::new();
@@ -292,7 +297,7 @@ fn list_fragments(
 }
 
 /// The contents of one drop-in, or why there are none. Never opens anything that could
-/// block: only regular files are opened, and then with O_NONBLOCK in case one was swapped in.
+/// block: only regular files are opened, and then with `O_NONBLOCK` in case one was swapped in.
 fn read_fragment(root: &Root, host: &Tree, path: &Path) -> Contents {
     let real = root.join(path);
     let meta = match fs::symlink_metadata(&real) {
@@ -553,7 +558,7 @@ mod tests {
         write(t.path(), "/usr/lib/portables.d/gone.conf", "[Portable]\n");
         link(t.path(), "/etc/portables.d/gone.conf", "/nowhere");
         link(t.path(), "/etc/portables.d/loop.conf", "loop.conf");
-        let big = "#".repeat(MAX_FILE_BYTES as usize + 1);
+        let big = "#".repeat(usize::try_from(MAX_FILE_BYTES).unwrap() + 1);
         write(t.path(), "/etc/portables.d/big.conf", &big);
         fs::create_dir_all(t.path().join("srv/d")).unwrap();
         link(t.path(), "/etc/portables.d/dir.conf", "/srv/d");

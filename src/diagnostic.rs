@@ -22,14 +22,21 @@ pub enum Subject {
     SearchDir(PathBuf),
     /// An image or an `Image=` declaration, by the path it was found at.
     Image(PathBuf),
-    /// A unit of an image: the unit name and the image's path as found.
-    Unit { unit: String, image: PathBuf },
+    /// A unit of an image.
+    Unit {
+        /// The unit's name.
+        unit: String,
+        /// The image's path, as found.
+        image: PathBuf,
+    },
 }
 
 /// One decision, with its reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
+    /// What it is about.
     pub subject: Subject,
+    /// The log level of its line.
     pub level: Level,
     /// Why, without naming the subject (`its os-release has no ID=`).
     pub reason: String,
@@ -117,6 +124,7 @@ impl Diagnostic {
 pub struct Diagnostics(Vec<Diagnostic>);
 
 impl Diagnostics {
+    /// Add `d` after the others.
     pub fn push(&mut self, d: Diagnostic) {
         self.0.push(d);
     }

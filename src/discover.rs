@@ -291,8 +291,8 @@ fn classify(root: &Root, resolved_dir: &Path, host_path: &Path, entry: &str) -> 
     };
     let resolved = found.path.clone();
     // The mode of the resolved entry: nothing is opened, so nothing here can block.
-    let ft = rustix::fs::FileType::from_raw_mode(found.owner.mode);
     use rustix::fs::FileType;
+    let ft = FileType::from_raw_mode(found.owner.mode);
     let kind = if ft == FileType::Directory {
         if let Some((basename, suffix)) = vpick::versioned_dir(entry) {
             return match pick_version(root, &found, &basename, suffix) {

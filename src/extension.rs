@@ -37,8 +37,10 @@ const RAW_SUFFIXES: [&str; 10] = [
     ".bin",
 ];
 
+/// What an extension is on disk, which decides how its name is derived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExtensionKind {
+    /// A directory tree.
     Directory,
     /// A raw disk image (regular file or block device).
     Raw,
@@ -668,7 +670,7 @@ mod tests {
         );
         let err = read_extension_release(&t, "app", 260).unwrap_err();
         assert!(err.contains("symbolic links"), "{err}");
-        let big = vec![b'#'; MAX_FILE_BYTES as usize + 1];
+        let big = vec![b'#'; usize::try_from(MAX_FILE_BYTES).unwrap() + 1];
         let t = tree(MemFs::new().file(&format!("{DIR}/extension-release.app"), &big));
         let err = read_extension_release(&t, "app", 260).unwrap_err();
         assert!(err.contains("too large"), "{err}");

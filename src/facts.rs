@@ -24,6 +24,7 @@ pub const IMAGE_UNIT_DIRS: [&str; 5] = [
 
 const OS_RELEASE_PATHS: [&str; 2] = ["/etc/os-release", "/usr/lib/os-release"];
 
+/// The unit files of an image that match its portable's prefixes.
 #[derive(Debug, Default)]
 pub struct Units {
     /// Sorted by name.

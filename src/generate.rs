@@ -13,9 +13,11 @@ use crate::root::Root;
 use crate::systemd_version::{self, Version};
 use crate::{attach, discover, host, host_file, late_mounts, output, preset, profile, select};
 
-/// Exit statuses: all attached; something could not be attached or written; bad usage.
+/// Exit status: all attached.
 pub const EXIT_OK: u8 = 0;
+/// Exit status: something could not be attached or written.
 pub const EXIT_FAILED: u8 = 1;
+/// Exit status: bad usage (`main.rs`).
 pub const EXIT_USAGE: u8 = 2;
 
 /// What to do with the plan.
@@ -28,7 +30,9 @@ pub enum Sink {
 
 /// Everything a run decides: the files and links, and why.
 pub struct Generated {
+    /// Every file and link to write.
     pub plan: Plan,
+    /// Everything every stage said, in order, to be logged once.
     pub diagnostics: Diagnostics,
 }
 

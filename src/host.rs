@@ -48,8 +48,12 @@ pub fn host_os_release(root: &Root) -> &'static str {
 /// ships wins and the image's unit is left out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HostKind {
+    /// A link to `/dev/null` or an empty file: the image's unit is left out quietly.
     Masked,
+    /// A file in `/etc/systemd/system` or `/run/systemd/system`: used in place of the
+    /// image's unit, which keeps its drop-ins.
     Override,
+    /// A unit the host ships: it wins, and the image's unit is left out with a warning.
     Other,
 }
 

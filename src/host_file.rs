@@ -32,10 +32,16 @@ pub enum HostReadError {
     NotRegular(&'static str),
     /// Larger than the cap; `size` is `None` where it is not known before reading (files
     /// in `/proc` say 0) and reading stopped past the cap.
-    TooLarge { size: Option<u64>, limit: u64 },
+    TooLarge {
+        /// The file's size, where it is known before reading.
+        size: Option<u64>,
+        /// The cap it is over.
+        limit: u64,
+    },
 }
 
 impl HostReadError {
+    /// Whether the file does not exist, which most callers pass over without a line.
     pub fn is_not_found(&self) -> bool {
         matches!(self, HostReadError::NotFound)
     }
@@ -113,8 +119,8 @@ pub fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, HostReadError> {
         });
     }
     // The size may be 0 (files in /proc) or grow meanwhile: one byte more than the cap
-    // tells that it is too large.
-    let mut data = Vec::with_capacity(meta.len() as usize);
+    // tells that it is too large. The capacity is only a hint.
+    let mut data = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
     file.take(cap.saturating_add(1)).read_to_end(&mut data)?;
     if data.len() as u64 > cap {
         return Err(HostReadError::TooLarge {
@@ -140,7 +146,9 @@ pub fn read_capped_in(root: &Root, host: &Path, cap: u64) -> Result<Vec<u8>, Hos
     read_capped(&root.join(&found.path), cap)
 }
 
-pub fn read_capped_lossy(path: &Path, cap: u64) -> Result<String, HostReadError> {
+/// [`read_capped`], as text: invalid UTF-8 replaced, as the kernel command line may hold any
+/// bytes.
+fn read_capped_lossy(path: &Path, cap: u64) -> Result<String, HostReadError> {
     read_capped(path, cap).map(|b| String::from_utf8_lossy(&b).into_owned())
 }
 

@@ -9,7 +9,10 @@ use crate::unit_syntax::UnitFile;
 /// A symlink to create, relative to the output directory.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Link {
+    /// Where the link is made, e.g. `multi-user.target.wants/foo.service`.
     pub path: PathBuf,
+    /// What it points at, as `systemctl enable` writes it (`../foo.service` from a
+    /// `.wants/` directory).
     pub target: PathBuf,
     /// `true` for `Alias=` names, which may collide with other units.
     pub is_alias: bool,
@@ -19,7 +22,9 @@ pub struct Link {
 /// ("WantedBy=x: not a valid unit name") and the offending entry is left out.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Enablement {
+    /// The links to make.
     pub links: Vec<Link>,
+    /// One message per entry left out.
     pub problems: Vec<String>,
     /// Set when a template has no `DefaultInstance=`: nothing to enable, by design.
     pub template_without_instance: bool,
@@ -32,7 +37,7 @@ const DEPENDENCIES: [(&str, &str); 3] = [
 ];
 
 /// The longest name `expand` builds: every expansion is meant to be a unit name, which is at
-/// most this long (systemd's UNIT_NAME_MAX less the NUL).
+/// most this long (systemd's `UNIT_NAME_MAX` less the NUL).
 const EXPANDED_MAX: usize = 255;
 
 /// The subset of unit specifiers that make sense in `[Install]` names
@@ -183,10 +188,17 @@ pub fn enablement(unit: &str, file: &UnitFile) -> Enablement {
                 };
                 match parse_unit_name(&alias) {
                     Some(a) if a.kind != parsed.kind => {
-                        out.problems.push(format!("Alias={}: not of the unit's type .{}", crate::kmsg::shorten(&raw), parsed.kind))
+                        out.problems.push(format!(
+                            "Alias={}: not of the unit's type .{}",
+                            crate::kmsg::shorten(&raw),
+                            parsed.kind
+                        ));
                     }
-                    Some(a) if a.is_template() != parsed.is_template() || (a.instance.is_some() && !a.is_template()) => {
-                        out.problems.push(format!("Alias={}: an alias of a template must be a template, and a plain unit's alias plain", crate::kmsg::shorten(&raw)))
+                    Some(a)
+                        if a.is_template() != parsed.is_template()
+                            || (a.instance.is_some() && !a.is_template()) =>
+                    {
+                        out.problems.push(format!("Alias={}: an alias of a template must be a template, and a plain unit's alias plain", crate::kmsg::shorten(&raw)));
                     }
                     Some(_) if alias == unit => {}
                     Some(_) => out.links.push(Link {
@@ -194,7 +206,10 @@ pub fn enablement(unit: &str, file: &UnitFile) -> Enablement {
                         target: PathBuf::from(unit),
                         is_alias: true,
                     }),
-                    None => out.problems.push(format!("Alias={}: not a valid unit name", crate::kmsg::shorten(&raw))),
+                    None => out.problems.push(format!(
+                        "Alias={}: not a valid unit name",
+                        crate::kmsg::shorten(&raw)
+                    )),
                 }
             }
         }

@@ -1,3 +1,7 @@
+//! The `portables-generator` program as systemd runs it: parses the arguments, sets up
+//! logging, and runs the stages ([`portables_generator::generate::run`]).
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use log::warn;

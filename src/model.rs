@@ -26,6 +26,7 @@ pub struct Image {
     pub file_name: String,
     /// Who other than root can change the image, if anyone (refused unless allowed).
     pub writable_by: Option<String>,
+    /// Directory, raw image or block device: which of `RootDirectory=` and `RootImage=`.
     pub kind: ImageKind,
     /// Where it was found: the search-path entry or the `Image=` path, before links and
     /// version directories were resolved.
@@ -58,8 +59,11 @@ pub struct ImageConfig {
     pub matches: Option<Vec<String>>,
     /// `Profile=`: a profile name (a file name, never a path).
     pub profile: Option<String>,
+    /// `Enable=`: make the links the units' `[Install]` sections ask for.
     pub enable: Option<bool>,
+    /// `Attach=`: `no` leaves the image out on purpose.
     pub attach: Option<bool>,
+    /// `RequireVerity=`: attach only an image whose file system dm-verity protects.
     pub require_verity: Option<bool>,
     /// `AllowWritableByOthers=`: attach the image even if a user other than root can change it.
     pub allow_writable_by_others: Option<bool>,
@@ -99,6 +103,7 @@ impl Default for Defaults {
 pub struct Portable {
     /// NAME: the image's name without version and suffix, the name of its `NAME.conf`.
     pub name: String,
+    /// Its root image.
     pub image: Image,
     /// Its `NAME.conf`, if it has one.
     pub config: Option<ImageConfig>,
@@ -163,9 +168,11 @@ impl Portable {
 /// A unit file as found in an image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnitSource {
+    /// The unit's name, e.g. `foo.service`: the name it is written under.
     pub name: String,
     /// Where in the image it was found, e.g. `/usr/lib/systemd/system/foo.service`.
     pub origin: PathBuf,
+    /// The file's contents, copied unchanged.
     pub bytes: Vec<u8>,
     /// For a symlink in the image to another unit file: that unit's name. The copy made
     /// under this name is the same unit to the image's author.
@@ -177,11 +184,15 @@ pub struct UnitSource {
 /// An image that was read successfully, with its matching units.
 #[derive(Debug, Clone)]
 pub struct Attachment {
+    /// The root image.
     pub image: Image,
     /// Its os-release, which names it in the journal.
     pub release: OsRelease,
+    /// The units that match its prefixes, from the root image and its extensions.
     pub units: Vec<UnitSource>,
+    /// The profile its units run with.
     pub profile: String,
+    /// Whether its units' `[Install]` links are made.
     pub enable: bool,
     /// Extension images layered over the root image, in order.
     pub extensions: Vec<Extension>,
@@ -190,6 +201,8 @@ pub struct Attachment {
 /// An extension image and its extension-release file.
 #[derive(Debug, Clone)]
 pub struct Extension {
+    /// The extension image, as found.
     pub image: Image,
+    /// Its extension-release file, which must match the root image's os-release.
     pub release: OsRelease,
 }

@@ -18,7 +18,7 @@ const UNIT_TYPES: [&str; 11] = [
     "scope",
 ];
 
-/// systemd's UNIT_NAME_MAX less the terminating NUL.
+/// systemd's `UNIT_NAME_MAX` less the terminating NUL.
 const UNIT_NAME_MAX: usize = 255;
 
 /// `image_name_is_valid()`: a valid file name, no control characters, valid UTF-8 (the
@@ -44,6 +44,7 @@ pub struct UnitName<'a> {
 }
 
 impl UnitName<'_> {
+    /// Whether it is a template, `foo@.service`.
     pub fn is_template(&self) -> bool {
         self.instance == Some("")
     }

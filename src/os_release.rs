@@ -24,12 +24,14 @@ const COMMENTS: &[u8] = b"#;";
 /// systemd's `SHELL_NEED_ESCAPE`: the characters a backslash escapes inside double quotes.
 const SHELL_NEED_ESCAPE: &[u8] = b"\"\\`$";
 
+/// An os-release or extension-release file, parsed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OsRelease {
     /// In file order, deduplicated with last value winning.
     pub fields: Vec<(String, String)>,
 }
 
+/// Why a file is not a valid os-release: the whole message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OsReleaseError(pub String);
 
@@ -42,6 +44,7 @@ impl fmt::Display for OsReleaseError {
 impl std::error::Error for OsReleaseError {}
 
 impl OsRelease {
+    /// The value of `key`, if the file sets it.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.fields
             .iter()
@@ -293,7 +296,7 @@ fn env_name_is_valid(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{XorShift, assert_linear, repeated};
+    use crate::testutil::{XorShift, assert_linear, index_below, low_byte, repeated};
 
     fn fields(input: &str) -> Vec<(String, String)> {
         parse(input.as_bytes()).expect("parses").fields
@@ -447,9 +450,9 @@ mod tests {
                 .map(|_| {
                     let r = rng.next();
                     if r.is_multiple_of(4) {
-                        (r >> 8) as u8
+                        low_byte(r >> 8)
                     } else {
-                        let i = ((r >> 8) % alphabet.len() as u64) as usize;
+                        let i = index_below(r >> 8, alphabet.len());
                         alphabet.get(i).copied().unwrap_or(b'x')
                     }
                 })

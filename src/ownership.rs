@@ -10,13 +10,16 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 /// The owner and mode bits of a file, from `std` or `rustix` metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Owner {
+    /// The owning user.
     pub uid: u32,
+    /// The owning group: its members can write what is group-writable.
     pub gid: u32,
     /// `st_mode`, file type bits included.
     pub mode: u32,
 }
 
 impl Owner {
+    /// From `std` metadata (`stat`/`lstat` of a path).
     pub fn of(meta: &Metadata) -> Owner {
         Owner {
             uid: meta.uid(),
@@ -25,6 +28,7 @@ impl Owner {
         }
     }
 
+    /// From a `rustix` stat (`fstatat` below a directory descriptor).
     pub fn of_stat(st: &rustix::fs::Stat) -> Owner {
         Owner {
             uid: st.st_uid,

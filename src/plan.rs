@@ -24,7 +24,9 @@ pub const MAX_LINKS_PER_UNIT: usize = 64;
 /// One thing to create in the output directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
+    /// A regular file with these contents.
     File(Vec<u8>),
+    /// A symbolic link to this target.
     Symlink(PathBuf),
 }
 
@@ -38,7 +40,9 @@ pub const MAX_OUTPUT_NODES: usize = 65_536;
 /// A unit file the host has under some name, and how (see [`crate::host::HostKind`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostUnit {
+    /// Where it is, as a host path (e.g. `/etc/systemd/system/foo.service`).
     pub path: PathBuf,
+    /// Which policy applies to it.
     pub kind: HostKind,
 }
 
@@ -54,13 +58,17 @@ pub struct Host<'a> {
     /// The profile drop-in for (profile, unit type), as a host path; an error for one that
     /// may not be used.
     pub profile: &'a dyn Fn(&str, &str) -> ProfileLookup,
+    /// The host's os-release (`/etc/os-release`, else `/usr/lib/os-release`), bound to
+    /// `/run/host/os-release` before 254.
     pub os_release: &'a str,
+    /// The systemd version whose `portablectl` output is written.
     pub systemd_version: u32,
     /// Mount points below which images may lie that are not mounted yet: one more reload,
     /// once they are, attaches those images.
     pub not_mounted: &'a [String],
 }
 
+/// Everything a run writes: every file and link, by path, and why anything was left out.
 #[derive(Debug, Default)]
 pub struct Plan {
     /// Relative paths in the output directory; sorted, so output is deterministic.
@@ -72,6 +80,7 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Whether something could not be attached: the run then exits with status 1.
     pub fn failed(&self) -> bool {
         self.diagnostics.failed()
     }
@@ -198,7 +207,7 @@ pub fn plan(attachments: &[Attachment], host: &Host) -> Plan {
 /// A unit admitted: how it is placed, and its profile drop-in.
 type Admitted<'a> = (&'a UnitSource, Placement, Option<PathBuf>);
 
-/// A path a unit file cannot name is no image to attach: an empty RootImage= would reset the
+/// A path a unit file cannot name is no image to attach: an empty `RootImage=` would reset the
 /// setting and run the unit on the host.
 fn nameable(att: &Attachment) -> Result<(), Diagnostic> {
     let Some(bad) = std::iter::once(&att.image)
@@ -466,7 +475,7 @@ fn admit(
     {
         return Err(refuse(why));
     }
-    let kind = parse_unit_name(name).map(|n| n.kind).unwrap_or("");
+    let kind = parse_unit_name(name).map_or("", |n| n.kind);
     let profile = (host.profile)(&att.profile, kind).map_err(refuse)?;
     if profile.is_none() && kind == "service" {
         return Err(refuse(format!(
@@ -1232,7 +1241,7 @@ mod tests {
         );
     }
 
-    /// Every drop-in the plan writes reads back as what was decided (boundary::verify runs
+    /// Every drop-in the plan writes reads back as what was decided (`boundary::verify` runs
     /// inside render); here over names and paths chosen to be awkward.
     #[test]
     fn every_dropin_reads_back() {
@@ -1259,7 +1268,7 @@ mod tests {
         }
     }
 
-    /// Whatever the input, one run makes at most MAX_OUTPUT_NODES files and links.
+    /// Whatever the input, one run makes at most `MAX_OUTPUT_NODES` files and links.
     #[test]
     fn output_nodes_per_run_are_bounded() {
         let targets: String = (0..60).map(|i| format!("t{i}.target ")).collect();

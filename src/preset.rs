@@ -20,10 +20,14 @@ pub const PRESET_DIRS: [&str; 4] = [
     "/usr/lib/systemd/system-preset",
 ];
 
+/// What a preset rule says to do with the units it matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
+    /// `enable`: systemd enables the unit on a first boot.
     Enable,
+    /// `disable`.
     Disable,
+    /// `ignore`: left as it is.
     Ignore,
 }
 
@@ -35,6 +39,8 @@ pub struct Presets {
 }
 
 impl Presets {
+    /// The rules of the preset files' `texts`, in the order given; lines that are not an
+    /// action and a pattern are skipped.
     pub fn parse(texts: &[String]) -> Presets {
         let mut rules = Vec::new();
         for text in texts {
@@ -63,8 +69,7 @@ impl Presets {
         self.rules
             .iter()
             .find(|(_, pattern)| glob_match(pattern.as_bytes(), unit.as_bytes()))
-            .map(|(a, _)| *a)
-            .unwrap_or(Action::Enable)
+            .map_or(Action::Enable, |(a, _)| *a)
     }
 }
 

@@ -15,6 +15,7 @@ pub struct DropinImage<'a> {
     /// The file name of the image the unit was found in (the root image's, or an
     /// extension's): the value of `PORTABLE=`.
     pub file_name: &'a str,
+    /// Directory or image: `RootDirectory=` or `RootImage=`.
     pub kind: ImageKind,
     /// The root image's os-release, which names it in the journal (254+).
     pub release: &'a OsRelease,
@@ -25,8 +26,12 @@ pub struct DropinImage<'a> {
 /// An extension image as `20-portable.conf` names it.
 #[derive(Debug, Clone, Copy)]
 pub struct DropinExtension<'a> {
+    /// Path as the booted system sees it: the entry of `ExtensionImages=` or
+    /// `ExtensionDirectories=`.
     pub path: &'a str,
+    /// Its file name, the value of `PORTABLE_EXTENSION=` (254+).
     pub file_name: &'a str,
+    /// Directory or image: `ExtensionDirectories=` or `ExtensionImages=`.
     pub kind: ImageKind,
     /// Its extension-release file.
     pub release: &'a OsRelease,

@@ -29,6 +29,7 @@ pub struct Found {
     /// The host path with every link resolved (the last one too, when followed): what the
     /// booted system finds there.
     pub path: PathBuf,
+    /// What is there: a link only when the last one was not followed.
     pub kind: FileKind,
     /// The entry's owner and mode.
     pub owner: Owner,
@@ -71,6 +72,7 @@ fn components(path: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 impl Root {
+    /// `dir` standing for `/` (`--root DIR`).
     pub fn new(dir: impl Into<PathBuf>) -> Root {
         Root(dir.into())
     }
@@ -83,6 +85,7 @@ impl Root {
         self.0.join(host.strip_prefix("/").unwrap_or(host))
     }
 
+    /// The directory that stands for `/`.
     pub fn dir(&self) -> &Path {
         &self.0
     }
@@ -283,7 +286,7 @@ mod tests {
         assert_eq!(root.resolve(at, true).unwrap().steered(), None);
         let chmod = |mode| {
             std::fs::set_permissions(r.join("var/lib"), std::fs::Permissions::from_mode(mode))
-                .unwrap()
+                .unwrap();
         };
         chmod(0o777);
         assert_eq!(

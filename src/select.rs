@@ -15,6 +15,7 @@ use crate::names::default_prefix;
 type Candidate = Result<Image, (PathBuf, String)>;
 
 /// What selection says of an image it does not attach, and how loud.
+#[derive(Clone, Copy)]
 enum Verdict {
     /// Left out on purpose by configuration: info, not a failure.
     Skip,
@@ -74,7 +75,7 @@ pub fn select(
 }
 
 /// Each NAME with its image, in search-path order, `Image=` declarations in place of the
-/// images of their NAME. Several images may share a NAME (foo_1.raw, foo_2.raw): each is
+/// images of their NAME. Several images may share a NAME (`foo_1.raw`, `foo_2.raw`): each is
 /// attached, and where they provide the same unit the first wins (ARCHITECTURE.md,
 /// "Deviations from portablectl").
 fn candidates(
@@ -109,10 +110,7 @@ fn candidates(
             let (_, old) = candidates.remove(i);
             at.get_or_insert(i);
             if let Ok(old) = old
-                && looked_up
-                    .as_ref()
-                    .map(|n| n.path != old.path)
-                    .unwrap_or(true)
+                && looked_up.as_ref().map_or(true, |n| n.path != old.path)
             {
                 decisions.say(
                     Verdict::Skip,

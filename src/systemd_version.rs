@@ -32,17 +32,30 @@ const MAX_SCAN_BYTES: u64 = 64 << 20;
 pub struct Version {
     /// The major version output is written for, within [`OLDEST`]..=[`NEWEST`].
     pub major: u32,
+    /// Where it came from.
     pub source: Source,
 }
 
+/// Where the systemd version came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     /// `--systemd-version N`.
-    Option { requested: u32 },
+    Option {
+        /// N, which may be newer than any version known.
+        requested: u32,
+    },
     /// Read from this binary (a host path, without `--root`), which names `found`.
-    Binary { path: PathBuf, found: u32 },
+    Binary {
+        /// The binary read.
+        path: PathBuf,
+        /// The version it names, which may be outside the versions known.
+        found: u32,
+    },
     /// Not found: the newest known format, and why.
-    Default { why: String },
+    Default {
+        /// Why no version was found.
+        why: String,
+    },
 }
 
 impl Version {

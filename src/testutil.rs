@@ -14,6 +14,16 @@ impl XorShift {
     }
 }
 
+/// The low byte of `x`: random test data cut to a byte on purpose.
+pub fn low_byte(x: u64) -> u8 {
+    x.to_le_bytes()[0]
+}
+
+/// `x` made an index below `len`.
+pub fn index_below(x: u64, len: usize) -> usize {
+    usize::try_from(x % len as u64).expect("below a usize")
+}
+
 /// Asserts that `run` takes time linear in the size of its input: `input(n)` makes an input
 /// of about `n` bytes, the worst case of its kind (thousands of sections, keys, ...). A 1 MiB
 /// input is 16 times a 64 KiB one; a linear parser takes about 16 times as long, a quadratic

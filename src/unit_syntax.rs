@@ -25,7 +25,9 @@ const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 /// One `Key=Value` assignment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// The key, whitespace around it removed.
     pub key: String,
+    /// The value, whitespace around it removed; continuation lines joined.
     pub value: String,
     /// 1-based number of the first physical line of the logical line.
     pub line: usize,
@@ -34,20 +36,25 @@ pub struct Entry {
 /// All assignments of one section name, from every `[Name]` header with that name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Section {
+    /// The name between the brackets.
     pub name: String,
+    /// Its assignments in file order.
     pub entries: Vec<Entry>,
 }
 
 /// A parsed unit file: one `Section` per distinct name, in first-seen order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UnitFile {
+    /// The sections, in the order their names first appear.
     pub sections: Vec<Section>,
 }
 
 /// Something systemd logs and then ignores.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Warning {
+    /// 1-based line number.
     pub line: usize,
+    /// What systemd would log.
     pub message: String,
 }
 
@@ -60,7 +67,9 @@ impl fmt::Display for Warning {
 /// Something that makes systemd refuse the whole file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
+    /// 1-based line number.
     pub line: usize,
+    /// Why the file is refused.
     pub message: String,
 }
 
@@ -73,6 +82,7 @@ impl fmt::Display for ParseError {
 impl std::error::Error for ParseError {}
 
 impl UnitFile {
+    /// The section `name`, if the file has one.
     pub fn section(&self, name: &str) -> Option<&Section> {
         self.sections.iter().find(|s| s.name == name)
     }
@@ -89,8 +99,8 @@ impl UnitFile {
         self.entries(section, key).last().map(|e| e.value.as_str())
     }
 
-    /// A list setting as systemd's config_parse_strv reads it: each assignment's value split into
-    /// words by `split_words`; an empty assignment resets the list to empty.
+    /// A list setting as systemd's `config_parse_strv()` reads it: each assignment's value split
+    /// into words by `split_words`; an empty assignment resets the list to empty.
     ///
     /// Stricter than systemd: an assignment with unbalanced quotes is an error here, where
     /// systemd logs it, keeps the words before the bad one and carries on (see
@@ -144,9 +154,10 @@ impl UnitFile {
     }
 }
 
-/// Split a value into words as extract_first_word(…, EXTRACT_UNQUOTE|EXTRACT_RETAIN_ESCAPE) does
-/// (whitespace separators, "double" and 'single' quotes removed, backslash escapes kept as written
-/// outside quotes per RETAIN_ESCAPE). Unbalanced quotes are an error (message says so).
+/// Split a value into words as `extract_first_word(…, EXTRACT_UNQUOTE|EXTRACT_RETAIN_ESCAPE)`
+/// does (whitespace separators, "double" and 'single' quotes removed, backslash escapes kept as
+/// written outside quotes per `RETAIN_ESCAPE`). Unbalanced quotes are an error (message says
+/// so).
 ///
 /// With `EXTRACT_RETAIN_ESCAPE` a backslash is an ordinary character everywhere, inside quotes
 /// too, so it cannot escape a quote: `"a\"b"` is `a\` followed by an unterminated quote.
@@ -181,10 +192,10 @@ fn split_words_partial(value: &str) -> (Vec<String>, Option<String>) {
             };
             match quote {
                 Some(q) if c == q => quote = None,
-                Some(_) => word.push(c),
                 None if c == '"' || c == '\'' => quote = Some(c),
                 None if is_separator(c) => break,
-                None => word.push(c),
+                // Quoted, or an ordinary character.
+                Some(_) | None => word.push(c),
             }
         }
         words.push(word);
@@ -486,7 +497,7 @@ pub fn parse_boolean(value: &str) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{XorShift, assert_linear, repeated};
+    use crate::testutil::{XorShift, assert_linear, index_below, low_byte, repeated};
 
     fn ok(input: &str) -> (UnitFile, Vec<Warning>) {
         parse(input.as_bytes()).expect("parses")
@@ -795,9 +806,9 @@ mod tests {
             .map(|_| {
                 let r = rng.next();
                 if r.is_multiple_of(4) {
-                    (r >> 8) as u8
+                    low_byte(r >> 8)
                 } else {
-                    let i = ((r >> 8) % alphabet.len() as u64) as usize;
+                    let i = index_below(r >> 8, alphabet.len());
                     alphabet.get(i).copied().unwrap_or(b'x')
                 }
             })

@@ -62,11 +62,16 @@ pub enum Verity {
     /// Sidecar files beside an image without a partition table: those systemd loads
     /// (host paths, without `--root`).
     Sidecars {
+        /// The `.roothash` file: a root hash for the root file system.
         roothash: Option<PathBuf>,
+        /// The `.usrhash` file, where there is no `.roothash`: a root hash for `/usr`.
         usrhash: Option<PathBuf>,
+        /// The `.verity` file: the hash tree.
         verity: Option<PathBuf>,
+        /// The `.p7s` signature of the root hash.
         signature: Option<PathBuf>,
     },
+    /// No verity data at all.
     None,
 }
 
@@ -267,13 +272,13 @@ impl Lookup {
             && let Some(root) = real_path.ancestors().nth(rel.components().count())
         {
             return Lookup {
-                tree: Tree::new(Box::new(DirFs::new(root.to_path_buf()))),
+                tree: Tree::new(Box::new(DirFs::new(root))),
                 image: image_path.to_path_buf(),
             };
         }
         // Not a --root layout: read beside the real path, outside any root.
         Lookup {
-            tree: Tree::new(Box::new(DirFs::new(PathBuf::from("/")))),
+            tree: Tree::new(Box::new(DirFs::new(Path::new("/")))),
             image: real_path.to_path_buf(),
         }
     }
@@ -381,7 +386,11 @@ fn parse_hash(data: &[u8]) -> Result<Vec<u8>, String> {
         if matches!(b, b' ' | b'\t') {
             continue;
         }
-        let Some(d) = char::from(b).to_digit(16) else {
+        // to_digit(16) is at most 15, so always a u8.
+        let Some(d) = char::from(b)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+        else {
             let shown = if b.is_ascii_graphic() {
                 format!("{:?}", char::from(b))
             } else {
@@ -391,8 +400,7 @@ fn parse_hash(data: &[u8]) -> Result<Vec<u8>, String> {
                 "is not a hexadecimal root hash ({shown} at offset {i})"
             ));
         };
-        // to_digit(16) is at most 15.
-        digits.push(d as u8);
+        digits.push(d);
     }
     if digits.is_empty() {
         return Err("is empty, and systemd refuses an empty root hash".into());
@@ -625,7 +633,7 @@ mod tests {
         .unwrap();
         // Enough data for the hash tree to have a level below the root.
         let noise: Vec<u8> = (0..300_000u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0])
             .collect();
         fs::write(tree.join("noise"), noise).unwrap();
         let run = Command::new(mksquashfs)

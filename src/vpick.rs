@@ -59,7 +59,7 @@ const ARCHITECTURES: [&str; 34] = [
     "tilegx",
 ];
 
-/// Longest file name part (NAME_MAX), as `filename_part_is_valid()` allows.
+/// Longest file name part (`NAME_MAX`), as `filename_part_is_valid()` allows.
 const NAME_MAX: usize = 255;
 
 /// Most rejected entries named in an error; a directory can hold thousands.
@@ -68,10 +68,13 @@ const MAX_REASONS: usize = 8;
 /// The entry vpick chose.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
+    /// Its name in the directory, e.g. `foo_1.2+3-1.raw`.
     pub file_name: String,
+    /// The version the name carries, compared with `strverscmp_improved()`.
     pub version: String,
     /// The architecture the name carries, when it names one (it is then a local one).
     pub arch: Option<String>,
+    /// Boot-counting tries left (`+LEFT` or `+LEFT-DONE`), when the name carries them.
     pub tries_left: Option<u64>,
     /// `Some(0)` for a bare `+LEFT`, as systemd's `parse_tries()` sets it.
     pub tries_done: Option<u64>,
@@ -159,13 +162,24 @@ pub enum PickError {
     /// The directory is named `.v` or `.raw.v`, with no image name.
     NoName,
     /// It holds no entry at all; `pattern` is what it should hold (`foo_VERSION.raw`).
-    Empty { pattern: String },
+    Empty {
+        /// The names it should hold.
+        pattern: String,
+    },
     /// It holds `count` entries, none named for this image.
-    Unrelated { count: usize, pattern: String },
+    Unrelated {
+        /// How many entries it holds.
+        count: usize,
+        /// The names it should hold.
+        pattern: String,
+    },
     /// Entries named for this image, none of them usable: why, for the first few.
     NoneQualifies {
+        /// The names it should hold.
         pattern: String,
+        /// Why each of the first few was not usable.
         reasons: Vec<String>,
+        /// How many more were not usable, not named.
         more: usize,
     },
 }

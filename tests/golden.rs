@@ -235,7 +235,7 @@ fn expectation(case: &Path, what: &str, version: u32) -> Result<PathBuf, String>
     })
 }
 
-/// UPDATE_GOLDEN=1 records every set anew.
+/// `UPDATE_GOLDEN=1` records every set anew.
 fn remove_version_sets(case: &Path) -> Result<(), String> {
     for entry in fs::read_dir(case).map_err(|e| format!("{}: {e}", case.display()))? {
         let path = entry
@@ -364,7 +364,7 @@ fn compare_expectations(case: &Path, version: u32, run: &Run) -> Result<Vec<Stri
     Ok(problems)
 }
 
-/// UPDATE_GOLDEN=1: writes the run's result for `version` as the case's expectations: the
+/// `UPDATE_GOLDEN=1`: writes the run's result for `version` as the case's expectations: the
 /// plain files for the first version, `…@VERSION` copies of what differs from `before` (the
 /// result of the version before) for the others.
 fn record(case: &Path, version: u32, before: Option<&Run>, run: &Run) -> Result<(), String> {

@@ -27,12 +27,12 @@
 //!    shows as a failure, not a hang);
 //! 6. `rss`: its peak resident set stays under 64 MiB.
 //!
-//! Memory: the child is started with a `pre_exec` hook (setrlimit(RLIMIT_AS, 4 GiB) as a
-//! guard for the machine, and PTRACE_TRACEME), so std forks instead of using vfork. It is
+//! Memory: the child is started with a `pre_exec` hook (`setrlimit(RLIMIT_AS, 4 GiB)` as a
+//! guard for the machine, and `PTRACE_TRACEME`), so std forks instead of using vfork. It is
 //! reaped with `wait4`, whose `ru_maxrss` is an upper bound: it includes the anonymous pages
 //! the harness had when it forked (printed beside it). Being traced with
-//! PTRACE_O_TRACEEXIT, the child also stops at exit with its memory still mapped, and its
-//! VmHWM then is its own peak since exec: that is the figure checked (ru_maxrss where ptrace
+//! `PTRACE_O_TRACEEXIT`, the child also stops at exit with its memory still mapped, and its
+//! `VmHWM` then is its own peak since exec: that is the figure checked (`ru_maxrss` where ptrace
 //! is not permitted). Runs are serialised, so times are not those of a neighbour's mkfs, and
 //! the output directory is on /dev/shm (tmpfs, as /run is) when there is one.
 //!
@@ -48,7 +48,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -62,10 +62,10 @@ use libtest_mimic::{Arguments, Failed, Trial};
 const TIME_LIMIT: Duration = Duration::from_secs(2);
 const KILL_AFTER: Duration = Duration::from_secs(10);
 const RSS_LIMIT_KIB: i64 = 64 * 1024;
-/// RLIMIT_AS of the generator in these runs: a guard for the machine, not a check.
+/// `RLIMIT_AS` of the generator in these runs: a guard for the machine, not a check.
 const ADDRESS_SPACE_LIMIT: libc::rlim_t = 4 << 30;
 /// The longest log line that fits in one /dev/kmsg record: the kernel refuses (EINVAL)
-/// writes over 1024 bytes (LOG_LINE_MAX is 1024 - 32 on older kernels), and this leaves
+/// writes over 1024 bytes (`LOG_LINE_MAX` is 1024 - 32 on older kernels), and this leaves
 /// room for the `<N>portables-generator[PID]: ` prefix and the newline.
 const MAX_LOG_LINE: usize = 960;
 /// More new log lines than this for one hostile input is a flood.
@@ -78,6 +78,8 @@ const MARKER: &str = "HOSTILE-MARKER-SHADOW";
 const SHADOW: &str =
     "ID=hostile-marker-shadow\n# HOSTILE-MARKER-SHADOW\n[Service]\nExecStart=/bin/true\n";
 
+// mallopt has no safe wrapper.
+#[allow(unsafe_code)]
 fn main() {
     // Big buffers (images read by the `flip` verb, ...) are mmapped and unmapped when freed,
     // and few arenas are kept: a forked generator starts with the harness's resident pages.
@@ -213,7 +215,7 @@ struct Measured {
     elapsed: Duration,
     /// `ru_maxrss` from wait4: an upper bound (see the top of this file).
     maxrss_kib: i64,
-    /// VmHWM read when the traced child stopped at exit: its own peak; None where ptrace
+    /// `VmHWM` read when the traced child stopped at exit: its own peak; None where ptrace
     /// is not permitted.
     hwm_kib: Option<i64>,
     harness_anon_kib: i64,
@@ -242,6 +244,8 @@ fn harness_anon_kib() -> i64 {
 /// and those of the case's `env`), reaping it with `wait4` for its peak RSS. Its stdout and stderr go to the files `logs`
 /// names (not into the harness's memory: some cases log tens of megabytes). `mutate` runs
 /// beside it until it ends.
+// pre_exec, ptrace, wait4 with a rusage, malloc_trim and kill have no safe wrapper in std.
+#[allow(unsafe_code)]
 fn run_measured(
     root: &Path,
     out: &Path,
@@ -286,7 +290,7 @@ fn run_measured(
         });
     }
 
-    let _serial = RUN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = RUN_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
     let stop = Arc::new(AtomicBool::new(false));
     let mutator = mutate.map(|m| {
         let (m, stop) = (m.clone(), stop.clone());
@@ -300,7 +304,7 @@ fn run_measured(
     let child = cmd
         .spawn()
         .map_err(|e| format!("starting {}: {e}", generator_bin().display()))?;
-    let pid = child.id() as libc::pid_t;
+    let pid = libc::pid_t::try_from(child.id()).map_err(|e| format!("pid: {e}"))?;
     let mut status = 0;
     // SAFETY: rusage is plain data.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -865,7 +869,7 @@ fn run_case(case: &Path) -> Result<(), String> {
             format!("baseline lines missing:\n  {}", missing.join("\n  ")),
         ));
     }
-    let stdout_len = fs::metadata(&stdout_file).map(|m| m.len()).unwrap_or(0);
+    let stdout_len = fs::metadata(&stdout_file).map_or(0, |m| m.len());
     if stdout_len > 0 {
         problems.push(("extra-lines", format!("{stdout_len} bytes on stdout")));
     }

@@ -19,6 +19,7 @@ pub enum Section {
 }
 
 impl Section {
+    /// Every section, in the order the documentation lists them.
     pub const ALL: [Section; 2] = [Section::Portable, Section::Defaults];
 
     /// The name in the section header.

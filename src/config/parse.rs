@@ -153,7 +153,7 @@ pub fn parse_defaults(files: &[(PathBuf, Vec<u8>)]) -> (Defaults, Diagnostics) {
                 Some(Err(Fallback { why, default })) => {
                     lines.push(Level::Error, Some(entry.line), || {
                         format!("{}, using the default {default}.", invalid(entry, &why))
-                    })
+                    });
                 }
             }
         }
@@ -224,7 +224,7 @@ fn invalid(entry: &Entry, why: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{XorShift, assert_linear, repeated};
+    use crate::testutil::{XorShift, assert_linear, index_below, low_byte, repeated};
 
     fn parse_ok(text: &str) -> (ImageConfig, Vec<Diagnostic>) {
         let (r, m) = parse_image_config(
@@ -604,9 +604,9 @@ mod tests {
             for _ in 0..n {
                 let r = rng.next();
                 if r.is_multiple_of(5) {
-                    input.push((r >> 8) as u8);
+                    input.push(low_byte(r >> 8));
                 } else {
-                    let i = ((r >> 8) % pieces.len() as u64) as usize;
+                    let i = index_below(r >> 8, pieces.len());
                     input.extend_from_slice(pieces[i]);
                 }
             }

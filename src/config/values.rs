@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use crate::names::filename_is_valid;
 use crate::unit_syntax::{parse_boolean, split_words};
 
-/// Longest path accepted, as systemd's `path_is_valid()` (PATH_MAX, less the NUL).
+/// Longest path accepted, as systemd's `path_is_valid()` (`PATH_MAX`, less the NUL).
 const PATH_MAX: usize = 4095;
-/// Longest path component accepted (NAME_MAX).
+/// Longest path component accepted (`NAME_MAX`).
 const NAME_MAX: usize = 255;
 /// Values longer than this are cut in messages: a 1 MiB value must not become a 1 MiB log line.
 const SHOWN_VALUE_MAX: usize = 200;

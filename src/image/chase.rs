@@ -21,6 +21,7 @@ pub struct Tree {
 pub struct Resolved {
     /// The path with every symlink resolved (the last one too, when asked to follow it).
     pub path: PathBuf,
+    /// What is there: a link only when the last one was not followed.
     pub kind: FileKind,
 }
 
@@ -38,6 +39,7 @@ fn join(parts: &[Vec<u8>]) -> PathBuf {
 }
 
 impl Tree {
+    /// The tree of `fs`, whatever its reader, with lookups confined to it.
     pub fn new(fs: Box<dyn Fs>) -> Tree {
         Tree { fs }
     }
@@ -372,7 +374,11 @@ pub(crate) mod tests {
                 .other("/fifo")
                 .set_xattr("/fifo", "user.forged", b"f")
                 .file("/big", b"")
-                .set_xattr("/big", "user.big", &[7; MAX_XATTR_BYTES as usize + 1]),
+                .set_xattr(
+                    "/big",
+                    "user.big",
+                    &vec![7; usize::try_from(MAX_XATTR_BYTES).unwrap() + 1],
+                ),
         ));
         let get = |p: &str, n: &str| t.xattr(Path::new(p), n);
         // Parents are followed, the entry itself is not.

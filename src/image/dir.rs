@@ -59,9 +59,10 @@ fn components(path: &Path) -> Result<Vec<&[u8]>, FsError> {
 }
 
 impl DirFs {
-    pub fn new(base: PathBuf) -> DirFs {
+    /// The tree below the directory `base`, opened now; if that fails, every lookup says why.
+    pub fn new(base: &Path) -> DirFs {
         DirFs {
-            base: at::open_base(&base),
+            base: at::open_base(base),
             owned_by_root: false,
         }
     }
@@ -222,7 +223,8 @@ impl Fs for DirFs {
                 limit,
             });
         }
-        let mut data = Vec::with_capacity(meta.len() as usize);
+        // At most `limit`, checked above; the capacity is only a hint.
+        let mut data = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
         file.take(limit + 1).read_to_end(&mut data)?;
         if data.len() as u64 > limit {
             return Err(FsError::TooLarge {
@@ -264,10 +266,9 @@ impl Fs for DirFs {
                 buf.truncate(n);
                 Ok(Some(buf))
             }
-            Err((Errno::NODATA, _)) => Ok(None),
-            // A file system without extended attributes (or without this namespace)
-            // holds none.
-            Err((Errno::NOTSUP, _)) => Ok(None),
+            // No such attribute; or a file system without extended attributes (or without
+            // this namespace), which holds none.
+            Err((Errno::NODATA | Errno::NOTSUP, _)) => Ok(None),
             // The value did not fit: it is over the limit. Its size is only for the message.
             Err((Errno::RANGE, size)) => {
                 Err(xattr_too_large(size.map_or(u64::MAX, |n| n as u64), limit))
@@ -339,7 +340,7 @@ mod tests {
             })
         };
 
-        let tree = Tree::new(Box::new(DirFs::new(img.clone()).owned_by_root()));
+        let tree = Tree::new(Box::new(DirFs::new(&img).owned_by_root()));
         let (mut inside, mut errors, mut escapes) = (0, 0, 0);
         for _ in 0..TRIES {
             for got in [
@@ -379,14 +380,14 @@ mod tests {
         let img = tmp.path().join("img");
         std::fs::create_dir_all(img.join("usr/lib/systemd/system")).unwrap();
         std::fs::write(img.join("usr/lib/systemd/system/a.service"), b"x").unwrap();
-        let tree = Tree::new(Box::new(DirFs::new(img.clone()).owned_by_root()));
+        let tree = Tree::new(Box::new(DirFs::new(&img).owned_by_root()));
         let unit = Path::new("/usr/lib/systemd/system/a.service");
         if std::fs::metadata(&img).is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) != 0) {
             return; // Only root's files are trusted: the rest needs root.
         }
         assert!(tree.read_file(unit, 10).is_ok());
         let chmod = |p: &str, mode| {
-            std::fs::set_permissions(img.join(p), std::fs::Permissions::from_mode(mode)).unwrap()
+            std::fs::set_permissions(img.join(p), std::fs::Permissions::from_mode(mode)).unwrap();
         };
         chmod("usr/lib", 0o777);
         let e = tree.read_file(unit, 10).unwrap_err().to_string();
@@ -408,7 +409,7 @@ mod tests {
             "{e}"
         );
         // Trusted (AllowWritableByOthers=yes): read.
-        let trusting = Tree::new(Box::new(DirFs::new(img.clone())));
+        let trusting = Tree::new(Box::new(DirFs::new(&img)));
         assert!(
             trusting
                 .read_dir(Path::new("/usr/lib/systemd/system"))
@@ -421,7 +422,7 @@ mod tests {
         let Some(built) = xattr_fixture::build("tree", "", &[]) else {
             return;
         };
-        xattr_fixture::check(&DirFs::new(built.img.clone()));
-        xattr_fixture::check_tree(Box::new(DirFs::new(built.img.clone())));
+        xattr_fixture::check(&DirFs::new(&built.img));
+        xattr_fixture::check_tree(Box::new(DirFs::new(&built.img)));
     }
 }

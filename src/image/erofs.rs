@@ -360,7 +360,7 @@ fn map_err(e: erofs_rs::Error) -> FsError {
         E::NotADirectory(_) => FsError::NotADirectory,
         E::NotAFile(_) => FsError::WrongType("not a regular file"),
         E::NotASymlink(_) => FsError::WrongType("not a symbolic link"),
-        E::NotSupported(what) => FsError::Unsupported(what.to_string()),
+        E::NotSupported(what) => FsError::Unsupported(what.clone()),
         // Source reports reads past its window this way: the file system points outside
         // the image.
         E::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => FsError::Corrupt(format!("{e}")),

@@ -21,7 +21,7 @@ const INCOMPAT_64BIT: u32 = 0x80;
 /// `i_flags`: the inode maps its blocks with an extent tree.
 const EXTENTS_FL: u32 = 0x80000;
 const EXTENT_MAGIC: u16 = 0xf30a;
-/// The kernel's EXT4_MAX_EXTENT_DEPTH.
+/// The kernel's `EXT4_MAX_EXTENT_DEPTH`.
 const MAX_EXTENT_DEPTH: u16 = 5;
 /// Extent tree blocks read to list one directory's extents, and extents kept: a few for
 /// real directories, bounded for crafted ones.
@@ -188,7 +188,9 @@ impl Raw {
         let at = block
             .checked_mul(self.block_size)
             .ok_or_else(|| corrupt(format!("block {block} beyond the end")))?;
-        let mut buf = vec![0u8; self.block_size as usize];
+        let len = usize::try_from(self.block_size)
+            .map_err(|_| corrupt(format!("block size {}", self.block_size)))?;
+        let mut buf = vec![0u8; len];
         self.read(&mut buf, at)?;
         Ok(buf)
     }
@@ -346,8 +348,9 @@ impl Raw {
     fn map_indirect(&self, i_block: &[u8], logical: u64) -> Result<Option<u64>, FsError> {
         let per = self.block_size / 4;
         let ptr = |i: usize| u64::from(le32(i_block, i * 4));
-        let (mut block, mut path): (u64, Vec<u64>) = if logical < 12 {
-            (ptr(logical as usize), vec![])
+        let direct = usize::try_from(logical).ok().filter(|&i| i < 12);
+        let (mut block, mut path): (u64, Vec<u64>) = if let Some(i) = direct {
+            (ptr(i), vec![])
         } else if logical - 12 < per {
             (ptr(12), vec![logical - 12])
         } else if logical - 12 - per < per * per {
@@ -461,7 +464,7 @@ fn find_entry(block: &[u8], name: &[u8]) -> Result<Option<u32>, FsError> {
 
 /// Find the entry `index`/`suffix` in an xattr area whose entries start at `first` and
 /// whose values are counted from its start, checking every entry as the kernel's
-/// check_xattrs() does.
+/// `check_xattrs()` does.
 fn find_xattr(
     area: &[u8],
     first: usize,
@@ -530,7 +533,7 @@ mod tests {
     use super::*;
 
     fn entry(index: u8, name: &[u8], offs: u16, size: u32) -> Vec<u8> {
-        let mut e = vec![name.len() as u8, index];
+        let mut e = vec![u8::try_from(name.len()).unwrap(), index];
         e.extend_from_slice(&offs.to_le_bytes());
         e.extend_from_slice(&0u32.to_le_bytes());
         e.extend_from_slice(&size.to_le_bytes());

@@ -1,7 +1,7 @@
 //! Test support for the file-system readers: images built by the real mkfs tools from one
 //! tree, and the checks every back-end shares.
 
-use crate::testutil::XorShift;
+use crate::testutil::{XorShift, index_below};
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::Write;
@@ -261,7 +261,7 @@ pub fn check_contents(fs: &dyn Fs, fifo: bool) {
             size,
             limit: 1000,
         }) => {
-            assert_eq!(size, BIG_LEN as u64)
+            assert_eq!(size, BIG_LEN as u64);
         }
         r => panic!("expected TooLarge, got {:?}", r.map(|v| v.len())),
     }
@@ -298,7 +298,8 @@ pub fn check_at_offset(built: &Built, open: Opener) {
     let data = fs::read(&built.img).unwrap();
     let path = built.dir.path().join("disk");
     let mut f = File::create(&path).unwrap();
-    f.write_all(&vec![0u8; OFFSET as usize]).unwrap();
+    f.write_all(&vec![0u8; usize::try_from(OFFSET).unwrap()])
+        .unwrap();
     f.write_all(&data).unwrap();
     // Bytes after the partition must not be read as part of it.
     f.write_all(&[0xa5; 4096]).unwrap();
@@ -383,8 +384,8 @@ pub fn check_corrupt(built: &Built, open: Opener) {
             (data.len() / 4, data.len() / 2)
         };
         for _ in 0..32 {
-            let at = lo + (rng.next() % span as u64) as usize;
-            copy[at] ^= (rng.next() % 255 + 1) as u8;
+            let at = lo + index_below(rng.next(), span);
+            copy[at] ^= u8::try_from(rng.next() % 255 + 1).unwrap();
         }
         variants.push((format!("flipped #{round}"), copy));
     }

@@ -5,9 +5,12 @@ use std::path::{Path, PathBuf};
 
 use super::{DirEntry, FileKind, Fs, FsError};
 
+/// The two file systems seen as one tree: `/usr` and below from the `/usr` partition, the
+/// rest from the root partition.
 pub struct Layered {
     /// `None` for a `/usr`-only image: the root is then an empty directory holding `usr`.
     pub root: Option<Box<dyn Fs>>,
+    /// The `/usr` partition's file system, seen at `/usr`.
     pub usr: Box<dyn Fs>,
 }
 

@@ -28,34 +28,39 @@ use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
-/// Largest unit file or os-release accepted from an image (DESIGN §4).
+/// Largest unit file or os-release accepted from an image (ARCHITECTURE.md, "Limits").
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 /// Most entries read from one directory of an image.
 pub const MAX_DIR_ENTRIES: usize = 65_536;
-/// Largest ext4 directory (its i_size) listed or looked into, by ext4-view and by the
+/// Largest ext4 directory (its `i_size`) listed or looked into, by ext4-view and by the
 /// extended attribute reader alike. [`MAX_DIR_ENTRIES`] names of the longest kind take
-/// about 17 MiB; ext4-view scans every block up to i_size, from its block cache when a
+/// about 17 MiB; ext4-view scans every block up to `i_size`, from its block cache when a
 /// crafted extent tree maps them all onto the same few blocks, where no read budget sees
 /// the work.
 pub const MAX_DIR_BYTES: u64 = 32 * 1024 * 1024;
-/// Longest symlink target accepted (PATH_MAX).
+/// Longest symlink target accepted (`PATH_MAX`).
 pub const MAX_LINK_BYTES: u64 = 4096;
-/// Symlinks followed while resolving one path, as the kernel's and systemd's chase().
+/// Symlinks followed while resolving one path, as the kernel's and systemd's `chase()`.
 pub const MAX_SYMLINKS: usize = 40;
 /// Deepest path resolved, and most components walked for one path: real images are a few
 /// levels deep, and each component costs a lookup (hard-linked directory cycles in a
 /// crafted image otherwise make one path cost seconds).
 pub const MAX_PATH_DEPTH: usize = 64;
+/// Most components walked while resolving one path, symlink targets included; see
+/// [`MAX_PATH_DEPTH`].
 pub const MAX_PATH_STEPS: usize = 1024;
 /// Largest extended attribute value read through [`chase::Tree::xattr`]: the kernel's
-/// XATTR_SIZE_MAX, so nothing a mounted image could hold is refused.
+/// `XATTR_SIZE_MAX`, so nothing a mounted image could hold is refused.
 pub const MAX_XATTR_BYTES: u64 = 64 * 1024;
 
 /// What an entry is, as far as path resolution cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum FileKind {
+    /// A regular file.
     File,
+    /// A directory.
     Dir,
+    /// A symbolic link.
     Symlink,
     /// Device nodes, FIFOs, sockets: never read.
     Other,
@@ -66,18 +71,24 @@ pub enum FileKind {
 pub struct DirEntry {
     /// The raw file name (any bytes except `/` and NUL).
     pub name: Vec<u8>,
+    /// What the entry is, without following it if it is a link.
     pub kind: FileKind,
 }
 
 /// Why something inside an image could not be read.
 #[derive(Debug)]
 pub enum FsError {
+    /// No entry of that name.
     NotFound,
+    /// A component on the way is not a directory.
     NotADirectory,
     /// A file, directory or link larger than the limit the caller gave.
     TooLarge {
+        /// What it is ("file", "symlink", ...), for the message.
         what: &'static str,
+        /// Its size in bytes.
         size: u64,
+        /// The limit it is over.
         limit: u64,
     },
     /// More than [`MAX_SYMLINKS`] links on one path.
@@ -95,9 +106,12 @@ pub enum FsError {
     /// directory `path` on the way to it, so root must not use it: `why` says who (see
     /// [`crate::ownership`]).
     WritableByOthers {
+        /// The directory on the way, or `None` for the entry itself.
         path: Option<PathBuf>,
+        /// Who else can write it.
         why: String,
     },
+    /// Reading the image failed.
     Io(std::io::Error),
 }
 

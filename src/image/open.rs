@@ -17,8 +17,11 @@ use super::{Fs, FsError, erofs, ext4, squashfs};
 /// How an image is attached: decides `RootDirectory=` or `RootImage=`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImageKind {
+    /// A directory tree: `RootDirectory=`.
     Directory,
+    /// A regular file holding a disk image: `RootImage=`.
     Raw,
+    /// A block device: `RootImage=`.
     Block,
 }
 
@@ -27,8 +30,15 @@ pub enum ImageKind {
 /// it rather than opening the image a second time, and [`Opened::tree`] reads the very
 /// partitions it names.
 pub enum Opened {
+    /// A directory: its tree, read directly.
     Directory(Tree),
-    Raw { src: Source, partitions: Dissected },
+    /// A raw image or block device.
+    Raw {
+        /// Bounded reads of the image.
+        src: Source,
+        /// What its partition table says to read.
+        partitions: Dissected,
+    },
 }
 
 impl Opened {
@@ -61,7 +71,7 @@ pub fn open_image(path: &Path, kind: ImageKind, trust_others: bool) -> Result<Op
             if !meta.is_dir() {
                 return Err("not a directory".into());
             }
-            let fs = DirFs::new(path.to_path_buf());
+            let fs = DirFs::new(path);
             Ok(Opened::Directory(Tree::new(Box::new(if trust_others {
                 fs
             } else {

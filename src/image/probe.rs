@@ -2,16 +2,27 @@
 
 use super::source::Source;
 
+/// A file system, or what else a byte range can hold. Only the first three are read; the
+/// others are recognised so that the error can name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FsType {
+    /// ext4 (and ext2 and ext3, which share its magic number).
     Ext4,
+    /// squashfs.
     Squashfs,
+    /// EROFS.
     Erofs,
+    /// btrfs: not read.
     Btrfs,
+    /// XFS: not read.
     Xfs,
+    /// FAT: not read.
     Vfat,
+    /// F2FS: not read.
     F2fs,
+    /// A LUKS encrypted volume: not read.
     Luks,
+    /// Nothing recognised.
     Unknown,
 }
 

@@ -60,10 +60,12 @@ impl Source {
         }
     }
 
+    /// Length of the window in bytes: reads past it fail.
     pub fn len(&self) -> u64 {
         self.len
     }
 
+    /// Whether the window holds no bytes.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -137,7 +139,7 @@ impl Source {
             .file
             .metadata()
             .ok()
-            .filter(|m| m.is_file())
+            .filter(std::fs::Metadata::is_file)
             .map(|m| m.len());
         match now {
             Some(now) if now != f.len => Some(format!(
@@ -151,7 +153,7 @@ impl Source {
 
     /// Read up to `len` bytes at `offset`, clamped to the window; used for sniffing.
     pub fn read_vec(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
-        let avail = self.len.saturating_sub(offset).min(len as u64) as usize;
+        let avail = usize::try_from(self.len.saturating_sub(offset)).map_or(len, |a| a.min(len));
         let mut buf = vec![0u8; avail];
         self.read_exact_at(&mut buf, offset)?;
         Ok(buf)

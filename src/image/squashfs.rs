@@ -72,8 +72,8 @@ fn check_superblock(src: &Source) -> Result<(), FsError> {
     Ok(())
 }
 
-/// Largest metadata block, compressed or not (SQUASHFS_METADATA_SIZE).
-const METADATA_BLOCK: u64 = 8192;
+/// Largest metadata block, compressed or not (`SQUASHFS_METADATA_SIZE`).
+const METADATA_BLOCK: u16 = 8192;
 
 /// What is wrong with a squashfs that backhand refused at open, found by reading its tables
 /// as backhand does, in the same order (`Squashfs::from_reader_with_offset`): their
@@ -141,8 +141,9 @@ fn check_metadata(src: &Source, compressor: Compressor, start: u64, end: u64) ->
             return Some(format!("is cut short: no block header at byte {at}"));
         }
         let header = u16::from_le_bytes(header);
-        let len = u64::from(header & 0x7fff);
-        if len == 0 || len > METADATA_BLOCK {
+        let size = header & 0x7fff;
+        let len = u64::from(size);
+        if size == 0 || size > METADATA_BLOCK {
             return Some(format!(
                 "has a block at byte {at} claiming {len} bytes (1 to {METADATA_BLOCK})"
             ));
@@ -154,15 +155,15 @@ fn check_metadata(src: &Source, compressor: Compressor, start: u64, end: u64) ->
             ));
         }
         if header & 0x8000 == 0 {
-            let mut data = vec![0u8; len as usize];
+            let mut data = vec![0u8; usize::from(size)];
             if src.read_exact_at(&mut data, at + 2).is_err() {
                 return Some(format!("is cut short at byte {at}"));
             }
-            let mut out = Vec::with_capacity(METADATA_BLOCK as usize);
+            let mut out = Vec::with_capacity(usize::from(METADATA_BLOCK));
             let ok = DefaultCompressor
                 .decompress(&data, &mut out, compressor)
                 .is_ok();
-            if !ok || out.len() as u64 > METADATA_BLOCK {
+            if !ok || out.len() > usize::from(METADATA_BLOCK) {
                 return Some(format!(
                     "has a block at byte {at} that does not decompress ({}): its data is damaged",
                     format!("{compressor:?}").to_lowercase()
@@ -310,7 +311,7 @@ impl SquashFs {
         r
     }
 
-    fn node(&self, path: &Path) -> Option<(usize, &InnerNode<backhand::SquashfsFileReader>)> {
+    fn node(&self, path: &Path) -> Option<(usize, &InnerNode<SquashfsFileReader>)> {
         let &i = self.index.get(path)?;
         Some((i, &self.fs.root.nodes[i].inner))
     }
@@ -578,7 +579,8 @@ mod tests {
             if extra.is_empty() {
                 // Compressed: around the xattr id table, after the entries' blocks.
                 let data = std::fs::read(&built.img).unwrap();
-                let table = u64::from_le_bytes(data[56..64].try_into().unwrap()) as usize;
+                let table =
+                    usize::try_from(u64::from_le_bytes(data[56..64].try_into().unwrap())).unwrap();
                 xattr_fixture::check_corrupt_at(&built, open, &[table, table - 200]);
             } else {
                 xattr_fixture::check_corrupt(&built, open, b"extension-release.strict");

@@ -1,7 +1,7 @@
 //! Extended attributes of squashfs images, read from the raw image.
 //!
 //! backhand parses each inode's xattr index but not the xattr table itself (its issue #32),
-//! so the table is read here, as the kernel's fs/squashfs/xattr.c and xattr_id.c do: the
+//! so the table is read here, as the kernel's `fs/squashfs/xattr.c` and `xattr_id.c` do: the
 //! index selects a 16-byte id in the id table (`xattr_id_table_start` in the superblock),
 //! which points into a stream of metadata blocks holding the inode's name/value pairs.
 //! Metadata blocks are decompressed with backhand's own decompressors.
@@ -248,10 +248,11 @@ impl Table {
                 .ok_or_else(|| inode_corrupt("directory listing longer than its size"))?;
             for _ in 0..=count {
                 let e = s.read(8)?;
-                let (offset, len) = (le16(&e, 0), usize::from(le16(&e, 6)) + 1);
-                let here = s.read(len)?;
+                // The name's length is stored one less.
+                let (offset, size) = (le16(&e, 0), le16(&e, 6));
+                let here = s.read(usize::from(size) + 1)?;
                 left = left
-                    .checked_sub(8 + len as u32)
+                    .checked_sub(8 + u32::from(size) + 1)
                     .ok_or_else(|| inode_corrupt("directory listing longer than its size"))?;
                 if here == name {
                     return Ok(Some(u64::from(start) << 16 | u64::from(offset)));
@@ -414,7 +415,7 @@ impl Table {
 }
 
 /// Bytes read on from a metadata block through the blocks after it, as the kernel's
-/// squashfs_read_metadata(); blocks must end before `end`.
+/// `squashfs_read_metadata()`; blocks must end before `end`.
 struct Stream<'t, 'b> {
     table: &'t Table,
     data: Vec<u8>,
@@ -476,9 +477,10 @@ impl<'t, 'b> Stream<'t, 'b> {
             if self.pos == self.data.len() {
                 self.load()?;
             }
-            let take = n.min((self.data.len() - self.pos) as u64);
-            self.pos += take as usize;
-            n -= take;
+            let avail = self.data.len() - self.pos;
+            let take = usize::try_from(n).map_or(avail, |n| n.min(avail));
+            self.pos += take;
+            n -= take as u64;
         }
         Ok(())
     }

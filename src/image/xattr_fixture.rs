@@ -9,7 +9,7 @@ use std::process::Command;
 
 use super::fixture::{Built, Opener, source, tool};
 use super::{Fs, FsError, MAX_XATTR_BYTES};
-use crate::testutil::XorShift;
+use crate::testutil::{XorShift, index_below};
 
 pub const STRICT: &str = "user.extension-release.strict";
 /// An extension-release file whose name does not match, made to count by its xattr.
@@ -26,7 +26,9 @@ pub const LONG_LEN: usize = 900;
 const SHARED: &[u8] = b"the same value on two files";
 
 pub fn long_value() -> Vec<u8> {
-    (0..LONG_LEN).map(|i| (i * 7 % 251) as u8 + 1).collect()
+    (0..LONG_LEN)
+        .map(|i| u8::try_from(i * 7 % 251).unwrap() + 1)
+        .collect()
 }
 
 fn hex(v: &[u8]) -> String {
@@ -241,7 +243,7 @@ pub fn check_corrupt_at(built: &Built, open: Opener, spots: &[usize]) {
         let lo = spot.saturating_sub(512);
         let hi = (spot + 512).min(copy.len());
         for _ in 0..1 + round % 4 {
-            let at = lo + (rng.next() as usize) % (hi - lo);
+            let at = lo + index_below(rng.next(), hi - lo);
             copy[at] ^= 1 << (rng.next() % 8);
         }
         fs::write(&path, &copy).unwrap();

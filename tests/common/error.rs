@@ -3,6 +3,6 @@
 use std::io;
 
 /// `WHAT: ERROR`, for an I/O error met while doing WHAT.
-pub(super) fn io_context(what: impl std::fmt::Display, e: io::Error) -> String {
+pub(super) fn io_context(what: impl std::fmt::Display, e: &io::Error) -> String {
     format!("{what}: {e}")
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::error::io_context;
 use super::images::parse_number;
-use super::patch::{le_u32, le_u64, read_at, write_at};
+use super::patch::{le_u32, le_u64, read_at, to_usize, write_at};
 
 /// The CRC-32 of IEEE 802.3 (zlib's), as GPT uses it.
 const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
@@ -20,7 +20,7 @@ pub(super) fn gpt_set(path: &Path, args: &[&str]) -> Result<(), String> {
     } else {
         return Err(format!("no GPT header in {}", path.display()));
     };
-    let mut hdr = read_at(path, ss, ss as usize)?;
+    let mut hdr = read_at(path, ss, to_usize(ss)?)?;
     // Entries are edited where the original header puts them.
     let (orig_lba, orig_size) = (le_u64(&hdr, 72), u64::from(le_u32(&hdr, 84)));
     for pair in args.chunks(2) {
@@ -70,18 +70,18 @@ pub(super) fn gpt_set(path: &Path, args: &[&str]) -> Result<(), String> {
         u64::from(le_u32(&hdr, 84)),
     );
     let file_len = fs::metadata(path)
-        .map_err(|e| io_context(path.display(), e))?
+        .map_err(|e| io_context(path.display(), &e))?
         .len();
     let array_len = count.saturating_mul(size);
     let array_start = lba.saturating_mul(ss);
     if array_len <= 64 << 20 && array_start.saturating_add(array_len) <= file_len {
-        let array = read_at(path, array_start, array_len as usize)?;
+        let array = read_at(path, array_start, to_usize(array_len)?)?;
         hdr[88..92].copy_from_slice(&CRC32.checksum(&array).to_le_bytes());
     }
     let header_size = u64::from(le_u32(&hdr, 12));
     if (92..=ss).contains(&header_size) {
         hdr[16..20].fill(0);
-        let crc = CRC32.checksum(&hdr[..header_size as usize]);
+        let crc = CRC32.checksum(&hdr[..to_usize(header_size)?]);
         hdr[16..20].copy_from_slice(&crc.to_le_bytes());
     }
     write_at(path, ss, &hdr)

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use super::error::io_context;
 use super::gpt::gpt_set;
 use super::images::{damage, mkimage, parse_number};
-use super::patch::{erofs_set_size, sqfs_file_size, write_at};
+use super::patch::{erofs_set_size, sqfs_file_size, to_usize, write_at};
 use super::paths::is_confined;
 use super::run::describe_status;
 
@@ -79,7 +79,7 @@ fn os_path(bytes: Vec<u8>) -> PathBuf {
 ///   length), e.g. a file name in an uncompressed directory;
 /// - `DEST put OFFSET WIDTH VALUE`: writes VALUE little-endian in WIDTH (1, 2, 4, 8) bytes;
 ///   `DEST poke OFFSET HEX`: writes the bytes HEX;
-/// - `DEST erofs-set PATH size VALUE`: sets the i_size of the inode of PATH in an erofs
+/// - `DEST erofs-set PATH size VALUE`: sets the `i_size` of the inode of PATH in an erofs
 ///   image (found with `dump.erofs --path`);
 /// - `DEST mksquashfs TREE ARGS...`: mksquashfs with extra ARGS (e.g. `-noI` to keep the
 ///   inode table uncompressed), every file owned by root; `DEST mkfs.erofs TREE ARGS...`
@@ -96,7 +96,7 @@ pub fn build_images_ext(
     scratch: &Path,
 ) -> Result<(), String> {
     let text = fs::read_to_string(build_file)
-        .map_err(|e| io_context(format!("reading {}", build_file.display()), e))?;
+        .map_err(|e| io_context(format!("reading {}", build_file.display()), &e))?;
     let place = |word: &str| -> Result<PathBuf, String> {
         let (base, rel) = match word.strip_prefix('+') {
             Some(rest) => (scratch, rest),
@@ -132,7 +132,7 @@ pub fn build_images_ext(
             && let Some(parent) = out.parent()
         {
             fs::create_dir_all(parent)
-                .map_err(|e| io_context(format!("creating {}", parent.display()), e))?;
+                .map_err(|e| io_context(format!("creating {}", parent.display()), &e))?;
         }
         let result = match *kind {
             "truncate" | "flip" | "junk" => damage(&out, kind, rest),
@@ -178,7 +178,7 @@ fn hostile_verb(
     tree: &dyn Fn(&str) -> OsString,
 ) -> Result<(), String> {
     use std::os::unix::ffi::OsStrExt;
-    let io = |e: io::Error| io_context(format!("{verb} {}", out.display()), e);
+    let io = |e: io::Error| io_context(format!("{verb} {}", out.display()), &e);
     let text = || -> Result<Vec<u8>, String> {
         let mut bytes = Vec::new();
         for (i, w) in args.iter().enumerate() {
@@ -190,6 +190,8 @@ fn hostile_verb(
         Ok(bytes)
     };
     match (verb, args) {
+        // std cannot make a FIFO.
+        #[allow(unsafe_code)]
         ("fifo", []) => {
             let c =
                 std::ffi::CString::new(out.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
@@ -204,7 +206,7 @@ fn hostile_verb(
             drop(listener);
             Ok(())
         }
-        ("chardev", []) | ("chardev", [_, _]) => {
+        ("chardev", [] | [_, _]) => {
             let (major, minor) = match args {
                 [a, b] => (*a, *b),
                 _ => ("1", "3"),
@@ -267,7 +269,7 @@ fn hostile_verb(
             fs::set_permissions(out, fs::Permissions::from_mode(mode)).map_err(io)
         }
         ("chain", [count, target]) => {
-            let count = parse_number(count)? as usize;
+            let count = to_usize(parse_number(count)?)?;
             let name = out
                 .file_name()
                 .ok_or("chain needs a file name")?
@@ -322,7 +324,7 @@ fn hostile_verb(
             if width < 8 && value >> (8 * width) != 0 {
                 return Err(format!("{value} does not fit in {width} bytes"));
             }
-            write_at(out, offset, &value.to_le_bytes()[..width as usize])
+            write_at(out, offset, &value.to_le_bytes()[..to_usize(width)?])
         }
         ("poke", [offset, hex]) => {
             let offset = parse_number(offset)?;

@@ -19,7 +19,7 @@ pub fn mkimage(kind: &str, out: &Path, args: &[OsString]) -> Result<(), String> 
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| io_context(format!("running {}", script.display()), e))?;
+        .map_err(|e| io_context(format!("running {}", script.display()), &e))?;
     if output.status.success() {
         return Ok(());
     }
@@ -47,7 +47,7 @@ pub fn mkimage(kind: &str, out: &Path, args: &[OsString]) -> Result<(), String> 
 /// pseudo-random pattern.
 pub fn build_images(case_dir: &Path, build_file: &Path, root: &Path) -> Result<(), String> {
     let text = fs::read_to_string(build_file)
-        .map_err(|e| io_context(format!("reading {}", build_file.display()), e))?;
+        .map_err(|e| io_context(format!("reading {}", build_file.display()), &e))?;
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -98,7 +98,7 @@ pub fn build_images(case_dir: &Path, build_file: &Path, root: &Path) -> Result<(
         let out = root.join(dest);
         if let Some(parent) = out.parent() {
             fs::create_dir_all(parent)
-                .map_err(|e| io_context(format!("creating {}", parent.display()), e))?;
+                .map_err(|e| io_context(format!("creating {}", parent.display()), &e))?;
         }
         mkimage(kind, &out, &args).map_err(|e| format!("{}: {e}", at()))?;
     }
@@ -119,7 +119,7 @@ pub(super) fn damage(path: &Path, verb: &str, args: &[&str]) -> Result<(), Strin
         .iter()
         .map(|w| parse_number(w))
         .collect::<Result<Vec<_>, _>>()?;
-    let io = |e: std::io::Error| io_context(format!("{verb} {}", path.display()), e);
+    let io = |e: std::io::Error| io_context(format!("{verb} {}", path.display()), &e);
     match (verb, numbers.as_slice()) {
         ("truncate", [len]) => fs::OpenOptions::new()
             .write(true)
@@ -129,8 +129,9 @@ pub(super) fn damage(path: &Path, verb: &str, args: &[&str]) -> Result<(), Strin
         ("flip", offsets) if !offsets.is_empty() => {
             let mut bytes = fs::read(path).map_err(io)?;
             for &off in offsets {
-                let byte = bytes
-                    .get_mut(off as usize)
+                let byte = usize::try_from(off)
+                    .ok()
+                    .and_then(|off| bytes.get_mut(off))
                     .ok_or_else(|| format!("offset {off} is past the end of {}", path.display()))?;
                 *byte ^= 0xff;
             }
@@ -146,7 +147,7 @@ pub(super) fn damage(path: &Path, verb: &str, args: &[&str]) -> Result<(), Strin
                     x ^= x << 13;
                     x ^= x >> 17;
                     x ^= x << 5;
-                    x as u8
+                    x.to_le_bytes()[0]
                 })
                 .collect();
             fs::write(path, bytes).map_err(io)

@@ -10,15 +10,20 @@ use super::error::io_context;
 /// Reads `len` bytes at `offset` (in place: images are never loaded whole).
 pub fn read_at(path: &Path, offset: u64, len: usize) -> Result<Vec<u8>, String> {
     use std::os::unix::fs::FileExt;
-    let f = fs::File::open(path).map_err(|e| io_context(path.display(), e))?;
+    let f = fs::File::open(path).map_err(|e| io_context(path.display(), &e))?;
     let mut buf = vec![0u8; len];
     f.read_exact_at(&mut buf, offset).map_err(|e| {
         io_context(
             format!("reading {len} bytes at {offset} of {}", path.display()),
-            e,
+            &e,
         )
     })?;
     Ok(buf)
+}
+
+/// A size or offset from a case description as a `usize`, or why not.
+pub fn to_usize(n: u64) -> Result<usize, String> {
+    usize::try_from(n).map_err(|_| format!("{n} does not fit in a usize"))
 }
 
 /// Writes `bytes` at `offset` in place; the offset must lie inside the file.
@@ -27,10 +32,10 @@ pub fn write_at(path: &Path, offset: u64, bytes: &[u8]) -> Result<(), String> {
     let f = fs::OpenOptions::new()
         .write(true)
         .open(path)
-        .map_err(|e| io_context(path.display(), e))?;
+        .map_err(|e| io_context(path.display(), &e))?;
     let len = f
         .metadata()
-        .map_err(|e| io_context(path.display(), e))?
+        .map_err(|e| io_context(path.display(), &e))?
         .len();
     if offset + bytes.len() as u64 > len {
         return Err(format!(
@@ -40,7 +45,7 @@ pub fn write_at(path: &Path, offset: u64, bytes: &[u8]) -> Result<(), String> {
         ));
     }
     f.write_all_at(bytes, offset)
-        .map_err(|e| io_context(format!("writing {}", path.display()), e))
+        .map_err(|e| io_context(format!("writing {}", path.display()), &e))
 }
 
 pub(super) fn le_u64(b: &[u8], at: usize) -> u64 {
@@ -91,7 +96,7 @@ pub(super) fn sqfs_file_size(image: &Path, old: u64, new: u64) -> Result<(), Str
         return Err("the inode table is compressed (build with mksquashfs -noI)".into());
     }
     let (start, end) = (le_u64(&sb, 64), le_u64(&sb, 72));
-    let table = read_at(image, start, (end - start) as usize)?;
+    let table = read_at(image, start, to_usize(end - start)?)?;
     // Metadata blocks: a 2-byte header, then up to 8 KiB.
     let mut inodes = Vec::new();
     let mut map = Vec::new();

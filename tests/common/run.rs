@@ -15,7 +15,7 @@ use super::paths::generator_bin;
 /// Reads a `KEY=VALUE` file (blank lines and `#` comments ignored).
 pub fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, String> {
     let text = fs::read_to_string(path)
-        .map_err(|e| io_context(format!("reading {}", path.display()), e))?;
+        .map_err(|e| io_context(format!("reading {}", path.display()), &e))?;
     let mut vars = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -82,7 +82,7 @@ pub fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Result<RunOutput
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| io_context(format!("starting {what}"), e))?;
+        .map_err(|e| io_context(format!("starting {what}"), &e))?;
     let drain = |pipe: Option<Box<dyn Read + Send>>| {
         thread::spawn(move || {
             let mut buf = Vec::new();
@@ -108,7 +108,7 @@ pub fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Result<RunOutput
     let status = loop {
         if let Some(status) = child
             .try_wait()
-            .map_err(|e| io_context(format!("waiting for {what}"), e))?
+            .map_err(|e| io_context(format!("waiting for {what}"), &e))?
         {
             break status;
         }

@@ -14,15 +14,15 @@ pub fn list_paths(dir: &Path) -> Result<BTreeMap<PathBuf, String>, String> {
     fn walk(base: &Path, rel: &Path, out: &mut BTreeMap<PathBuf, String>) -> Result<(), String> {
         let dir = base.join(rel);
         for entry in
-            fs::read_dir(&dir).map_err(|e| io_context(format!("reading {}", dir.display()), e))?
+            fs::read_dir(&dir).map_err(|e| io_context(format!("reading {}", dir.display()), &e))?
         {
-            let entry = entry.map_err(|e| io_context(format!("reading {}", dir.display()), e))?;
+            let entry = entry.map_err(|e| io_context(format!("reading {}", dir.display()), &e))?;
             let rel = rel.join(entry.file_name());
             let path = base.join(&rel);
-            let meta = fs::symlink_metadata(&path).map_err(|e| io_context(path.display(), e))?;
+            let meta = fs::symlink_metadata(&path).map_err(|e| io_context(path.display(), &e))?;
             let ft = meta.file_type();
             let desc = if ft.is_symlink() {
-                let target = fs::read_link(&path).map_err(|e| io_context(path.display(), e))?;
+                let target = fs::read_link(&path).map_err(|e| io_context(path.display(), &e))?;
                 format!("symlink -> {}", target.display())
             } else if ft.is_dir() {
                 walk(base, &rel, out)?;
@@ -51,7 +51,7 @@ pub fn snapshot_changes(
         match before.get(path) {
             None => changes.push(format!("created: {} ({desc})", path.display())),
             Some(old) if old != desc => {
-                changes.push(format!("changed: {} ({old} -> {desc})", path.display()))
+                changes.push(format!("changed: {} ({old} -> {desc})", path.display()));
             }
             Some(_) => {}
         }
@@ -71,17 +71,17 @@ pub fn snapshot_meta(dir: &Path) -> Result<BTreeMap<PathBuf, String>, String> {
     fn walk(base: &Path, rel: &Path, out: &mut BTreeMap<PathBuf, String>) -> Result<(), String> {
         let dir = base.join(rel);
         let mut entries: Vec<_> = fs::read_dir(&dir)
-            .map_err(|e| io_context(format!("reading {}", dir.display()), e))?
+            .map_err(|e| io_context(format!("reading {}", dir.display()), &e))?
             .collect::<Result<_, _>>()
-            .map_err(|e| io_context(format!("reading {}", dir.display()), e))?;
-        entries.sort_by_key(|e| e.file_name());
+            .map_err(|e| io_context(format!("reading {}", dir.display()), &e))?;
+        entries.sort_by_key(fs::DirEntry::file_name);
         for entry in entries {
             let rel = rel.join(entry.file_name());
             let path = base.join(&rel);
-            let m = fs::symlink_metadata(&path).map_err(|e| io_context(path.display(), e))?;
+            let m = fs::symlink_metadata(&path).map_err(|e| io_context(path.display(), &e))?;
             let ft = m.file_type();
             let kind = if ft.is_symlink() {
-                let t = fs::read_link(&path).map_err(|e| io_context(path.display(), e))?;
+                let t = fs::read_link(&path).map_err(|e| io_context(path.display(), &e))?;
                 format!("symlink -> {}", t.display())
             } else if ft.is_dir() {
                 "directory".to_owned()

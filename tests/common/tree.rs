@@ -13,29 +13,29 @@ use super::paths::{EMPTY_MARKER, KEEP_FILE};
 /// Copies the tree `src` to `dst` (created, with its parents), keeping symlinks as symlinks
 /// and dropping `.keep` files.
 pub fn copy_tree(src: &Path, dst: &Path) -> Result<(), String> {
-    fs::create_dir_all(dst).map_err(|e| io_context(format!("creating {}", dst.display()), e))?;
+    fs::create_dir_all(dst).map_err(|e| io_context(format!("creating {}", dst.display()), &e))?;
     let mut entries: Vec<_> = fs::read_dir(src)
-        .map_err(|e| io_context(format!("reading {}", src.display()), e))?
+        .map_err(|e| io_context(format!("reading {}", src.display()), &e))?
         .collect::<Result<_, _>>()
-        .map_err(|e| io_context(format!("reading {}", src.display()), e))?;
-    entries.sort_by_key(|e| e.file_name());
+        .map_err(|e| io_context(format!("reading {}", src.display()), &e))?;
+    entries.sort_by_key(fs::DirEntry::file_name);
     for entry in entries {
         let name = entry.file_name();
         if name == KEEP_FILE {
             continue;
         }
         let (from, to) = (entry.path(), dst.join(&name));
-        let meta = fs::symlink_metadata(&from).map_err(|e| io_context(from.display(), e))?;
+        let meta = fs::symlink_metadata(&from).map_err(|e| io_context(from.display(), &e))?;
         let ft = meta.file_type();
         if ft.is_symlink() {
-            let target = fs::read_link(&from).map_err(|e| io_context(from.display(), e))?;
+            let target = fs::read_link(&from).map_err(|e| io_context(from.display(), &e))?;
             symlink(&target, &to)
-                .map_err(|e| io_context(format!("creating {}", to.display()), e))?;
+                .map_err(|e| io_context(format!("creating {}", to.display()), &e))?;
         } else if ft.is_dir() {
             copy_tree(&from, &to)?;
         } else if ft.is_file() {
             fs::copy(&from, &to)
-                .map_err(|e| io_context(format!("copying {}", from.display()), e))?;
+                .map_err(|e| io_context(format!("copying {}", from.display()), &e))?;
         } else {
             return Err(format!(
                 "{}: neither file, directory nor symlink",
@@ -108,27 +108,27 @@ fn read_tree_into(
 ) -> Result<(), String> {
     let dir = base.join(rel);
     let entries =
-        fs::read_dir(&dir).map_err(|e| io_context(format!("reading {}", dir.display()), e))?;
+        fs::read_dir(&dir).map_err(|e| io_context(format!("reading {}", dir.display()), &e))?;
     for entry in entries {
-        let entry = entry.map_err(|e| io_context(format!("reading {}", dir.display()), e))?;
+        let entry = entry.map_err(|e| io_context(format!("reading {}", dir.display()), &e))?;
         if skip.is_some_and(|s| entry.file_name() == s) {
             continue;
         }
         let rel = rel.join(entry.file_name());
         let path = base.join(&rel);
-        let meta = fs::symlink_metadata(&path).map_err(|e| io_context(path.display(), e))?;
+        let meta = fs::symlink_metadata(&path).map_err(|e| io_context(path.display(), &e))?;
         let ft = meta.file_type();
         let mode = meta.permissions().mode() & 0o7777;
         let node = if ft.is_symlink() {
             Node::Symlink {
-                target: fs::read_link(&path).map_err(|e| io_context(path.display(), e))?,
+                target: fs::read_link(&path).map_err(|e| io_context(path.display(), &e))?,
             }
         } else if ft.is_dir() {
             read_tree_into(base, &rel, skip, tree)?;
             Node::Dir { mode }
         } else if ft.is_file() {
             Node::File {
-                data: fs::read(&path).map_err(|e| io_context(path.display(), e))?,
+                data: fs::read(&path).map_err(|e| io_context(path.display(), &e))?,
                 mode,
             }
         } else {
@@ -145,7 +145,7 @@ fn read_tree_into(
 /// directory that would otherwise be empty, including `dir` itself.
 pub fn write_tree(tree: &Tree, dir: &Path) -> Result<(), String> {
     let create = |path: &Path| {
-        fs::create_dir_all(path).map_err(|e| io_context(format!("creating {}", path.display()), e))
+        fs::create_dir_all(path).map_err(|e| io_context(format!("creating {}", path.display()), &e))
     };
     create(dir)?;
     for (rel, node) in tree {
@@ -153,9 +153,9 @@ pub fn write_tree(tree: &Tree, dir: &Path) -> Result<(), String> {
         match node {
             Node::Dir { .. } => create(&path)?,
             Node::File { data, .. } => fs::write(&path, data)
-                .map_err(|e| io_context(format!("writing {}", path.display()), e))?,
+                .map_err(|e| io_context(format!("writing {}", path.display()), &e))?,
             Node::Symlink { target } => symlink(target, &path)
-                .map_err(|e| io_context(format!("creating {}", path.display()), e))?,
+                .map_err(|e| io_context(format!("creating {}", path.display()), &e))?,
             Node::Other { kind } => {
                 return Err(format!("cannot record a {kind}: {}", rel.display()));
             }
@@ -172,7 +172,7 @@ pub fn write_tree(tree: &Tree, dir: &Path) -> Result<(), String> {
         if !has_children {
             let marker = dir.join(&rel).join(EMPTY_MARKER);
             fs::write(&marker, b"")
-                .map_err(|e| io_context(format!("writing {}", marker.display()), e))?;
+                .map_err(|e| io_context(format!("writing {}", marker.display()), &e))?;
         }
     }
     Ok(())
@@ -271,7 +271,7 @@ pub fn check_output_modes(tree: &Tree) -> Vec<String> {
                 path.display()
             )),
             Node::Other { kind } => {
-                problems.push(format!("{}: a {kind} in the output", path.display()))
+                problems.push(format!("{}: a {kind} in the output", path.display()));
             }
             _ => {}
         }

@@ -18,6 +18,8 @@ pub(super) fn le64(buf: &[u8], off: usize) -> Option<u64> {
     bytes(buf, off).map(u64::from_le_bytes)
 }
 
+// By value, so that it can be given to `map_err` by name.
+#[allow(clippy::needless_pass_by_value)]
 pub(super) fn read_err(e: std::io::Error) -> String {
     format!("reading the partition table: {e}")
 }

@@ -90,8 +90,8 @@ impl Layout {
     }
 
     pub(super) fn build(&self) -> Vec<u8> {
-        let ss = self.ss as usize;
-        let mut img = vec![0u8; ss * self.sectors as usize];
+        let ss = usize::try_from(self.ss).unwrap();
+        let mut img = vec![0u8; ss * usize::try_from(self.sectors).unwrap()];
         // Protective MBR.
         img[446 + 4] = 0xEE;
         img[446 + 8..446 + 12].copy_from_slice(&1u32.to_le_bytes());
@@ -133,6 +133,8 @@ impl Layout {
     }
 }
 
+// The fields are the GUID's bit ranges: cutting the value is the point.
+#[allow(clippy::cast_possible_truncation)]
 pub(super) fn put_guid(buf: &mut [u8], off: usize, g: u128) {
     buf[off..off + 4].copy_from_slice(&((g >> 96) as u32).to_le_bytes());
     buf[off + 4..off + 6].copy_from_slice(&((g >> 80) as u16).to_le_bytes());
@@ -147,7 +149,7 @@ pub(super) fn put32(img: &mut [u8], off: usize, v: u32) {
 /// Recompute both CRCs from whatever the header now says, so that mutated tables get
 /// past the checksums. Must itself survive any header contents.
 pub(super) fn resign(img: &mut [u8], ss: u64) {
-    let h = ss as usize;
+    let h = usize::try_from(ss).unwrap();
     let field32 = |img: &[u8], off| le32(img, h + off).unwrap_or(0);
     let lba = le64(img, h + 72).unwrap_or(0);
     let len = u64::from(field32(img, 80)) * u64::from(field32(img, 84));
@@ -156,11 +158,11 @@ pub(super) fn resign(img: &mut [u8], ss: u64) {
         && let Some(end) = start.checked_add(len)
         && end <= img.len() as u64
     {
-        let crc = crc32(&img[start as usize..end as usize]);
+        let crc = crc32(&img[usize::try_from(start).unwrap()..usize::try_from(end).unwrap()]);
         put32(img, h + 88, crc);
     }
     let hsize = (field32(img, 12) as usize)
-        .min(ss as usize)
+        .min(h)
         .min(img.len().saturating_sub(h));
     if hsize >= 20 {
         put32(img, h + 16, 0);
@@ -199,5 +201,15 @@ impl Rng {
 
     pub(super) fn below(&mut self, n: u64) -> u64 {
         self.next() % n
+    }
+
+    /// An index below `len`: `below` for slices.
+    pub(super) fn index(&mut self, len: usize) -> usize {
+        usize::try_from(self.below(len as u64)).unwrap()
+    }
+
+    /// A random byte: the low one of the next value.
+    pub(super) fn byte(&mut self) -> u8 {
+        self.next().to_le_bytes()[0]
     }
 }

@@ -117,7 +117,7 @@ pub(super) struct Gpt {
 pub(super) fn read_gpt(src: &Source) -> Result<Option<Gpt>, String> {
     let mut found: Option<Gpt> = None;
     let mut first_error = None;
-    for sector_size in [512u64, 4096] {
+    for sector_size in [512u16, 4096] {
         match read_gpt_at(src, sector_size) {
             Ok(None) => {}
             Ok(Some(gpt)) => {
@@ -138,13 +138,14 @@ pub(super) fn read_gpt(src: &Source) -> Result<Option<Gpt>, String> {
     }
 }
 
-fn read_gpt_at(src: &Source, sector_size: u64) -> Result<Option<Gpt>, String> {
+fn read_gpt_at(src: &Source, sector: u16) -> Result<Option<Gpt>, String> {
+    let sector_size = u64::from(sector);
     if src.len() <= sector_size {
         return Ok(None);
     }
     // A header never exceeds its sector, so one read covers it.
     let sector = src
-        .read_vec(sector_size, sector_size as usize)
+        .read_vec(sector_size, usize::from(sector))
         .map_err(read_err)?;
     if sector.first_chunk::<8>() != Some(GPT_SIGNATURE) {
         return Ok(None);
@@ -215,7 +216,8 @@ fn read_gpt_at(src: &Source, sector_size: u64) -> Result<Option<Gpt>, String> {
             src.len()
         ));
     }
-    let mut array = vec![0u8; array_len as usize];
+    // At most GPT_MAX_ARRAY_BYTES, checked above.
+    let mut array = vec![0u8; usize::try_from(array_len).map_err(|e| e.to_string())?];
     src.read_exact_at(&mut array, array_start)
         .map_err(read_err)?;
     if crc32(&array) != hdr.entries_crc {

@@ -4,7 +4,7 @@
 use super::field::{bytes, le32, read_err};
 use crate::image::source::Source;
 
-const MBR_SECTOR: u64 = 512;
+const MBR_SECTOR: u16 = 512;
 const MBR_TABLE_OFFSET: usize = 446;
 const MBR_ENTRY_SIZE: usize = 16;
 const MBR_BOOTABLE: u8 = 0x80;
@@ -25,7 +25,7 @@ pub(super) struct MbrEntry {
 /// The partition an MBR points at, as systemd uses it: a single bootable Linux (0x83)
 /// partition. `None` when the first sector does not look like an MBR.
 pub(super) fn read_mbr(src: &Source) -> Result<Option<MbrEntry>, String> {
-    let sector = src.read_vec(0, MBR_SECTOR as usize).map_err(read_err)?;
+    let sector = src.read_vec(0, usize::from(MBR_SECTOR)).map_err(read_err)?;
     if bytes::<2>(&sector, 510) != Some([0x55, 0xAA]) {
         return Ok(None);
     }
@@ -48,8 +48,8 @@ pub(super) fn read_mbr(src: &Source) -> Result<Option<MbrEntry>, String> {
         if kind == 0 || sectors == 0 {
             continue;
         }
-        let offset = u64::from(start).checked_mul(MBR_SECTOR);
-        let len = u64::from(sectors).checked_mul(MBR_SECTOR);
+        let offset = u64::from(start).checked_mul(u64::from(MBR_SECTOR));
+        let len = u64::from(sectors).checked_mul(u64::from(MBR_SECTOR));
         let Some((offset, end)) = offset
             .zip(len)
             .and_then(|(o, l)| Some((o, o.checked_add(l)?)))

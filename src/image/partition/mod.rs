@@ -33,8 +33,9 @@ use crate::verscmp::strverscmp_improved;
 pub struct Part {
     /// 1-based partition number, as `/dev/loopNpX` would name it.
     pub number: u32,
-    /// Byte offset and size inside the image.
+    /// Byte offset inside the image.
     pub offset: u64,
+    /// Size in bytes.
     pub size: u64,
     /// GPT partition label (empty for MBR).
     pub label: String,
@@ -49,7 +50,9 @@ pub enum Selection {
     Whole,
     /// Partitions chosen by the Discoverable Partitions Specification; at least one is set.
     Parts {
+        /// The root partition chosen, if any.
         root: Option<Part>,
+        /// The `/usr` partition chosen, if any.
         usr: Option<Part>,
     },
 }
@@ -59,6 +62,7 @@ pub enum Selection {
 /// partitions that go with them.
 #[derive(Debug)]
 pub struct Dissected {
+    /// What to read.
     pub selection: Selection,
     /// `None` for an MBR or an image without a partition table.
     gpt: Option<Gpt>,
@@ -621,13 +625,13 @@ mod tests {
                     1 | 2 => 2 * ss..2 * ss + 4 * 128,
                     _ => 0..512,
                 };
-                let at = region.start + rng.below((region.end - region.start) as u64) as usize;
+                let at = region.start + rng.index(region.end - region.start);
                 match rng.below(3) {
-                    0 => img[at] = rng.next() as u8,
+                    0 => img[at] = rng.byte(),
                     1 => img[at] ^= 1 << rng.below(8),
                     _ => {
-                        let v = interesting[rng.below(interesting.len() as u64) as usize];
-                        let width = [2usize, 4, 8][rng.below(3) as usize];
+                        let v = interesting[rng.index(interesting.len())];
+                        let width = [2usize, 4, 8][rng.index(3)];
                         let end = (at + width).min(img.len());
                         img[at..end].copy_from_slice(&v.to_le_bytes()[..end - at]);
                     }
@@ -636,13 +640,14 @@ mod tests {
             if rng.below(8) != 0 {
                 resign(&mut img, ss as u64);
             }
-            let len = if rng.below(10) == 0 {
-                rng.below(img.len() as u64)
+            let cut = if rng.below(10) == 0 {
+                rng.index(img.len())
             } else {
-                img.len() as u64
+                img.len()
             };
             file.set_len(0).unwrap();
-            file.write_all_at(&img[..len as usize], 0).unwrap();
+            file.write_all_at(&img[..cut], 0).unwrap();
+            let len = cut as u64;
             let src = Source::new(file.try_clone().unwrap(), len);
             match dissect(&src).map(|d| d.selection) {
                 Ok(Selection::Parts { root, usr }) => {

@@ -12,7 +12,9 @@ use crate::verscmp::strverscmp_improved;
 /// gives one for the root partition, a `.usrhash` file one for `/usr`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HashFor {
+    /// The root partition (`.roothash`).
     Root,
+    /// The `/usr` partition (`.usrhash`).
     Usr,
 }
 
@@ -501,15 +503,15 @@ mod tests {
             let mut img = table(&[(GENERIC, ""); 6]);
             for i in 0..6 {
                 let off = 1024 + 128 * i;
-                let kind = kinds[rng.below(kinds.len() as u64) as usize];
+                let kind = kinds[rng.index(kinds.len())];
                 put_guid(&mut img, off, kind);
-                put_guid(&mut img, off + 16, uuid(rng.below(3) as u128));
+                put_guid(&mut img, off + 16, uuid(u128::from(rng.below(3))));
                 if rng.below(4) == 0 {
-                    img[off + 56] = b'0' + rng.below(3) as u8;
+                    img[off + 56] = b'0' + u8::try_from(rng.below(3)).unwrap();
                 }
             }
             resign(&mut img, 512);
-            let h = hash(rng.below(3) as u128, rng.below(3) as u128);
+            let h = hash(u128::from(rng.below(3)), u128::from(rng.below(3)));
             let hash = match rng.below(3) {
                 0 => None,
                 1 => Some((h.as_slice(), HashFor::Root)),
