@@ -2,6 +2,7 @@
 //! winning (ARCHITECTURE.md, "Stages").
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
@@ -47,88 +48,23 @@ pub fn discover(
     let mut refused = Vec::new();
     let mut seen = BTreeSet::new();
     for dir in SEARCH_PATHS {
-        let cannot_read = |reason: String| {
-            let message = format!("Cannot read search directory {dir}: {reason}.");
-            Diagnostic::new(
-                Subject::SearchDir(dir.into()),
-                Level::Error,
-                reason,
-                message,
-            )
-            .failing()
-        };
-        // Links are resolved inside the root, as the booted system would resolve them.
-        let search = match root.resolve(Path::new(dir), true) {
-            Ok(r) => r,
-            Err(FsError::NotFound) => {
+        let (resolved_dir, names) = match list_search_dir(root, dir, allow_writable_by_others) {
+            Ok(Some(listed)) => listed,
+            Ok(None) => {
                 diags.push(Diagnostic::run(
                     Level::Debug,
                     format!("Search directory {dir} does not exist."),
                 ));
                 continue;
             }
-            Err(e) => {
-                unreadable.push(cannot_read(e.to_string()));
+            Err(reason) => {
+                let message = format!("Cannot read search directory {dir}: {reason}.");
+                let subject = Subject::SearchDir(dir.into());
+                unreadable.push(Diagnostic::new(subject, Level::Error, reason, message).failing());
                 continue;
             }
         };
-        let resolved_dir = search.path.clone();
-        // Whoever can write the directory, or one on the way to it, decides which images
-        // are found there.
-        let writable = ownership::writable_by(search.owner)
-            .map(|who| format!("it is {who}"))
-            .or_else(|| search.steered());
-        if !allow_writable_by_others && let Some(who) = writable {
-            unreadable.push(cannot_read(format!(
-                "{who}, so its images are not used: {}",
-                ownership::HINT
-            )));
-            continue;
-        }
-        if search.kind != FileKind::Dir {
-            unreadable.push(cannot_read(FsError::NotADirectory.to_string()));
-            continue;
-        }
-        let listing = match root.read_dir(&search) {
-            Ok(l) => l,
-            Err(e) => {
-                unreadable.push(cannot_read(e.to_string()));
-                continue;
-            }
-        };
-        let mut names: Vec<std::ffi::OsString> = listing
-            .into_iter()
-            .map(|e| std::ffi::OsString::from_vec(e.name))
-            .collect();
-        names.sort();
-
-        let mut here: Vec<Image> = Vec::new();
-        for os_name in names {
-            let host_path = PathBuf::from(dir).join(&os_name);
-            let refuse = |reason: String| {
-                let label = host_path.display().to_string();
-                Diagnostic::image_not_attached(&host_path, &label, Level::Error, reason).failing()
-            };
-            let Some(file_name) = os_name.to_str() else {
-                refused.push(refuse("the name is not valid UTF-8".into()));
-                continue;
-            };
-            if file_name.starts_with('.') {
-                diags.push(Diagnostic::run(
-                    Level::Debug,
-                    format!("Ignoring hidden entry {}.", host_path.display()),
-                ));
-                continue;
-            }
-            match classify(root, &resolved_dir, &host_path, file_name) {
-                Entry::Image(image) => here.push(image),
-                Entry::Refused(reason) => refused.push(refuse(reason)),
-                Entry::Ignored(why) => diags.push(Diagnostic::run(
-                    Level::Debug,
-                    format!("Ignoring {}: {why}", host_path.display()),
-                )),
-            }
-        }
+        let mut here = images_in(root, dir, &resolved_dir, names, &mut refused, diags);
         // image_find() tries NAME before NAME.raw within one directory.
         here.sort_by_key(|i| (i.name.clone(), i.kind == ImageKind::Raw));
         for image in here {
@@ -149,6 +85,83 @@ pub fn discover(
     diags.extend(unreadable);
     diags.extend(refused);
     images
+}
+
+/// The search directory `dir` resolved below `root`, and its entries' names, sorted;
+/// `None` if it does not exist, else why it cannot be used.
+fn list_search_dir(
+    root: &Root,
+    dir: &str,
+    allow_writable_by_others: bool,
+) -> Result<Option<(PathBuf, Vec<OsString>)>, String> {
+    // Links are resolved inside the root, as the booted system would resolve them.
+    let search = match root.resolve(Path::new(dir), true) {
+        Ok(r) => r,
+        Err(FsError::NotFound) => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    // Whoever can write the directory, or one on the way to it, decides which images are
+    // found there.
+    let writable = ownership::writable_by(search.owner)
+        .map(|who| format!("it is {who}"))
+        .or_else(|| search.steered());
+    if !allow_writable_by_others && let Some(who) = writable {
+        return Err(format!(
+            "{who}, so its images are not used: {}",
+            ownership::HINT
+        ));
+    }
+    if search.kind != FileKind::Dir {
+        return Err(FsError::NotADirectory.to_string());
+    }
+    let listing = root.read_dir(&search).map_err(|e| e.to_string())?;
+    let mut names: Vec<OsString> = listing
+        .into_iter()
+        .map(|e| OsString::from_vec(e.name))
+        .collect();
+    names.sort();
+    Ok(Some((search.path, names)))
+}
+
+/// The images among the entries `names` of the search directory `dir` (resolved to
+/// `resolved_dir`), in name order; entries named like images that cannot be one go to
+/// `refused`.
+fn images_in(
+    root: &Root,
+    dir: &str,
+    resolved_dir: &Path,
+    names: Vec<OsString>,
+    refused: &mut Vec<Diagnostic>,
+    diags: &mut Diagnostics,
+) -> Vec<Image> {
+    let mut here = Vec::new();
+    for os_name in names {
+        let host_path = PathBuf::from(dir).join(&os_name);
+        let refuse = |reason: String| {
+            let label = host_path.display().to_string();
+            Diagnostic::image_not_attached(&host_path, &label, Level::Error, reason).failing()
+        };
+        let Some(file_name) = os_name.to_str() else {
+            refused.push(refuse("the name is not valid UTF-8".into()));
+            continue;
+        };
+        if file_name.starts_with('.') {
+            diags.push(Diagnostic::run(
+                Level::Debug,
+                format!("Ignoring hidden entry {}.", host_path.display()),
+            ));
+            continue;
+        }
+        match classify(root, resolved_dir, &host_path, file_name) {
+            Entry::Image(image) => here.push(image),
+            Entry::Refused(reason) => refused.push(refuse(reason)),
+            Entry::Ignored(why) => diags.push(Diagnostic::run(
+                Level::Debug,
+                format!("Ignoring {}: {why}", host_path.display()),
+            )),
+        }
+    }
+    here
 }
 
 /// The image at `path` (a host path, e.g. from `Image=`), resolved and classified as a
