@@ -119,8 +119,44 @@ pub fn read_units(
     wanted: impl Fn(&str) -> bool,
     from: ImageRef,
 ) -> Result<Units, String> {
-    let mut chosen: BTreeMap<String, (PathBuf, FileKind)> = BTreeMap::new();
-    let mut misnamed: BTreeMap<Vec<u8>, Diagnostic> = BTreeMap::new();
+    let (chosen, misnamed) = choose_units(tree, &wanted, from)?;
+    let mut units = Units::default();
+    // Real images ship a handful of units; a crafted one with tens of thousands (hard links
+    // cost nothing in an image) is read only as far as the first MAX_UNITS_READ names.
+    let total = chosen.len();
+    if let Some(first) = chosen.keys().nth(MAX_UNITS_READ) {
+        units.skipped.push(from.skip(
+            &format!("{first} and {} more", total - MAX_UNITS_READ - 1),
+            format!(
+                "{total} unit files match, and only the first {MAX_UNITS_READ} by name are read"
+            ),
+            true,
+        ));
+    }
+    for (name, (origin, kind)) in chosen.into_iter().take(MAX_UNITS_READ) {
+        match read_unit(tree, name, origin, kind, from) {
+            Ok(unit) => units.found.push(unit),
+            Err(skip) => units.skipped.push(skip),
+        }
+    }
+    units.skipped.extend(misnamed.into_values());
+    Ok(units)
+}
+
+/// Wanted unit names, each with where it was first found and what it is there.
+type Chosen = BTreeMap<String, (PathBuf, FileKind)>;
+/// Entries whose bytes are no unit name although they would be wanted, by those bytes.
+type Misnamed = BTreeMap<Vec<u8>, Diagnostic>;
+
+/// The wanted units of the image's unit directories, the first directory holding a name
+/// winning; and the misnamed entries.
+fn choose_units(
+    tree: &Tree,
+    wanted: &impl Fn(&str) -> bool,
+    from: ImageRef,
+) -> Result<(Chosen, Misnamed), String> {
+    let mut chosen = Chosen::new();
+    let mut misnamed = Misnamed::new();
     let mut seen_dirs = Vec::new();
     for dir in IMAGE_UNIT_DIRS {
         let (resolved, entries) = match tree.read_dir(Path::new(dir)) {
@@ -154,86 +190,57 @@ pub fn read_units(
             chosen.insert(name.clone(), (Path::new(dir).join(&name), entry.kind));
         }
     }
+    Ok((chosen, misnamed))
+}
 
-    let mut units = Units::default();
-    // Real images ship a handful of units; a crafted one with tens of thousands (hard links
-    // cost nothing in an image) is read only as far as the first MAX_UNITS_READ names.
-    let total = chosen.len();
-    if let Some(first) = chosen.keys().nth(MAX_UNITS_READ) {
-        units.skipped.push(from.skip(
-            &format!("{first} and {} more", total - MAX_UNITS_READ - 1),
-            format!(
-                "{total} unit files match, and only the first {MAX_UNITS_READ} by name are read"
-            ),
-            true,
-        ));
-    }
-    for (name, (origin, kind)) in chosen.into_iter().take(MAX_UNITS_READ) {
-        let skip = |reason: String, warn: bool| from.skip(&name, reason, warn);
-        match kind {
-            FileKind::File | FileKind::Symlink => {}
-            FileKind::Dir => {
-                units
-                    .skipped
-                    .push(skip(format!("{} is a directory", origin.display()), true));
-                continue;
-            }
-            FileKind::Other => {
-                units.skipped.push(skip(
-                    format!("{} is not a regular file", origin.display()),
-                    true,
-                ));
-                continue;
-            }
-        }
-        let mut alias_of = None;
-        if kind == FileKind::Symlink {
-            match tree.read_link(&origin) {
-                Ok(target) if target == b"/dev/null" => {
-                    units
-                        .skipped
-                        .push(skip(format!("{} is masked", origin.display()), false));
-                    continue;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    units
-                        .skipped
-                        .push(skip(format!("cannot read {}: {e}", origin.display()), true));
-                    continue;
-                }
-            }
-            alias_of = tree
-                .resolve(&origin, true)
-                .ok()
-                .and_then(|r| {
-                    r.path
-                        .file_name()
-                        .and_then(|n| n.to_str())
-                        .map(String::from)
-                })
-                .filter(|target| *target != name);
-        }
-        match tree.read_file(&origin, MAX_FILE_BYTES) {
-            Ok(bytes) if bytes.is_empty() => {
-                units
-                    .skipped
-                    .push(skip(format!("{} is empty", origin.display()), false));
-            }
-            Ok(bytes) => units.found.push(UnitSource {
-                name,
-                origin,
-                bytes,
-                alias_of,
-                extension: None,
-            }),
-            Err(e) => units
-                .skipped
-                .push(skip(format!("cannot read {}: {e}", origin.display()), true)),
+/// The unit file `name`, found at `origin` as `kind`; else why it is left out.
+fn read_unit(
+    tree: &Tree,
+    name: String,
+    origin: PathBuf,
+    kind: FileKind,
+    from: ImageRef,
+) -> Result<UnitSource, Diagnostic> {
+    let skip = |reason: String, warn: bool| from.skip(&name, reason, warn);
+    match kind {
+        FileKind::File | FileKind::Symlink => {}
+        FileKind::Dir => return Err(skip(format!("{} is a directory", origin.display()), true)),
+        FileKind::Other => {
+            let reason = format!("{} is not a regular file", origin.display());
+            return Err(skip(reason, true));
         }
     }
-    units.skipped.extend(misnamed.into_values());
-    Ok(units)
+    let mut alias_of = None;
+    if kind == FileKind::Symlink {
+        match tree.read_link(&origin) {
+            Ok(target) if target == b"/dev/null" => {
+                return Err(skip(format!("{} is masked", origin.display()), false));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(skip(format!("cannot read {}: {e}", origin.display()), true)),
+        }
+        alias_of = tree
+            .resolve(&origin, true)
+            .ok()
+            .and_then(|r| {
+                r.path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .map(String::from)
+            })
+            .filter(|target| *target != name);
+    }
+    match tree.read_file(&origin, MAX_FILE_BYTES) {
+        Ok(bytes) if bytes.is_empty() => Err(skip(format!("{} is empty", origin.display()), false)),
+        Ok(bytes) => Ok(UnitSource {
+            name,
+            origin,
+            bytes,
+            alias_of,
+            extension: None,
+        }),
+        Err(e) => Err(skip(format!("cannot read {}: {e}", origin.display()), true)),
+    }
 }
 
 #[cfg(test)]

@@ -663,22 +663,7 @@ fn place_links(plan: &mut Plan, att: &Attachment, unit: &UnitSource, host: &Host
             let name = link.path.to_str().unwrap_or_default();
             // As for units: an alias may not take a host unit's name, nor an instance name
             // of a host template (the generator directory outranks /usr/lib).
-            let clash = if plan.nodes.contains_key(&link.path) {
-                Some("the name is taken by another unit or alias".to_string())
-            } else {
-                (host.unit_file)(name)
-                    .map(|h| format!("the host has {} already", h.path.display()))
-                    .or_else(|| {
-                        crate::names::template_of(name)
-                            .and_then(|t| (host.unit_file)(&t))
-                            .map(|h| {
-                                format!(
-                                    "it is an instance of the host's template {}",
-                                    h.path.display()
-                                )
-                            })
-                    })
-            };
+            let clash = alias_clash(plan, host, &link.path, name);
             if let Some(why) = clash {
                 {
                     let message = format!("{what}: alias {name} not created: {why}.");
@@ -704,6 +689,23 @@ fn place_links(plan: &mut Plan, att: &Attachment, unit: &UnitSource, host: &Host
             .entry(link.path)
             .or_insert(Node::Symlink(link.target));
     }
+}
+
+/// Why an alias may not be made: it would take a name already planned, a host unit's name,
+/// or an instance name of a host template (the generator directory outranks /usr/lib).
+fn alias_clash(plan: &Plan, host: &Host, path: &Path, name: &str) -> Option<String> {
+    if plan.nodes.contains_key(path) {
+        return Some("the name is taken by another unit or alias".to_string());
+    }
+    if let Some(h) = (host.unit_file)(name) {
+        return Some(format!("the host has {} already", h.path.display()));
+    }
+    let template = crate::names::template_of(name)?;
+    let h = (host.unit_file)(&template)?;
+    Some(format!(
+        "it is an instance of the host's template {}",
+        h.path.display()
+    ))
 }
 
 /// The files and links of `plan` as text, for `--dry-run`.
