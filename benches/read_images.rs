@@ -78,8 +78,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 /// Peak resident set of one dry run of the release binary over `root`, in KiB.
 // The child is reaped by wait4(), which std's Child does not know about.
-// wait4 with a rusage has no safe wrapper in std.
-#[allow(clippy::zombie_processes, unsafe_code)]
+#[allow(clippy::zombie_processes)]
 fn peak_rss_kib(root: &Path) -> i64 {
     let child = Command::new(env!("CARGO_BIN_EXE_portables-generator"))
         .args(["--dry-run", "--root"])
@@ -88,13 +87,8 @@ fn peak_rss_kib(root: &Path) -> i64 {
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("spawn generator");
-    let mut status = 0;
-    let child_pid = libc::pid_t::try_from(child.id()).expect("a pid_t");
-    // SAFETY: rusage is plain data filled by the kernel; the pid is our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = unsafe { libc::wait4(child_pid, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child_pid);
-    usage.ru_maxrss
+    let waited = portables_test_sys::wait4_blocking(&child).expect("wait4");
+    waited.maxrss_kib
 }
 
 /// This process's own resident set, in KiB.

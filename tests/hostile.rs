@@ -44,7 +44,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::FileExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -78,16 +78,11 @@ const MARKER: &str = "HOSTILE-MARKER-SHADOW";
 const SHADOW: &str =
     "ID=hostile-marker-shadow\n# HOSTILE-MARKER-SHADOW\n[Service]\nExecStart=/bin/true\n";
 
-// mallopt has no safe wrapper.
-#[allow(unsafe_code)]
 fn main() {
     // Big buffers (images read by the `flip` verb, ...) are mmapped and unmapped when freed,
     // and few arenas are kept: a forked generator starts with the harness's resident pages.
-    // SAFETY: mallopt only tunes the allocator, before any thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
+    // Set before any thread exists.
+    portables_test_sys::tune_allocator();
     let args = Arguments::from_args();
     let dir = repo_dir().join("tests/hostile");
     let mut cases: Vec<PathBuf> = fs::read_dir(&dir)
@@ -244,8 +239,6 @@ fn harness_anon_kib() -> i64 {
 /// and those of the case's `env`), reaping it with `wait4` for its peak RSS. Its stdout and stderr go to the files `logs`
 /// names (not into the harness's memory: some cases log tens of megabytes). `mutate` runs
 /// beside it until it ends.
-// pre_exec, ptrace, wait4 with a rusage, malloc_trim and kill have no safe wrapper in std.
-#[allow(unsafe_code)]
 fn run_measured(
     root: &Path,
     out: &Path,
@@ -270,25 +263,11 @@ fn run_measured(
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr);
-    // SAFETY: between fork and exec the hook only calls setrlimit and ptrace, which are
-    // async-signal-safe. Having a hook at all makes std fork() instead of using vfork, so
-    // that ru_maxrss does not count the harness's peak. The address-space limit keeps a
-    // runaway allocation from taking the test machine down; it is far above RSS_LIMIT_KIB.
-    unsafe {
-        cmd.pre_exec(|| {
-            let limit = libc::rlimit {
-                rlim_cur: ADDRESS_SPACE_LIMIT,
-                rlim_max: ADDRESS_SPACE_LIMIT,
-            };
-            if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // Traced, the child stops at exit with its memory still there, for VmHWM.
-            // Where ptrace is not allowed, only ru_maxrss is measured.
-            libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0);
-            Ok(())
-        });
-    }
+    // A pre_exec hook: std forks instead of using vfork, so that ru_maxrss does not count the
+    // harness's peak. The address-space limit keeps a runaway allocation from taking the test
+    // machine down; it is far above RSS_LIMIT_KIB. Traced, the child stops at exit with its
+    // memory still there, for VmHWM; where ptrace is not allowed, only ru_maxrss is measured.
+    portables_test_sys::limit_and_trace(&mut cmd, ADDRESS_SPACE_LIMIT);
 
     let _serial = RUN_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
     let stop = Arc::new(AtomicBool::new(false));
@@ -297,54 +276,43 @@ fn run_measured(
         thread::spawn(move || m.run(&stop))
     });
     // Give freed heap pages back first: a forked child starts with the harness's pages.
-    // SAFETY: malloc_trim only returns free memory to the system.
-    unsafe { libc::malloc_trim(0) };
+    portables_test_sys::trim_heap();
     let harness_anon_kib = harness_anon_kib();
     let start = Instant::now();
-    let child = cmd
+    let mut child = cmd
         .spawn()
         .map_err(|e| format!("starting {}: {e}", generator_bin().display()))?;
-    let pid = libc::pid_t::try_from(child.id()).map_err(|e| format!("pid: {e}"))?;
-    let mut status = 0;
-    // SAFETY: rusage is plain data.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let mut killed = false;
     let mut traced = false;
     let mut hwm_kib = None;
-    let elapsed = loop {
-        // SAFETY: pid is our child; status and usage are valid for writes.
-        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
-        if r == pid && libc::WIFSTOPPED(status) {
-            // A ptrace stop: after exec (the first SIGTRAP), at exit, or a signal.
-            let sig = libc::WSTOPSIG(status);
-            let event = status >> 16;
-            let mut deliver = 0;
-            if sig == libc::SIGTRAP && event == libc::PTRACE_EVENT_EXIT {
-                hwm_kib = vm_hwm_kib(pid);
-            } else if sig == libc::SIGTRAP && !traced {
-                traced = true;
-                let options = libc::PTRACE_O_TRACEEXIT | libc::PTRACE_O_EXITKILL;
-                // SAFETY: pid is our stopped tracee.
-                unsafe { libc::ptrace(libc::PTRACE_SETOPTIONS, pid, 0, options) };
-            } else {
-                deliver = sig;
+    let (waited, elapsed) = loop {
+        match portables_test_sys::try_wait4(&child) {
+            Ok(Some(w)) => {
+                // A ptrace stop: after exec (the first SIGTRAP), at exit, or a signal.
+                let Some(sig) = w.status.stopped_signal() else {
+                    break (w, start.elapsed());
+                };
+                let event = w.status.into_raw() >> 16;
+                let mut deliver = 0;
+                if sig == libc::SIGTRAP && event == libc::PTRACE_EVENT_EXIT {
+                    hwm_kib = vm_hwm_kib(child.id());
+                } else if sig == libc::SIGTRAP && !traced {
+                    traced = true;
+                    let _ = portables_test_sys::ptrace_set_exit_options(&child);
+                } else {
+                    deliver = sig;
+                }
+                // Errors are left to wait4: they mean the child is gone (killed).
+                let _ = portables_test_sys::ptrace_cont(&child, deliver);
+                continue;
             }
-            // SAFETY: pid is our stopped tracee.
-            unsafe { libc::ptrace(libc::PTRACE_CONT, pid, 0, deliver) };
-            continue;
-        }
-        if r == pid {
-            break start.elapsed();
-        }
-        if r < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(format!("wait4: {e}"));
-            }
+            Ok(None) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("wait4: {e}")),
         }
         if start.elapsed() > KILL_AFTER && !killed {
-            // SAFETY: pid is our unreaped child.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            // SIGKILL: std sends it, as it has not reaped the child.
+            let _ = child.kill();
             killed = true;
         }
         thread::sleep(Duration::from_millis(1));
@@ -356,9 +324,9 @@ fn run_measured(
         t.join().map_err(|_| "the mutator thread panicked")??;
     }
     Ok(Measured {
-        status: ExitStatus::from_raw(status),
+        status: waited.status,
         elapsed,
-        maxrss_kib: usage.ru_maxrss,
+        maxrss_kib: waited.maxrss_kib,
         hwm_kib,
         harness_anon_kib,
         killed,
@@ -389,7 +357,7 @@ impl Measured {
 }
 
 /// The peak resident set of the process `pid`'s current memory (since its exec).
-fn vm_hwm_kib(pid: libc::pid_t) -> Option<i64> {
+fn vm_hwm_kib(pid: u32) -> Option<i64> {
     fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()?
         .lines()

@@ -177,7 +177,6 @@ fn hostile_verb(
     place: &dyn Fn(&str) -> Result<PathBuf, String>,
     tree: &dyn Fn(&str) -> OsString,
 ) -> Result<(), String> {
-    use std::os::unix::ffi::OsStrExt;
     let io = |e: io::Error| io_context(format!("{verb} {}", out.display()), &e);
     let text = || -> Result<Vec<u8>, String> {
         let mut bytes = Vec::new();
@@ -190,17 +189,15 @@ fn hostile_verb(
         Ok(bytes)
     };
     match (verb, args) {
-        // std cannot make a FIFO.
-        #[allow(unsafe_code)]
-        ("fifo", []) => {
-            let c =
-                std::ffi::CString::new(out.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
-            // SAFETY: a valid NUL-terminated path.
-            if unsafe { libc::mkfifo(c.as_ptr(), 0o644) } != 0 {
-                return Err(io(io::Error::last_os_error()));
-            }
-            Ok(())
-        }
+        // std cannot make a FIFO; mkfifo(3) is this mknodat.
+        ("fifo", []) => rustix::fs::mknodat(
+            rustix::fs::CWD,
+            out,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .map_err(|e| io(e.into())),
         ("socket", []) => {
             let listener = std::os::unix::net::UnixListener::bind(out).map_err(io)?;
             drop(listener);
