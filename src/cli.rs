@@ -6,7 +6,7 @@ use std::path::PathBuf;
 pub const USAGE: &str = "\
 Usage: portables-generator [OPTIONS] NORMAL_DIR [EARLY_DIR LATE_DIR]
        portables-generator [OPTIONS] --dry-run
-       portables-generator --help | --version
+       portables-generator -h | --help | help | -V | --version
 
 Attaches the portable service images found in /etc/portables, /run/portables,
 /var/lib/portables, /usr/local/lib/portables and /usr/lib/portables: writes their
@@ -60,7 +60,9 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Optio
     let mut only_positional = false;
     while let Some(arg) = args.next() {
         let text = arg.to_str().unwrap_or("");
-        if only_positional || !text.starts_with("--") {
+        // `-` alone is a name; anything else starting with `-` is an option, never an
+        // output directory (`-h` must not become ./-h).
+        if only_positional || !text.starts_with('-') || text == "-" {
             dirs.push(arg.into());
             continue;
         }
@@ -73,7 +75,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Optio
                     systemd_version: None,
                 });
             }
-            "--version" => {
+            "--version" | "-V" => {
                 return Ok(Options {
                     root: None,
                     mode: Mode::Version,
@@ -99,6 +101,15 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Optio
                 }
             }
         }
+    }
+    // `portables-generator help`, as with systemd's tools: no one names an output
+    // directory `help` (systemd passes absolute paths).
+    if !dry_run && dirs.len() == 1 && dirs[0].as_os_str() == "help" {
+        return Ok(Options {
+            root: None,
+            mode: Mode::Help,
+            systemd_version: None,
+        });
     }
     let mode = match (dry_run, dirs.len()) {
         (true, 0) => Mode::DryRun,
@@ -167,9 +178,33 @@ mod tests {
     }
 
     #[test]
+    fn help_and_version_in_every_spelling() {
+        for help in [
+            &["-h"][..],
+            &["--help"],
+            &["help"],
+            &["-h", "/a"],
+            &["/a", "-h"],
+        ] {
+            assert_eq!(p(help).unwrap().mode, Mode::Help, "{help:?}");
+        }
+        for version in [&["-V"][..], &["--version"], &["/a", "-V"]] {
+            assert_eq!(p(version).unwrap().mode, Mode::Version, "{version:?}");
+        }
+        assert_eq!(
+            p(&["--", "-h"]).unwrap().mode,
+            Mode::Generate {
+                normal: "-h".into()
+            }
+        );
+    }
+
+    #[test]
     fn usage_errors() {
         for bad in [
             &[][..],
+            &["-x", "/a"],
+            &["-"; 2],
             &["/a", "/b"],
             &["--bogus", "/a"],
             &["--root"],

@@ -19,6 +19,17 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    // A mistyped --root would otherwise read as an empty system: nothing found, exit 0.
+    if let Some(dir) = &opts.root
+        && let Err(why) = std::fs::metadata(dir).and_then(|m| {
+            m.is_dir()
+                .then_some(())
+                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotADirectory))
+        })
+    {
+        eprintln!("portables-generator: --root {}: {why}", dir.display());
+        return ExitCode::from(EXIT_USAGE);
+    }
     let root = opts.root.map(Root::new).unwrap_or_default();
     let systemd = match opts.systemd_version.map(systemd_version::from_option) {
         None => None,

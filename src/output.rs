@@ -36,6 +36,12 @@ pub fn write_nodes(plan: &Plan, out: &Path) -> Vec<String> {
         }
         Err(e) => return vec![format!("Cannot write into {}: {e}.", out.display())],
     }
+    // One line for a directory nothing can be written into (a read-only file system, or a
+    // user without write permission), not one per node.
+    if let Err(e) = rustix::fs::access(out, rustix::fs::Access::WRITE_OK) {
+        let e = std::io::Error::from(e);
+        return vec![format!("Cannot write into {}: {e}.", out.display())];
+    }
     let mut errors = Vec::new();
     // Units: top-level files with a drop-in directory in the plan.
     let units: BTreeSet<&Path> = plan
