@@ -31,6 +31,8 @@ const READ_BUDGET: u64 = 256 * 1024 * 1024;
 const SUPERBLOCK_OFFSET: u64 = 1024;
 const SUPERBLOCK_LEN: usize = 1024;
 const EXT4_MAGIC: u16 = 0xef53;
+const SUPERBLOCK_CHECKSUM_AT: usize = 0x3fc;
+const INCOMPAT_RECOVER: u32 = 0x4;
 const INCOMPAT_64BIT: u32 = 0x80;
 const INCOMPAT_INLINE_DATA: u32 = 0x8000;
 const RO_COMPAT_METADATA_CSUM: u32 = 0x400;
@@ -43,12 +45,33 @@ pub fn open(src: Source) -> Result<Box<dyn Fs>, FsError> {
 fn open_with_budget(src: Source, per_call: u64) -> Result<Box<dyn Fs>, FsError> {
     check_superblock(&src)?;
     let budget = Rc::new(Cell::new(per_call));
-    let xattrs = ext4_xattr::Raw::new(src.clone(), budget.clone())?;
-    let reader = SourceRead {
-        src,
-        budget: budget.clone(),
+    let load = |superblock: Option<Box<[u8; SUPERBLOCK_LEN]>>| {
+        let reader = SourceRead {
+            src: src.clone(),
+            budget: budget.clone(),
+            superblock,
+        };
+        guarded(|| Ext4::load(Box::new(reader)).map_err(map_err))
     };
-    let fs = guarded(|| Ext4::load(Box::new(reader)).map_err(map_err))?;
+    let fs = match load(None) {
+        Ok(fs) => fs,
+        // A file system that is mounted (systemd opens RootImage= writable when it can,
+        // so a running portable's ext4 image is mounted read-write) has its journal marked
+        // for recovery, and ext4-view replays only 64-bit, checksum-v3 journals, which
+        // mke2fs does not make by default. What the journal holds is what the running
+        // service wrote since; the units and os-release are read as last checkpointed
+        // rather than the image being refused at every reload while its service runs.
+        Err(first) => match without_recovery(&src) {
+            Some(superblock) => {
+                budget.set(per_call);
+                load(Some(superblock)).map_err(|_| first)?
+            }
+            None => return Err(first),
+        },
+    };
+    // Extended attributes are read from the image's own superblock: the recovery flag
+    // does not change where they are.
+    let xattrs = ext4_xattr::Raw::new(src, budget.clone())?;
     let fs = Ext4Fs {
         fs,
         xattrs,
@@ -66,6 +89,28 @@ struct SourceRead {
     src: Source,
     /// Bytes left for the current call; shared with [`Ext4Fs`], which refills it.
     budget: Rc<Cell<u64>>,
+    /// The superblock to read in place of the image's (see [`without_recovery`]).
+    superblock: Option<Box<[u8; SUPERBLOCK_LEN]>>,
+}
+
+/// The image's superblock with the journal's "needs recovery" flag cleared (and its
+/// checksum made right again), when that flag is set: reading through it ignores the
+/// journal, as `e2fsck -n` and `debugfs` do.
+fn without_recovery(src: &Source) -> Option<Box<[u8; SUPERBLOCK_LEN]>> {
+    let mut sb = Box::new([0u8; SUPERBLOCK_LEN]);
+    src.read_exact_at(&mut sb[..], SUPERBLOCK_OFFSET).ok()?;
+    let incompat = le32(&sb[..], 0x60);
+    if incompat & INCOMPAT_RECOVER == 0 {
+        return None;
+    }
+    sb[0x60..0x64].copy_from_slice(&(incompat & !INCOMPAT_RECOVER).to_le_bytes());
+    if le32(&sb[..], 0x64) & RO_COMPAT_METADATA_CSUM != 0 {
+        // ext4's superblock checksum: CRC-32C seeded with ~0, without the final inversion.
+        const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+        let sum = CRC32C.checksum(&sb[..SUPERBLOCK_CHECKSUM_AT]) ^ !0;
+        sb[SUPERBLOCK_CHECKSUM_AT..].copy_from_slice(&sum.to_le_bytes());
+    }
+    Some(sb)
 }
 
 #[derive(Debug)]
@@ -95,8 +140,28 @@ impl Ext4Read for SourceRead {
             .checked_sub(dst.len() as u64)
             .ok_or(BudgetSpent)?;
         self.budget.set(left);
-        Ok(self.src.read_exact_at(dst, start_byte)?)
+        self.src.read_exact_at(dst, start_byte)?;
+        if let Some(sb) = &self.superblock {
+            overlay(dst, start_byte, &sb[..], SUPERBLOCK_OFFSET);
+        }
+        Ok(())
     }
+}
+
+/// Copy into `dst` (which holds the image's bytes from `dst_at`) the part of `patch`
+/// (which replaces the image's bytes from `patch_at`) that overlaps it.
+fn overlay(dst: &mut [u8], dst_at: u64, patch: &[u8], patch_at: u64) {
+    let dst_end = dst_at.saturating_add(dst.len() as u64);
+    let patch_end = patch_at.saturating_add(patch.len() as u64);
+    let (from, to) = (dst_at.max(patch_at), dst_end.min(patch_end));
+    if from >= to {
+        return;
+    }
+    // Both offsets are below the lengths of in-memory slices, so they fit in usize.
+    let index = |at: u64, base: u64| usize::try_from(at - base).unwrap_or(usize::MAX);
+    let (d, p) = (index(from, dst_at), index(from, patch_at));
+    let n = index(to, from);
+    dst[d..d + n].copy_from_slice(&patch[p..p + n]);
 }
 
 fn le16(b: &[u8], at: usize) -> u16 {
@@ -404,6 +469,52 @@ mod tests {
     fn reads_what_mkfs_wrote() {
         let Some(built) = mkfs(&[]) else { return };
         fixture::check_image(&built, open);
+    }
+
+    /// The state a mounted image is in: the journal needs recovery (set as the kernel sets
+    /// it, with debugfs), in a journal without the 64-bit and checksum-v3 features.
+    fn needing_recovery(extra: &[&str]) -> Option<Built> {
+        let built = mkfs(extra)?;
+        let debugfs = fixture::tool("debugfs")?;
+        let ok = std::process::Command::new(debugfs)
+            .args(["-w", "-R", "feature needs_recovery"])
+            .arg(&built.img)
+            .output()
+            .ok()?
+            .status
+            .success();
+        ok.then_some(built)
+    }
+
+    #[test]
+    fn reads_a_mounted_image_whose_journal_needs_recovery() {
+        for extra in [&[][..], &["-O", "^metadata_csum"][..]] {
+            let Some(built) = needing_recovery(extra) else {
+                return;
+            };
+            let mut sb = [0u8; 4];
+            fixture::source(&built.img)
+                .read_exact_at(&mut sb, SUPERBLOCK_OFFSET + 0x60)
+                .unwrap();
+            assert_ne!(
+                u32::from_le_bytes(sb) & INCOMPAT_RECOVER,
+                0,
+                "debugfs set the flag"
+            );
+            fixture::check_image(&built, open);
+        }
+    }
+
+    #[test]
+    fn overlay_copies_only_the_overlap() {
+        let mut dst = [0u8; 8];
+        overlay(&mut dst, 100, &[1, 2, 3, 4], 98);
+        assert_eq!(dst, [3, 4, 0, 0, 0, 0, 0, 0]);
+        let mut dst = [0u8; 4];
+        overlay(&mut dst, 0, &[9; 8], 2);
+        assert_eq!(dst, [0, 0, 9, 9]);
+        overlay(&mut dst, 0, &[7; 8], 4);
+        assert_eq!(dst, [0, 0, 9, 9]);
     }
 
     #[test]
