@@ -26,6 +26,8 @@ pub struct Read {
     pub attachment: Attachment,
     /// One diagnostic per unit of the image that was left out, and why.
     pub skipped: Vec<Diagnostic>,
+    /// At debug level: each unit file that matches, and each one passed over with why.
+    pub notes: Vec<Diagnostic>,
 }
 
 /// Read every portable, in order: their attachments; why one could not be read, and the
@@ -41,6 +43,7 @@ pub fn read_all(
         let image = &portable.image;
         match read_portable(root, portable, systemd) {
             Ok(read) => {
+                diags.extend(read.notes);
                 tell_skipped(image, read.skipped, diags);
                 attachments.push(read.attachment);
             }
@@ -154,7 +157,7 @@ fn read_inner(root: &Root, p: &Portable, systemd: u32) -> Result<Read, String> {
         label: &label,
     };
     let wanted = |name: &str| unit_matches(name, &matches);
-    let (units, skipped) = read_all_units(&tree, &trees, &extensions, &wanted, from)?;
+    let (units, skipped, notes) = read_all_units(&tree, &trees, &extensions, &wanted, from)?;
     if units.is_empty() {
         return Err(no_units(&matches, &skipped));
     }
@@ -168,6 +171,7 @@ fn read_inner(root: &Root, p: &Portable, systemd: u32) -> Result<Read, String> {
             extensions,
         },
         skipped,
+        notes,
     })
 }
 
@@ -264,19 +268,20 @@ fn check_prefixes(
     Ok(())
 }
 
-/// The wanted units of the root image, then of each extension, sorted by name; and those
-/// left out.
+/// The wanted units of the root image, then of each extension, sorted by name; those left
+/// out; and the debug notes on every unit file looked at.
 fn read_all_units(
     tree: &Tree,
     trees: &[Tree],
     extensions: &[Extension],
     wanted: &dyn Fn(&str) -> bool,
     from: ImageRef,
-) -> Result<(Vec<UnitSource>, Vec<Diagnostic>), String> {
+) -> Result<UnitsRead, String> {
     let base =
         read_units(tree, wanted, from).map_err(|e| format!("cannot read unit files: {e}"))?;
     let mut units: Vec<UnitSource> = base.found;
     let mut skipped = base.skipped;
+    let mut notes = base.notes;
     for (i, (ext_tree, ext)) in trees.iter().zip(extensions).enumerate() {
         let ext_path = ext.image.path.display();
         let more = read_units(ext_tree, wanted, from)
@@ -298,10 +303,14 @@ fn read_all_units(
             units.push(u);
         }
         skipped.extend(more.skipped);
+        notes.extend(more.notes);
     }
     units.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok((units, skipped))
+    Ok((units, skipped, notes))
 }
+
+/// The units read, those left out, and the debug notes.
+type UnitsRead = (Vec<UnitSource>, Vec<Diagnostic>, Vec<Diagnostic>);
 
 /// Why an image with no matching unit is refused: its prefixes, and the first few units
 /// left out with their reasons (a unit left out is the likely culprit).
