@@ -216,29 +216,45 @@ fn read_extensions(
     let mut extensions = Vec::new();
     let mut trees = Vec::new();
     for path in p.extensions() {
-        let ext = image_at(root, path).map_err(|e| format!("extension {}: {e}", path.display()))?;
-        if let Some(who) = ext.writable_by.as_ref().filter(|_| !trust) {
-            return Err(format!("extension {who}: {}", crate::ownership::HINT));
-        }
-        let kind = match ext.kind {
-            ImageKind::Directory => ExtensionKind::Directory,
-            _ => ExtensionKind::Raw,
-        };
-        let in_ext = |e: String| format!("extension {}: {e}", ext.path.display());
-        let ext_tree = open_image(&root.join(&ext.path), ext.kind, trust)
-            .and_then(Opened::tree)
-            .map_err(in_ext)?;
-        let ext_name = extension::extension_name(&ext.file_name, kind);
-        let (_, ext_release) =
-            extension::read_extension_release(&ext_tree, &ext_name, systemd).map_err(in_ext)?;
-        extension::validate(&ext_name, &ext_release, os_release, systemd).map_err(in_ext)?;
-        extensions.push(Extension {
-            image: ext,
-            release: ext_release,
-        });
-        trees.push(ext_tree);
+        let (ext, tree) = read_extension(root, path, os_release, systemd, trust)?;
+        extensions.push(ext);
+        trees.push(tree);
     }
     Ok((extensions, trees))
+}
+
+/// The extension at `path`, opened: it must exist, be root's (unless `trust`), and carry
+/// extension-release data matching the root image's `os_release`. The error names it.
+pub fn read_extension(
+    root: &Root,
+    path: &std::path::Path,
+    os_release: &OsRelease,
+    systemd: u32,
+    trust: bool,
+) -> Result<(Extension, Tree), String> {
+    let ext = image_at(root, path).map_err(|e| format!("extension {}: {e}", path.display()))?;
+    if let Some(who) = ext.writable_by.as_ref().filter(|_| !trust) {
+        return Err(format!("extension {who}: {}", crate::ownership::HINT));
+    }
+    let kind = match ext.kind {
+        ImageKind::Directory => ExtensionKind::Directory,
+        _ => ExtensionKind::Raw,
+    };
+    let in_ext = |e: String| format!("extension {}: {e}", ext.path.display());
+    let ext_tree = open_image(&root.join(&ext.path), ext.kind, trust)
+        .and_then(Opened::tree)
+        .map_err(in_ext)?;
+    let ext_name = extension::extension_name(&ext.file_name, kind);
+    let (_, ext_release) =
+        extension::read_extension_release(&ext_tree, &ext_name, systemd).map_err(in_ext)?;
+    extension::validate(&ext_name, &ext_release, os_release, systemd).map_err(in_ext)?;
+    Ok((
+        Extension {
+            image: ext,
+            release: ext_release,
+        },
+        ext_tree,
+    ))
 }
 
 /// The unit prefixes must be allowed by the image's `PORTABLE_PREFIXES=`, which its

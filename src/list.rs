@@ -15,7 +15,7 @@ use crate::image::open::{Opened, open_image};
 use crate::image::partition::Selection;
 use crate::image::probe;
 use crate::model::{Attachment, Image, ImageKind, Portable};
-use crate::plan::Node;
+use crate::plan::{Node, Plan};
 use crate::root::Root;
 use crate::systemd_version::Version;
 
@@ -256,7 +256,7 @@ fn image_entry(generated: &Generated, image: &Image) -> ImageEntry {
         .find(|a| a.image.found_at == image.found_at);
     let about = || image_diagnostics(&generated.diagnostics, &image.found_at, &image.path);
     let units = attachment
-        .map(|a| unit_entries(generated, a))
+        .map(|a| unit_entries(&generated.plan, &generated.diagnostics, a))
         .unwrap_or_default();
     let attached = units
         .iter()
@@ -309,14 +309,12 @@ fn version(image: &Image, attachment: Option<&Attachment>) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// The units of an attachment: those the plan attached from it, with their profile and
-/// links, then those left out, with why.
-fn unit_entries(generated: &Generated, att: &Attachment) -> Vec<UnitEntry> {
+/// The units of an attachment: those `plan` attached from it, with their profile and
+/// links, then those left out, with why (from `diagnostics`).
+pub fn unit_entries(plan: &Plan, diagnostics: &Diagnostics, att: &Attachment) -> Vec<UnitEntry> {
     let at = &att.image.found_at;
-    let plan = &generated.plan;
     let about_unit = |name: &str| -> Vec<&Diagnostic> {
-        generated
-            .diagnostics
+        diagnostics
             .iter()
             .filter(|d| {
                 matches!(&d.subject, Subject::Unit { unit, image } if unit == name && image == at)
@@ -382,7 +380,7 @@ fn unit_entries(generated: &Generated, att: &Attachment) -> Vec<UnitEntry> {
     }
     // Units left out: a unit of another image may have won the name.
     let mut told = BTreeSet::new();
-    for d in &generated.diagnostics {
+    for d in diagnostics {
         if let Subject::Unit { unit, image } = &d.subject
             && image == at
             && d.left_out
