@@ -10,6 +10,7 @@ use log::Level;
 use serde::Serialize;
 
 use crate::diagnostic::{Diagnostic, Diagnostics, Subject};
+use crate::discover;
 use crate::generate::{self, EXIT_FAILED, EXIT_OK, Generated};
 use crate::image::open::{Opened, open_image};
 use crate::image::partition::Selection;
@@ -29,6 +30,9 @@ pub struct Listing {
     /// Why nothing is attached on this system at all (the kernel command line, an initrd),
     /// if so.
     pub turned_off: Option<String>,
+    /// What was said at warning level or louder about no image in particular: a search
+    /// directory or `portables.d` file that cannot be read, an invalid setting.
+    pub problems: Vec<String>,
     /// Every image, in search-path order, then the images declared with `Image=` elsewhere,
     /// then the entries that could not be images.
     pub images: Vec<ImageEntry>,
@@ -125,6 +129,13 @@ pub fn run(
     let generated = generate::generate(root, version.major, first_boot, diags);
     let mut listing = empty(&version, None);
     listing.images = entries(&generated);
+    listing.problems = generated
+        .diagnostics
+        .iter()
+        .filter(|d| d.level <= Level::Warn)
+        .filter(|d| !matches!(d.subject, Subject::Image(_) | Subject::Unit { .. }))
+        .map(|d| d.message.clone())
+        .collect();
     for entry in &mut listing.images {
         entry.format = format_of(root, entry);
     }
@@ -141,6 +152,7 @@ fn empty(version: &Version, turned_off: Option<String>) -> Listing {
         systemd_version: version.major,
         systemd: version.describe(),
         turned_off,
+        problems: Vec::new(),
         images: Vec::new(),
     }
 }
@@ -181,6 +193,7 @@ pub fn entries(generated: &Generated) -> Vec<ImageEntry> {
     }
     // What could not be an image at all (a dangling link, an invalid name, an Image= path
     // that does not exist): only its diagnostics know it.
+    let listed = entries.len();
     let mut seen: BTreeSet<PathBuf> = entries
         .iter()
         .flat_map(|e| [e.found_at.clone(), e.path.clone()])
@@ -209,6 +222,16 @@ pub fn entries(generated: &Generated) -> Vec<ImageEntry> {
             });
         }
     }
+    // In search-path order, as the images are.
+    let search_order = |p: &Path| {
+        discover::SEARCH_PATHS
+            .iter()
+            .position(|dir| p.parent() == Some(Path::new(dir)))
+            .unwrap_or(discover::SEARCH_PATHS.len())
+    };
+    entries[listed..].sort_by(|a, b| {
+        (search_order(&a.found_at), &a.found_at).cmp(&(search_order(&b.found_at), &b.found_at))
+    });
     entries
 }
 
@@ -437,6 +460,9 @@ pub fn text(listing: &Listing) -> String {
     if let Some(why) = &listing.turned_off {
         out.push_str(&format!("Nothing is attached: {why}\n"));
         return out;
+    }
+    for p in &listing.problems {
+        out.push_str(&format!("{p}\n"));
     }
     if listing.images.is_empty() {
         out.push_str("No images found.\n");
