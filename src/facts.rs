@@ -429,6 +429,46 @@ mod tests {
     }
 
     #[test]
+    fn files_passed_over_are_debug_notes_with_why() {
+        let t = tree(
+            MemFs::new()
+                .file("/etc/systemd/system/foo.service", b"etc")
+                .file("/usr/lib/systemd/system/foo.service", b"usr")
+                .file("/usr/lib/systemd/system/foo.mount", b"x")
+                .file("/usr/lib/systemd/system/bar.service", b"x"),
+        );
+        let wanted = |n: &str| crate::names::unit_matches(n, &["foo".to_string()]);
+        let u = read_units(&t, wanted, image()).unwrap();
+        let notes: Vec<_> = u
+            .notes
+            .iter()
+            .map(|n| (n.level, n.message.as_str()))
+            .collect();
+        assert_eq!(
+            notes,
+            vec![
+                (
+                    Level::Debug,
+                    "Unit file /usr/lib/systemd/system/bar.service of image /var/lib/portables/foo passed over: its name does not start with the image's unit prefix."
+                ),
+                (
+                    Level::Debug,
+                    "Unit file /usr/lib/systemd/system/foo.mount of image /var/lib/portables/foo passed over: a .mount unit: only service, socket, target, timer and path units are attached."
+                ),
+                (
+                    Level::Debug,
+                    "Unit file /usr/lib/systemd/system/foo.service of image /var/lib/portables/foo passed over: an earlier unit directory has one of that name."
+                ),
+                (
+                    Level::Debug,
+                    "Unit foo.service of image /var/lib/portables/foo: /etc/systemd/system/foo.service matches."
+                ),
+            ]
+        );
+        assert!(u.skipped.is_empty());
+    }
+
+    #[test]
     fn units_first_dir_wins_and_links_follow() {
         let t = tree(
             MemFs::new()

@@ -513,3 +513,79 @@ pub fn text(listing: &Listing) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::os_release;
+
+    fn image(file_name: &str) -> Image {
+        Image {
+            entry: file_name.into(),
+            name: file_name.trim_end_matches(".raw").into(),
+            path: Path::new("/var/lib/portables").join(file_name),
+            file_name: file_name.into(),
+            writable_by: None,
+            kind: ImageKind::Raw,
+            found_at: Path::new("/var/lib/portables").join(file_name),
+        }
+    }
+
+    #[test]
+    fn version_from_os_release_else_file_name() {
+        assert_eq!(version(&image("foo_1.2.raw"), None).as_deref(), Some("1.2"));
+        assert_eq!(version(&image("foo.raw"), None), None);
+        assert_eq!(version(&image("foo_.raw"), None), None);
+        let att = Attachment {
+            image: image("foo_1.2.raw"),
+            release: os_release::parse(b"ID=x\nIMAGE_VERSION=7\n").unwrap(),
+            units: Vec::new(),
+            profile: "default".into(),
+            enable: true,
+            extensions: Vec::new(),
+        };
+        assert_eq!(version(&att.image, Some(&att)).as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn the_failing_diagnostic_decides() {
+        let at = Path::new("/var/lib/portables/foo");
+        let skip = Diagnostic::image_not_attached(at, "foo", Level::Info, "skipped".into());
+        let fail = Diagnostic::image_not_attached(at, "foo", Level::Error, "broken".into())
+            .failing();
+        let note = Diagnostic::new(
+            Subject::Image(at.into()),
+            Level::Debug,
+            "found".into(),
+            "found".into(),
+        );
+        let all = [note.clone(), skip.clone(), fail];
+        assert_eq!(
+            verdict(decisive(all.iter())),
+            (State::Failed, Some("broken".into()))
+        );
+        let some = [note, skip.clone()];
+        assert_eq!(
+            verdict(decisive(some.iter())),
+            (State::LeftOut, Some("skipped".into()))
+        );
+        let masked = [skip.masking()];
+        assert_eq!(verdict(decisive(masked.iter())).0, State::Masked);
+    }
+
+    #[test]
+    fn text_of_an_empty_or_turned_off_system() {
+        let version = Version {
+            major: 257,
+            source: crate::systemd_version::Source::Option { requested: 257 },
+        };
+        assert_eq!(
+            text(&empty(&version, None)),
+            "For systemd 257 (--systemd-version).\nNo images found.\n"
+        );
+        assert_eq!(
+            text(&empty(&version, Some("off".into()))),
+            "For systemd 257 (--systemd-version).\nNothing is attached: off\n"
+        );
+    }
+}
