@@ -85,7 +85,14 @@ Options:
   --systemd-version N
                decide as for systemd N (default: as the generator finds it)
   --cat        print os-release and each unit file, each after a '# PATH' line
-  --json       print one JSON object instead of text
+  --json       print one JSON object: {\"systemd_version\", \"name\", \"kind\",
+               \"format\", \"path\", \"found_at\", \"state\", \"reason\",
+               \"configured_in\", \"unit_prefixes\", \"os_release\": {\"file\",
+               \"fields\", \"text\"}, \"profile\": {\"name\", \"set_in\",
+               \"service_dropin\"}, \"verity\": {\"found\", \"enforced\"},
+               \"extensions\": [{\"path\", \"compatible\", \"reason\"}],
+               \"units\": [{\"name\", \"path\", \"state\", \"reason\", \"profile\",
+               \"wanted_by\", \"aliases\", \"text\"}]}; with --cat, the texts too
   -h, --help   show this text
 
 Exit status: 0 when the image would be attached, 1 when it could not be read or

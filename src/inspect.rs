@@ -304,7 +304,9 @@ fn decide(
         if is_path {
             image.found_at == path || image.path == path
         } else {
-            select::portable_name(image).is_ok_and(|n| n.as_str() == path.as_os_str())
+            // NAME, or the entry's own name in its search directory (`foo_1.2.raw`).
+            image.entry.as_str() == path.as_os_str()
+                || select::portable_name(image).is_ok_and(|n| n.as_str() == path.as_os_str())
         }
     };
     // The run's own decision, where the run had the image.

@@ -551,8 +551,8 @@ mod tests {
     fn the_failing_diagnostic_decides() {
         let at = Path::new("/var/lib/portables/foo");
         let skip = Diagnostic::image_not_attached(at, "foo", Level::Info, "skipped".into());
-        let fail = Diagnostic::image_not_attached(at, "foo", Level::Error, "broken".into())
-            .failing();
+        let fail =
+            Diagnostic::image_not_attached(at, "foo", Level::Error, "broken".into()).failing();
         let note = Diagnostic::new(
             Subject::Image(at.into()),
             Level::Debug,

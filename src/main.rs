@@ -69,6 +69,7 @@ fn main() -> ExitCode {
         Mode::DryRun => run(&root, Sink::Print, systemd, env),
         Mode::List { json } => list::run(&root, systemd, json, env),
         Mode::Inspect(args) => inspect::run(&root, systemd, &args, env),
+        // Handled before --root was checked.
         Mode::Help(_) | Mode::Version | Mode::Apply(_) => EXIT_FAILED,
     };
     ExitCode::from(status)
