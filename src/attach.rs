@@ -26,6 +26,8 @@ pub struct Read {
     pub attachment: Attachment,
     /// One diagnostic per unit of the image that was left out, and why.
     pub skipped: Vec<Diagnostic>,
+    /// At debug level: each unit file that matches, and each one passed over with why.
+    pub notes: Vec<Diagnostic>,
 }
 
 /// Read every portable, in order: their attachments; why one could not be read, and the
@@ -41,6 +43,7 @@ pub fn read_all(
         let image = &portable.image;
         match read_portable(root, portable, systemd) {
             Ok(read) => {
+                diags.extend(read.notes);
                 tell_skipped(image, read.skipped, diags);
                 attachments.push(read.attachment);
             }
@@ -154,7 +157,7 @@ fn read_inner(root: &Root, p: &Portable, systemd: u32) -> Result<Read, String> {
         label: &label,
     };
     let wanted = |name: &str| unit_matches(name, &matches);
-    let (units, skipped) = read_all_units(&tree, &trees, &extensions, &wanted, from)?;
+    let (units, skipped, notes) = read_all_units(&tree, &trees, &extensions, &wanted, from)?;
     if units.is_empty() {
         return Err(no_units(&matches, &skipped));
     }
@@ -168,6 +171,7 @@ fn read_inner(root: &Root, p: &Portable, systemd: u32) -> Result<Read, String> {
             extensions,
         },
         skipped,
+        notes,
     })
 }
 
@@ -212,29 +216,45 @@ fn read_extensions(
     let mut extensions = Vec::new();
     let mut trees = Vec::new();
     for path in p.extensions() {
-        let ext = image_at(root, path).map_err(|e| format!("extension {}: {e}", path.display()))?;
-        if let Some(who) = ext.writable_by.as_ref().filter(|_| !trust) {
-            return Err(format!("extension {who}: {}", crate::ownership::HINT));
-        }
-        let kind = match ext.kind {
-            ImageKind::Directory => ExtensionKind::Directory,
-            _ => ExtensionKind::Raw,
-        };
-        let in_ext = |e: String| format!("extension {}: {e}", ext.path.display());
-        let ext_tree = open_image(&root.join(&ext.path), ext.kind, trust)
-            .and_then(Opened::tree)
-            .map_err(in_ext)?;
-        let ext_name = extension::extension_name(&ext.file_name, kind);
-        let (_, ext_release) =
-            extension::read_extension_release(&ext_tree, &ext_name, systemd).map_err(in_ext)?;
-        extension::validate(&ext_name, &ext_release, os_release, systemd).map_err(in_ext)?;
-        extensions.push(Extension {
-            image: ext,
-            release: ext_release,
-        });
-        trees.push(ext_tree);
+        let (ext, tree) = read_extension(root, path, os_release, systemd, trust)?;
+        extensions.push(ext);
+        trees.push(tree);
     }
     Ok((extensions, trees))
+}
+
+/// The extension at `path`, opened: it must exist, be root's (unless `trust`), and carry
+/// extension-release data matching the root image's `os_release`. The error names it.
+pub fn read_extension(
+    root: &Root,
+    path: &std::path::Path,
+    os_release: &OsRelease,
+    systemd: u32,
+    trust: bool,
+) -> Result<(Extension, Tree), String> {
+    let ext = image_at(root, path).map_err(|e| format!("extension {}: {e}", path.display()))?;
+    if let Some(who) = ext.writable_by.as_ref().filter(|_| !trust) {
+        return Err(format!("extension {who}: {}", crate::ownership::HINT));
+    }
+    let kind = match ext.kind {
+        ImageKind::Directory => ExtensionKind::Directory,
+        _ => ExtensionKind::Raw,
+    };
+    let in_ext = |e: String| format!("extension {}: {e}", ext.path.display());
+    let ext_tree = open_image(&root.join(&ext.path), ext.kind, trust)
+        .and_then(Opened::tree)
+        .map_err(in_ext)?;
+    let ext_name = extension::extension_name(&ext.file_name, kind);
+    let (_, ext_release) =
+        extension::read_extension_release(&ext_tree, &ext_name, systemd).map_err(in_ext)?;
+    extension::validate(&ext_name, &ext_release, os_release, systemd).map_err(in_ext)?;
+    Ok((
+        Extension {
+            image: ext,
+            release: ext_release,
+        },
+        ext_tree,
+    ))
 }
 
 /// The unit prefixes must be allowed by the image's `PORTABLE_PREFIXES=`, which its
@@ -264,19 +284,20 @@ fn check_prefixes(
     Ok(())
 }
 
-/// The wanted units of the root image, then of each extension, sorted by name; and those
-/// left out.
+/// The wanted units of the root image, then of each extension, sorted by name; those left
+/// out; and the debug notes on every unit file looked at.
 fn read_all_units(
     tree: &Tree,
     trees: &[Tree],
     extensions: &[Extension],
     wanted: &dyn Fn(&str) -> bool,
     from: ImageRef,
-) -> Result<(Vec<UnitSource>, Vec<Diagnostic>), String> {
+) -> Result<UnitsRead, String> {
     let base =
         read_units(tree, wanted, from).map_err(|e| format!("cannot read unit files: {e}"))?;
     let mut units: Vec<UnitSource> = base.found;
     let mut skipped = base.skipped;
+    let mut notes = base.notes;
     for (i, (ext_tree, ext)) in trees.iter().zip(extensions).enumerate() {
         let ext_path = ext.image.path.display();
         let more = read_units(ext_tree, wanted, from)
@@ -298,10 +319,14 @@ fn read_all_units(
             units.push(u);
         }
         skipped.extend(more.skipped);
+        notes.extend(more.notes);
     }
     units.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok((units, skipped))
+    Ok((units, skipped, notes))
 }
+
+/// The units read, those left out, and the debug notes.
+type UnitsRead = (Vec<UnitSource>, Vec<Diagnostic>, Vec<Diagnostic>);
 
 /// Why an image with no matching unit is refused: its prefixes, and the first few units
 /// left out with their reasons (a unit left out is the likely culprit).

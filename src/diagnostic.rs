@@ -31,6 +31,10 @@ pub enum Subject {
     },
 }
 
+/// What a dry run says in place of a diagnostic's message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DryRunLine(pub String);
+
 /// One decision, with its reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
@@ -44,6 +48,15 @@ pub struct Diagnostic {
     pub message: String,
     /// Whether it makes the run exit with status 1.
     pub fails: bool,
+    /// The line in a dry run, where it differs: what a run only would do ("Would attach").
+    /// Boxed: few diagnostics have one, and every one is moved around.
+    pub dry_run_message: Option<Box<DryRunLine>>,
+    /// Whether it says that its subject is not attached (an image or a unit left out),
+    /// which `list` shows as the subject's state.
+    pub left_out: bool,
+    /// Left out because configuration masks it (a masked `NAME.conf`, `Attach=no`), as
+    /// `list` tells it apart from other reasons.
+    pub masked: bool,
 }
 
 impl Diagnostic {
@@ -55,6 +68,9 @@ impl Diagnostic {
             reason,
             message,
             fails: false,
+            dry_run_message: None,
+            left_out: false,
+            masked: false,
         }
     }
 
@@ -76,7 +92,7 @@ impl Diagnostic {
     /// `Image LABEL not attached: REASON.` for the image found at `at`.
     pub fn image_not_attached(at: &Path, label: &str, level: Level, reason: String) -> Diagnostic {
         let message = format!("Image {label} not attached: {reason}.");
-        Diagnostic::new(Subject::Image(at.to_path_buf()), level, reason, message)
+        Diagnostic::new(Subject::Image(at.to_path_buf()), level, reason, message).leaving_out()
     }
 
     /// `Unit UNIT of image LABEL not attached: REASON.`
@@ -95,7 +111,7 @@ impl Diagnostic {
             unit: unit.to_string(),
             image: image.to_path_buf(),
         };
-        Diagnostic::new(subject, level, reason, message)
+        Diagnostic::new(subject, level, reason, message).leaving_out()
     }
 
     /// The unit it is about, if it is about one.
@@ -109,6 +125,25 @@ impl Diagnostic {
     /// The same diagnostic, failing the run.
     pub fn failing(mut self) -> Diagnostic {
         self.fails = true;
+        self
+    }
+
+    /// The same diagnostic, told as `message` in a dry run.
+    pub fn in_dry_run(mut self, message: String) -> Diagnostic {
+        self.dry_run_message = Some(Box::new(DryRunLine(message)));
+        self
+    }
+
+    /// The same diagnostic, saying that its subject is not attached.
+    pub fn leaving_out(mut self) -> Diagnostic {
+        self.left_out = true;
+        self
+    }
+
+    /// The same diagnostic, saying that configuration masks its subject.
+    pub fn masking(mut self) -> Diagnostic {
+        self.left_out = true;
+        self.masked = true;
         self
     }
 
@@ -134,10 +169,15 @@ impl Diagnostics {
         self.0.iter().any(|d| d.fails)
     }
 
-    /// Log each one, in order: the one place diagnostics become log lines.
-    pub fn log(&self) {
+    /// Log each one, in order: the one place diagnostics become log lines. A dry run says
+    /// what it would do where a run says what it did.
+    pub fn log(&self, dry_run: bool) {
         for d in &self.0 {
-            log!(d.level, "{}", d.message);
+            let message: &str = match &d.dry_run_message {
+                Some(m) if dry_run => &m.0,
+                _ => &d.message,
+            };
+            log!(d.level, "{message}");
         }
     }
 }

@@ -64,20 +64,27 @@ pub fn discover(
                 continue;
             }
         };
+        let listed = match names.len() {
+            0 => format!("Search directory {dir} is empty."),
+            n => format!("Search directory {dir} has {n} entries."),
+        };
+        diags.push(Diagnostic::run(Level::Debug, listed));
         let mut here = images_in(root, dir, &resolved_dir, names, &mut refused, diags);
         // image_find() tries NAME before NAME.raw within one directory.
         here.sort_by_key(|i| (i.name.clone(), i.kind == ImageKind::Raw));
         for image in here {
             if seen.contains(&image.name) {
-                diags.push(Diagnostic::run(
-                    Level::Debug,
-                    format!(
-                        "Image {} is shadowed by an image of the same name earlier in the search path.",
-                        image.path.display()
-                    ),
-                ));
+                let reason =
+                    "shadowed by an image of the same name earlier in the search path".to_string();
+                let message = format!("Image {} is {reason}.", image.path.display());
+                let subject = Subject::Image(image.found_at.clone());
+                diags.push(Diagnostic::new(subject, Level::Debug, reason, message).leaving_out());
                 continue;
             }
+            let reason = format!("found, {}", describe_kind(&image));
+            let message = format!("Image {} {reason}.", image.label());
+            let subject = Subject::Image(image.found_at.clone());
+            diags.push(Diagnostic::new(subject, Level::Debug, reason, message));
             seen.insert(image.name.clone());
             images.push(image);
         }
@@ -85,6 +92,15 @@ pub fn discover(
     diags.extend(unreadable);
     diags.extend(refused);
     images
+}
+
+/// What an image is, for messages: `a directory image`, `a raw image`, `a block device`.
+pub fn describe_kind(image: &Image) -> &'static str {
+    match image.kind {
+        ImageKind::Directory => "a directory image",
+        ImageKind::Raw => "a raw image",
+        ImageKind::Block => "a block device",
+    }
 }
 
 /// The search directory `dir` resolved below `root`, and its entries' names, sorted;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use log::Level;
 
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, Subject};
 use crate::image::chase::Tree;
 use crate::image::{FileKind, FsError, MAX_FILE_BYTES};
 use crate::kmsg::shown;
@@ -32,6 +32,64 @@ pub struct Units {
     /// Units left out, with why: at warning level and failing the run unless deliberate
     /// (masked, empty, provided by an earlier image).
     pub skipped: Vec<Diagnostic>,
+    /// At debug level, each unit file that matches and where it was found, and each file
+    /// of the unit directories that does not, with why.
+    pub notes: Vec<Diagnostic>,
+}
+
+/// One entry of one of the image's unit directories.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitFile {
+    /// The unit directory, one of [`IMAGE_UNIT_DIRS`].
+    pub dir: &'static str,
+    /// The entry's name, as the file system has it.
+    pub name: Vec<u8>,
+    /// What it is.
+    pub kind: FileKind,
+}
+
+impl UnitFile {
+    /// Its path in the image, for messages.
+    pub fn path(&self) -> String {
+        format!("{}/{}", self.dir, shown(&self.name))
+    }
+}
+
+/// Every entry of the image's unit directories, in lookup order: a directory reached twice
+/// (`/lib` a link to `/usr/lib`) is listed once.
+pub fn unit_files(tree: &Tree) -> Result<Vec<UnitFile>, String> {
+    let mut files = Vec::new();
+    let mut seen_dirs = Vec::new();
+    for dir in IMAGE_UNIT_DIRS {
+        let (resolved, entries) = match tree.read_dir(Path::new(dir)) {
+            Ok(r) => r,
+            Err(FsError::NotFound | FsError::NotADirectory) => continue,
+            Err(e) => return Err(format!("cannot list {dir}: {e}")),
+        };
+        if seen_dirs.contains(&resolved) {
+            continue;
+        }
+        seen_dirs.push(resolved);
+        files.extend(entries.into_iter().map(|e| UnitFile {
+            dir,
+            name: e.name,
+            kind: e.kind,
+        }));
+    }
+    Ok(files)
+}
+
+/// Why a unit file of an image is not taken for a portable whose unit prefixes `prefixes`
+/// names (the reason [`crate::names::unit_matches`] says no).
+pub fn unwanted_reason(name: &str, prefixes: &str) -> String {
+    match crate::names::parse_unit_name(name) {
+        None => "it is not a valid unit name".to_string(),
+        Some(n) if !crate::names::PORTABLE_UNIT_TYPES.contains(&n.kind) => format!(
+            "a .{} unit: only service, socket, target, timer and path units are attached",
+            n.kind
+        ),
+        Some(_) => format!("its name does not start with {prefixes}"),
+    }
 }
 
 /// The image units are read from, as messages name it.
@@ -119,8 +177,8 @@ pub fn read_units(
     wanted: impl Fn(&str) -> bool,
     from: ImageRef,
 ) -> Result<Units, String> {
-    let (chosen, misnamed) = choose_units(tree, &wanted, from)?;
     let mut units = Units::default();
+    let (chosen, misnamed) = choose_units(tree, &wanted, from, &mut units.notes)?;
     // Real images ship a handful of units; a crafted one with tens of thousands (hard links
     // cost nothing in an image) is read only as far as the first MAX_UNITS_READ names.
     let total = chosen.len();
@@ -135,7 +193,23 @@ pub fn read_units(
     }
     for (name, (origin, kind)) in chosen.into_iter().take(MAX_UNITS_READ) {
         match read_unit(tree, name, origin, kind, from) {
-            Ok(unit) => units.found.push(unit),
+            Ok(unit) => {
+                units.notes.push(Diagnostic::new(
+                    Subject::Unit {
+                        unit: unit.name.clone(),
+                        image: from.at.to_path_buf(),
+                    },
+                    Level::Debug,
+                    format!("{} matches", unit.origin.display()),
+                    format!(
+                        "Unit {} of image {}: {} matches.",
+                        unit.name,
+                        from.label,
+                        unit.origin.display()
+                    ),
+                ));
+                units.found.push(unit);
+            }
             Err(skip) => units.skipped.push(skip),
         }
     }
@@ -143,52 +217,76 @@ pub fn read_units(
     Ok(units)
 }
 
+/// Most debug lines about the unit files of one image passed over; the rest are counted.
+const MAX_NOTES: usize = 64;
+
 /// Wanted unit names, each with where it was first found and what it is there.
 type Chosen = BTreeMap<String, (PathBuf, FileKind)>;
 /// Entries whose bytes are no unit name although they would be wanted, by those bytes.
 type Misnamed = BTreeMap<Vec<u8>, Diagnostic>;
 
 /// The wanted units of the image's unit directories, the first directory holding a name
-/// winning; and the misnamed entries.
+/// winning; and the misnamed entries. Each file passed over is a debug line in `notes`.
 fn choose_units(
     tree: &Tree,
     wanted: &impl Fn(&str) -> bool,
     from: ImageRef,
+    notes: &mut Vec<Diagnostic>,
 ) -> Result<(Chosen, Misnamed), String> {
     let mut chosen = Chosen::new();
     let mut misnamed = Misnamed::new();
-    let mut seen_dirs = Vec::new();
-    for dir in IMAGE_UNIT_DIRS {
-        let (resolved, entries) = match tree.read_dir(Path::new(dir)) {
-            Ok(r) => r,
-            Err(FsError::NotFound | FsError::NotADirectory) => continue,
-            Err(e) => return Err(format!("cannot list {dir}: {e}")),
-        };
-        // /lib is usually a link to /usr/lib: the same directory is read once.
-        if seen_dirs.contains(&resolved) {
+    let mut passed_over = 0usize;
+    for entry in unit_files(tree)? {
+        let dir = entry.dir;
+        if let Some(why) = bad_bytes(&entry.name, &wanted) {
+            let name = shown(&entry.name);
+            misnamed.entry(entry.name).or_insert_with(|| {
+                from.skip(
+                    &name,
+                    format!("{dir}/{name} is not a valid unit name: {why}"),
+                    true,
+                )
+            });
             continue;
         }
-        seen_dirs.push(resolved);
-        for entry in entries {
-            if let Some(why) = bad_bytes(&entry.name, &wanted) {
-                let name = shown(&entry.name);
-                misnamed.entry(entry.name).or_insert_with(|| {
-                    from.skip(
-                        &name,
-                        format!("{dir}/{name} is not a valid unit name: {why}"),
-                        true,
-                    )
-                });
-                continue;
+        let Ok(name) = String::from_utf8(entry.name) else {
+            continue;
+        };
+        let why = if notes.len() >= MAX_NOTES {
+            // Only counted: a crafted image can hold tens of thousands of files.
+            if wanted(&name) && !chosen.contains_key(&name) {
+                chosen.insert(name.clone(), (Path::new(dir).join(&name), entry.kind));
+            } else {
+                passed_over += 1;
             }
-            let Ok(name) = String::from_utf8(entry.name) else {
-                continue;
-            };
-            if !wanted(&name) || chosen.contains_key(&name) {
-                continue;
-            }
+            continue;
+        } else if !wanted(&name) {
+            unwanted_reason(&name, "the image's unit prefix")
+        } else if chosen.contains_key(&name) {
+            "an earlier unit directory has one of that name".to_string()
+        } else {
             chosen.insert(name.clone(), (Path::new(dir).join(&name), entry.kind));
-        }
+            continue;
+        };
+        notes.push(Diagnostic::new(
+            Subject::Unit {
+                unit: name.clone(),
+                image: from.at.to_path_buf(),
+            },
+            Level::Debug,
+            why.clone(),
+            format!(
+                "Unit file {dir}/{} of image {} passed over: {why}.",
+                shown(name.as_bytes()),
+                from.label
+            ),
+        ));
+    }
+    if passed_over > 0 {
+        let reason = format!("{passed_over} more unit files passed over");
+        let message = format!("Image {}: {reason}.", from.label);
+        let subject = Subject::Image(from.at.to_path_buf());
+        notes.push(Diagnostic::new(subject, Level::Debug, reason, message));
     }
     Ok((chosen, misnamed))
 }
@@ -328,6 +426,46 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn files_passed_over_are_debug_notes_with_why() {
+        let t = tree(
+            MemFs::new()
+                .file("/etc/systemd/system/foo.service", b"etc")
+                .file("/usr/lib/systemd/system/foo.service", b"usr")
+                .file("/usr/lib/systemd/system/foo.mount", b"x")
+                .file("/usr/lib/systemd/system/bar.service", b"x"),
+        );
+        let wanted = |n: &str| crate::names::unit_matches(n, &["foo".to_string()]);
+        let u = read_units(&t, wanted, image()).unwrap();
+        let notes: Vec<_> = u
+            .notes
+            .iter()
+            .map(|n| (n.level, n.message.as_str()))
+            .collect();
+        assert_eq!(
+            notes,
+            vec![
+                (
+                    Level::Debug,
+                    "Unit file /usr/lib/systemd/system/bar.service of image /var/lib/portables/foo passed over: its name does not start with the image's unit prefix."
+                ),
+                (
+                    Level::Debug,
+                    "Unit file /usr/lib/systemd/system/foo.mount of image /var/lib/portables/foo passed over: a .mount unit: only service, socket, target, timer and path units are attached."
+                ),
+                (
+                    Level::Debug,
+                    "Unit file /usr/lib/systemd/system/foo.service of image /var/lib/portables/foo passed over: an earlier unit directory has one of that name."
+                ),
+                (
+                    Level::Debug,
+                    "Unit foo.service of image /var/lib/portables/foo: /etc/systemd/system/foo.service matches."
+                ),
+            ]
+        );
+        assert!(u.skipped.is_empty());
     }
 
     #[test]

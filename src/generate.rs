@@ -8,6 +8,7 @@ use log::Level;
 
 use crate::config::{self, Config};
 use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::model::{Attachment, Image, Portable};
 use crate::plan::{self, Host, HostUnit, Plan};
 use crate::root::Root;
 use crate::systemd_version::{self, Version};
@@ -28,12 +29,19 @@ pub enum Sink {
     Print,
 }
 
-/// Everything a run decides: the files and links, and why.
+/// Everything a run decides: the files and links, and why; and what each stage returned on
+/// the way, which `list` shows.
 pub struct Generated {
     /// Every file and link to write.
     pub plan: Plan,
     /// Everything every stage said, in order, to be logged once.
     pub diagnostics: Diagnostics,
+    /// The images found in the search paths, in search-path order.
+    pub images: Vec<Image>,
+    /// What selection chose to attach, with the settings that apply.
+    pub portables: Vec<Portable>,
+    /// The portables that could be read, with their matching units.
+    pub attachments: Vec<Attachment>,
 }
 
 /// Find, select, read and plan every portable below `root` for systemd `systemd`.
@@ -56,7 +64,15 @@ pub fn generate(root: &Root, systemd: u32, first_boot: bool, mut diags: Diagnost
     Generated {
         plan,
         diagnostics: diags,
+        images,
+        portables,
+        attachments,
     }
+}
+
+/// The plan of `attachments` alone, as a run would make it on this host (`inspect`).
+pub fn plan_alone(root: &Root, systemd: u32, attachments: &[Attachment]) -> Plan {
+    on_host(root, systemd, &[], |host| plan::plan(attachments, host))
 }
 
 /// Paths whose file system may be mounted after generators run: the search paths and
@@ -99,13 +115,15 @@ pub fn run(
     env: impl Fn(&str) -> Option<String>,
 ) -> u8 {
     let mut diags = Diagnostics::default();
+    let dry_run = matches!(sink, Sink::Print);
     let Some((systemd, first_boot)) = preflight(root, systemd, &env, &mut diags) else {
-        diags.log();
+        diags.log(dry_run);
         return EXIT_OK;
     };
     let Generated {
         plan,
         mut diagnostics,
+        ..
     } = generate(root, systemd.major, first_boot, diags);
     match sink {
         Sink::Print => {
@@ -114,7 +132,7 @@ pub fn run(
         }
         Sink::Write(dir) => output::write(&plan, &dir, &mut diagnostics),
     }
-    diagnostics.log();
+    diagnostics.log(dry_run);
     if diagnostics.failed() {
         EXIT_FAILED
     } else {
@@ -123,8 +141,8 @@ pub fn run(
 }
 
 /// Whether to run at all, for which systemd, and whether this is a first boot; `None`
-/// when this boot or this manager has no portables to attach.
-fn preflight(
+/// when this boot or this manager has no portables to attach (`diags` says why).
+pub fn preflight(
     root: &Root,
     systemd: Option<Version>,
     env: &impl Fn(&str) -> Option<String>,

@@ -4,6 +4,7 @@
 //! [`generate`] runs them.
 #![forbid(unsafe_code)]
 
+pub mod apply;
 pub mod arch;
 pub mod attach;
 pub mod boundary;
@@ -18,9 +19,11 @@ pub mod generate;
 pub mod host;
 pub mod host_file;
 pub mod image;
+pub mod inspect;
 pub mod install;
 pub mod kmsg;
 pub mod late_mounts;
+pub mod list;
 pub mod model;
 pub mod names;
 pub mod os_release;

@@ -75,6 +75,9 @@ pub struct Plan {
     pub nodes: BTreeMap<PathBuf, Node>,
     /// What planning decided, in order.
     pub diagnostics: Diagnostics,
+    /// Each unit attached, by name, with the image it was attached from (the path the
+    /// image was found at): `list` tells from it which image's unit won.
+    pub attached: BTreeMap<String, PathBuf>,
     /// Whether [`MAX_OUTPUT_NODES`] was reached (said once).
     full: bool,
 }
@@ -126,6 +129,16 @@ impl ImageLog<'_> {
             image: self.at.clone(),
         };
         self.tell(Diagnostic::new(subject, level, reason, message).fails_if(failure));
+    }
+
+    /// One of its units is not attached, failing the run: `reason`, told as `message`.
+    fn tell_unit_left_out(&mut self, unit: &str, level: Level, reason: String, message: String) {
+        let subject = Subject::Unit {
+            unit: unit.to_string(),
+            image: self.at.clone(),
+        };
+        let d = Diagnostic::new(subject, level, reason, message);
+        self.tell(d.leaving_out().failing());
     }
 
     fn tell(&mut self, mut d: Diagnostic) {
@@ -197,6 +210,8 @@ pub fn plan(attachments: &[Attachment], host: &Host) -> Plan {
         log.finish(&label);
         for unit in attached {
             owner.insert(unit.name.clone(), att.image.path.clone());
+            plan.attached
+                .insert(unit.name.clone(), att.image.found_at.clone());
             placed.push((att, unit));
         }
     }
@@ -275,7 +290,7 @@ fn drop_foreign_activators(admitted: &mut Vec<Admitted>, log: &mut ImageLog, lab
             "Unit {} of image {label} not attached: {reason}.",
             unit.name
         );
-        log.say_unit(&unit.name, Level::Warn, true, reason, message);
+        log.tell_unit_left_out(&unit.name, Level::Warn, reason, message);
     }
 }
 
@@ -302,8 +317,17 @@ fn place_units<'a>(
             log.plan.full = true;
             break;
         }
+        let profile_line = match &profile {
+            Some(path) => format!("profile {} from {}", att.profile, path.display()),
+            None => format!(
+                "no profile drop-in (profile {} has none for it)",
+                att.profile
+            ),
+        };
         match place_unit(log.plan, att, unit, &placement, profile, host) {
             Ok(()) => {
+                let message = format!("Unit {} of image {label}: {profile_line}.", unit.name);
+                log.say_unit(&unit.name, Level::Debug, false, profile_line, message);
                 if let Placement::DropinsOnly(copy) = &placement {
                     let reason = format!(
                         "the administrator's {} is used in its place, with the image's root and profile",
@@ -320,7 +344,7 @@ fn place_units<'a>(
                     "Unit {} of image {label} not attached: {reason}.",
                     unit.name
                 );
-                log.say_unit(&unit.name, Level::Warn, true, reason, message);
+                log.tell_unit_left_out(&unit.name, Level::Warn, reason, message);
             }
         }
     }
@@ -343,14 +367,15 @@ fn tell_attached(att: &Attachment, attached: &[&UnitSource], log: &mut ImageLog,
         0 => String::new(),
         n => format!(" and {n} more"),
     };
-    log.say(
+    let units = format!("{}{more}{not_enabled}", names.join(", "));
+    let message = format!("Attached image {label}: {units}.");
+    let d = Diagnostic::new(
+        Subject::Image(log.at.clone()),
         Level::Info,
-        false,
-        format!(
-            "Attached image {label}: {}{more}{not_enabled}.",
-            names.join(", ")
-        ),
+        message.clone(),
+        message,
     );
+    log.tell(d.in_dry_run(format!("Would attach image {label}: {units}.")));
 }
 
 /// Links come after every unit is placed, so an alias can not take the name of a unit from a
@@ -684,6 +709,9 @@ fn place_links(plan: &mut Plan, att: &Attachment, unit: &UnitSource, host: &Host
             plan.full = true;
             return;
         }
+        let reason = format!("link {} -> {}", link.path.display(), link.target.display());
+        let message = format!("{what}: {reason}.");
+        tell(plan, Level::Debug, false, reason, message);
         // A link path can only repeat for the same unit (listed twice), which is harmless.
         plan.nodes
             .entry(link.path)

@@ -19,6 +19,8 @@ type Candidate = Result<Image, (PathBuf, String)>;
 enum Verdict {
     /// Left out on purpose by configuration: info, not a failure.
     Skip,
+    /// Masked by configuration (a masked `NAME.conf`, `Attach=no`): as `Skip`.
+    Mask,
     /// Could not be attached as declared or found: an error, exit status 1; but only info
     /// if the image's file system is not mounted yet (another reload attaches it).
     Refuse,
@@ -35,11 +37,15 @@ impl Decide<'_> {
         let label = what.display().to_string();
         let d = match verdict {
             Verdict::Skip => Diagnostic::image_not_attached(what, &label, Level::Info, reason),
+            Verdict::Mask => {
+                Diagnostic::image_not_attached(what, &label, Level::Info, reason).masking()
+            }
             Verdict::Refuse if (self.pending)(what) => {
                 let message = format!(
                     "Image {label} not attached yet: {reason}; its file system is not mounted yet."
                 );
                 Diagnostic::new(Subject::Image(what.into()), Level::Info, reason, message)
+                    .leaving_out()
             }
             Verdict::Refuse => {
                 Diagnostic::image_not_attached(what, &label, Level::Error, reason).failing()
@@ -167,26 +173,46 @@ fn settle(
         }
         Some(ImageEntry::Masked { file }) => {
             let reason = format!("its configuration {} is masked", file.display());
-            decisions.say(Verdict::Skip, &image.path, reason);
+            decisions.say(Verdict::Mask, &image.path, reason);
             return None;
         }
         None => None,
     };
     let left_out = match conf {
-        None if config.defaults.attach_only_configured => Some(format!(
-            "no portables.d/{name}.conf, and AttachOnlyConfigured=yes attaches only configured images"
+        None if config.defaults.attach_only_configured => Some((
+            Verdict::Skip,
+            format!(
+                "no portables.d/{name}.conf, and AttachOnlyConfigured=yes attaches only configured images"
+            ),
         )),
-        Some(c) if c.attach == Some(false) => Some(format!("Attach=no in {}", c.file.display())),
+        Some(c) if c.attach == Some(false) => {
+            Some((Verdict::Mask, format!("Attach=no in {}", c.file.display())))
+        }
         _ => None,
     };
-    if let Some(reason) = left_out {
-        decisions.say(Verdict::Skip, &image.path, reason);
+    if let Some((verdict, reason)) = left_out {
+        decisions.say(verdict, &image.path, reason);
         return None;
     }
-    Some(Portable {
+    let portable = Portable {
         name,
         image,
         config: conf.cloned(),
         defaults: config.defaults.clone(),
-    })
+    };
+    let settings = match conf {
+        Some(c) => format!("with the settings of {}", c.file.display()),
+        None => "with the default settings".to_string(),
+    };
+    let reason = format!(
+        "selected as {} (unit prefix {}) {settings}",
+        portable.name,
+        portable.matches().join(", ")
+    );
+    let message = format!("Image {} {reason}.", portable.image.label());
+    let subject = Subject::Image(portable.image.found_at.clone());
+    decisions
+        .diags
+        .push(Diagnostic::new(subject, Level::Debug, reason, message));
+    Some(portable)
 }
