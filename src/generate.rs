@@ -124,7 +124,7 @@ pub fn run(
 
 /// Whether to run at all, for which systemd, and whether this is a first boot; `None`
 /// when this boot or this manager has no portables to attach.
-fn preflight(
+pub fn preflight(
     root: &Root,
     systemd: Option<Version>,
     env: &impl Fn(&str) -> Option<String>,

@@ -4,6 +4,7 @@
 //! [`generate`] runs them.
 #![forbid(unsafe_code)]
 
+pub mod apply;
 pub mod arch;
 pub mod attach;
 pub mod boundary;
