@@ -184,10 +184,21 @@ fn decide_live(sd: &Systemd, before: &Snapshot, after: &Snapshot, clean: bool) -
     decide::decide(before, after, &world, clean)
 }
 
-/// The later of a file's modification and status-change times, in microseconds since the
-/// epoch; `None` if it is gone. A copy into place sets the first, a rename the second.
+/// When an image last changed: the later of its file's modification and status-change times
+/// (a copy into place sets the first, a rename the second), in microseconds since the epoch;
+/// `None` if it is gone. For a directory image, those of its os-release: the directory's own
+/// times change whenever systemd makes a mount point in it for the service.
 fn changed_usec(path: &Path) -> Option<u64> {
-    let m = std::fs::metadata(path).ok()?;
+    let mut m = std::fs::metadata(path).ok()?;
+    if m.is_dir() {
+        let release = ["usr/lib/os-release", "etc/os-release"]
+            .iter()
+            .find_map(|r| std::fs::metadata(path.join(r)).ok());
+        let Some(release) = release else {
+            return Some(0);
+        };
+        m = release;
+    }
     let usec =
         |s: i64, ns: i64| u64::try_from(s.saturating_mul(1_000_000).saturating_add(ns / 1000)).ok();
     Some(

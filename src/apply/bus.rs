@@ -11,6 +11,8 @@ use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 
 use super::decide::{Activity, Live};
 
+mod relay;
+
 const DEST: &str = "org.freedesktop.systemd1";
 const PATH: &str = "/org/freedesktop/systemd1";
 const MANAGER: &str = "org.freedesktop.systemd1.Manager";
@@ -46,9 +48,18 @@ impl Systemd {
     /// Connect through PID 1's private socket (root), else through the system bus; the error
     /// says why neither worked.
     pub fn connect() -> Result<Systemd> {
-        let private = connection::Builder::address(format!("unix:path={PRIVATE_SOCKET}").as_str())
-            .and_then(|b| b.p2p().max_queued(MAX_QUEUED).build())
-            .map_err(|e| e.to_string());
+        let private = relay::connect(PRIVATE_SOCKET)
+            .map_err(|e| e.to_string())
+            .and_then(|stream| {
+                // A std stream: this build has no tokio, which the deprecation is about.
+                #[allow(deprecated)]
+                let builder = connection::Builder::unix_stream(stream);
+                builder
+                    .p2p()
+                    .max_queued(MAX_QUEUED)
+                    .build()
+                    .map_err(|e| e.to_string())
+            });
         let conn = match private {
             Ok(c) => c,
             Err(private) => {
