@@ -104,15 +104,19 @@ pub const APPLY_USAGE: &str = "\
 Usage: portables-generator apply [--dry-run] [--clean] [--settle]
 
 Makes the running system match what the generator now emits, after images or
-portables.d changed: reloads systemd, starts the units that became enabled,
-stops the units whose image or declaration is gone, restarts the units whose
-image or drop-ins changed, and prints each action.
+portables.d changed: stops the units whose image or declaration is gone (before
+reloading, so that their ExecStop= still runs), reloads systemd, restarts the
+units whose image or drop-ins changed, starts the units that became enabled,
+stops the units no longer enabled, and prints each action. Talks to PID 1 over
+D-Bus (its private socket as root); run from a unit, it logs to the journal.
 
 Options:
   --dry-run    print the actions instead of taking them
   --clean      also remove the state, cache, logs and runtime directories of
                services whose image is gone
-  --settle     wait until the units started or stopped have settled
+  --settle     first wait until the image and portables.d directories have not
+               changed for one second (at most 60 s), and plan again if they
+               changed while acting (portables-apply.service uses it)
   -h, --help   show this text
 
 Exit status: 0 when every action succeeded, 1 when one failed, 2 for a usage error.
@@ -176,13 +180,14 @@ impl Topic {
 }
 
 /// The parsed arguments of `apply`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ApplyArgs {
     /// `--dry-run`: print the actions, take none.
     pub dry_run: bool,
     /// `--clean`: remove the directories of services whose image is gone.
     pub clean: bool,
-    /// `--settle`: wait for the units started or stopped.
+    /// `--settle`: wait for the watched directories to stand still first, and apply again
+    /// if they changed meanwhile (for the path unit).
     pub settle: bool,
 }
 
