@@ -32,7 +32,8 @@ fn main() -> ExitCode {
         Mode::Apply(args) => return ExitCode::from(apply::run(&args)),
         _ => {}
     }
-    // A mistyped --root would otherwise read as an empty system: nothing found, exit 0.
+    // A mistyped --root would otherwise read as an empty system: nothing found, exit 0. It
+    // is a failure to run (exit 1), like an output directory that cannot be written.
     if let Some(dir) = &opts.root
         && let Err(why) = std::fs::metadata(dir).and_then(|m| {
             m.is_dir()
@@ -41,7 +42,7 @@ fn main() -> ExitCode {
         })
     {
         eprintln!("{}: --root {}: {why}", cli::PROGRAM, dir.display());
-        return ExitCode::from(EXIT_USAGE);
+        return ExitCode::from(EXIT_FAILED);
     }
     let root = opts.root.map(Root::new).unwrap_or_default();
     let systemd = match opts.systemd_version.map(systemd_version::from_option) {

@@ -165,7 +165,7 @@ fn a_root_that_is_not_a_directory_is_one_line() {
         &["inspect", "--root", "/nonexistent/root", "foo"],
     ] {
         let out = run(args, &[]);
-        assert_eq!(status(&out), 2, "{args:?}");
+        assert_eq!(status(&out), 1, "{args:?}");
         assert_eq!(
             text(&out.stderr),
             "portables-generator: --root /nonexistent/root: No such file or directory (os error 2)\n"
