@@ -96,6 +96,9 @@ install_generator() {
     install -Dm755 "$generator" "$r/usr/lib/systemd/system-generators/portables-generator"
     mkdir -p "$r/usr/lib/portables-generator/profile"
     cp -r "$repo/profiles/." "$r/usr/lib/portables-generator/profile/"
+    ln -sf /usr/lib/systemd/system-generators/portables-generator "$r/usr/bin/portables-generator"
+    mkdir -p "$r/usr/lib/systemd/system"
+    cp "$repo"/generator/*.service "$repo"/generator/*.path "$r/usr/lib/systemd/system/" 2>/dev/null || true
 }
 
 # boot NAME: boot the root of NAME; sets $guest to its PID 1 and waits until start-up is done.
