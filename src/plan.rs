@@ -186,7 +186,7 @@ enum Placement {
 /// Plan the output for `attachments`, given in search-path order: earlier images win.
 pub fn plan(attachments: &[Attachment], host: &Host) -> Plan {
     let mut plan = Plan::default();
-    reattach_late(&mut plan, host.not_mounted);
+    reattach_late(&mut plan, host);
     // Unit name → the image path that provides it.
     let mut owner: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut placed: Vec<(&Attachment, &UnitSource)> = Vec::new();
@@ -396,12 +396,31 @@ fn link_units(plan: &mut Plan, placed: &[(&Attachment, &UnitSource)], host: &Hos
 }
 
 /// Images below a mount point not mounted yet are attached by one more reload once it is
-/// mounted: the unit that asks for it enters the plan like every other node.
-fn reattach_late(plan: &mut Plan, not_mounted: &[String]) {
+/// mounted: the unit that asks for it enters the plan like every other node. The unit
+/// itself is packaged (`generator/`); this boot adds the link that starts it and the
+/// drop-in naming the mount points, and the whole unit only where it is not installed.
+fn reattach_late(plan: &mut Plan, host: &Host) {
+    let not_mounted = host.not_mounted;
     if not_mounted.is_empty() {
         return;
     }
     let unit = late_mounts::REATTACH_UNIT;
+    let installed = (host.unit_file)(unit);
+    if let Some(HostUnit {
+        kind: HostKind::Masked,
+        path,
+    }) = &installed
+    {
+        plan.notice(Diagnostic::run(
+            Level::Info,
+            format!(
+                "{} not mounted yet, and {unit} is masked by {}: the images there are attached at the next daemon-reload.",
+                not_mounted.join(", "),
+                path.display()
+            ),
+        ));
+        return;
+    }
     plan.notice(Diagnostic::run(
         Level::Info,
         format!(
@@ -409,13 +428,34 @@ fn reattach_late(plan: &mut Plan, not_mounted: &[String]) {
             not_mounted.join(", ")
         ),
     ));
+    // The link points where the unit file is, as `systemctl enable` makes it.
+    let target = if let Some(found) = installed {
+        plan.notice(Diagnostic::run(
+            Level::Debug,
+            format!(
+                "Using {}, adding its link and conditions.",
+                found.path.display()
+            ),
+        ));
+        found.path
+    } else {
+        plan.notice(Diagnostic::run(
+            Level::Debug,
+            format!("{unit} is not installed on this host: writing the whole unit."),
+        ));
+        plan.nodes.insert(
+            PathBuf::from(unit),
+            Node::File(late_mounts::reattach_unit().into_bytes()),
+        );
+        Path::new("..").join(unit)
+    };
     plan.nodes.insert(
-        PathBuf::from(unit),
-        Node::File(late_mounts::reattach_unit(not_mounted).into_bytes()),
+        PathBuf::from(late_mounts::REATTACH_DROPIN),
+        Node::File(late_mounts::reattach_dropin(not_mounted).into_bytes()),
     );
     plan.nodes.insert(
         Path::new("multi-user.target.wants").join(unit),
-        Node::Symlink(Path::new("..").join(unit)),
+        Node::Symlink(target),
     );
 }
 
@@ -913,8 +953,8 @@ mod tests {
             messages(&p)
         );
 
-        let on_host = |not_mounted: &[String]| {
-            let unit_file = |_: &str| None;
+        let on_host_with = |not_mounted: &[String], installed: Option<HostUnit>| {
+            let unit_file = |name: &str| installed.clone().filter(|_| name == reattach);
             let instance_of = |_: &str| None;
             let profile = |_: &str, _: &str| Ok(None);
             plan(
@@ -929,23 +969,54 @@ mod tests {
                 },
             )
         };
+        let on_host = |not_mounted: &[String]| on_host_with(not_mounted, None);
         let p = on_host(&["/var".to_string()]);
         assert_eq!(
             paths(&p),
             [
                 format!("multi-user.target.wants/{reattach}"),
-                reattach.to_string()
+                reattach.to_string(),
+                late_mounts::REATTACH_DROPIN.to_string(),
             ]
         );
-        let Node::File(text) = &p.nodes[Path::new(reattach)] else {
+        let Node::File(text) = &p.nodes[Path::new(late_mounts::REATTACH_DROPIN)] else {
             panic!("not a file");
         };
-        assert!(String::from_utf8_lossy(text).contains("/var"));
+        assert!(String::from_utf8_lossy(text).contains("=/var\n"));
         assert_eq!(
             messages(&p)[0],
             format!(
                 "/var not mounted yet: {reattach} will reload systemd once it is, to attach the images there."
             )
+        );
+
+        // Installed as packaged: only the link to it and the conditions of this boot.
+        let vendor = PathBuf::from(format!("/usr/lib/systemd/system/{reattach}"));
+        let installed = |kind| {
+            Some(HostUnit {
+                path: vendor.clone(),
+                kind,
+            })
+        };
+        let p = on_host_with(&["/var".to_string()], installed(HostKind::Other));
+        assert_eq!(
+            paths(&p),
+            [
+                format!("multi-user.target.wants/{reattach}"),
+                late_mounts::REATTACH_DROPIN.to_string(),
+            ]
+        );
+        assert_eq!(
+            p.nodes[&Path::new("multi-user.target.wants").join(reattach)],
+            Node::Symlink(vendor.clone())
+        );
+        // Masked by the administrator: nothing, and one line saying what that means.
+        let p = on_host_with(&["/var".to_string()], installed(HostKind::Masked));
+        assert!(paths(&p).is_empty());
+        assert!(
+            messages(&p)[0].contains("is masked by"),
+            "{:?}",
+            messages(&p)
         );
     }
 
