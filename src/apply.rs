@@ -14,7 +14,6 @@ pub mod snapshot;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -87,7 +86,7 @@ fn once(sd: &Systemd, opts: &Options, out: &Report) -> bool {
     // record of the last apply still shows what was running.
     let before = record::read(Path::new(record::RECORD)).unwrap_or_else(|| output.clone());
     let actions = decide_live(sd, &before, &after, opts.clean);
-    let reload = output != after;
+    let reload = !snapshot::same_output(&output, &after);
     if actions.is_empty() && !reload {
         out.say("Nothing to do: the running units match what the generator emits.");
     }
@@ -132,7 +131,22 @@ fn plan_now() -> Snapshot {
     };
     let generated = generate::generate(&root, systemd.major, false, diags);
     report(&generated.diagnostics);
-    snapshot::from_nodes(&generated.plan.nodes)
+    let mut units = snapshot::from_nodes(&generated.plan.nodes);
+    for (name, unit) in &mut units {
+        let release = generated
+            .plan
+            .attached
+            .get(name)
+            .and_then(|at| {
+                generated
+                    .attachments
+                    .iter()
+                    .find(|a| &a.image.found_at == at)
+            })
+            .map_or(&[][..], |a| &a.release.fields[..]);
+        unit.stamp = Some(snapshot::stamp(&unit.images, release));
+    }
+    units
 }
 
 fn report(diags: &Diagnostics) {
@@ -168,34 +182,10 @@ fn decide_live(sd: &Systemd, before: &Snapshot, after: &Snapshot, clean: bool) -
     };
     let world = World {
         live: &live,
-        changed_usec: &changed_usec,
+        exists: &|p: &Path| p.exists(),
         instances: &instances,
     };
     decide::decide(before, after, &world, clean)
-}
-
-/// When an image last changed: the later of its file's modification and status-change times
-/// (a copy into place sets the first, a rename the second), in microseconds since the epoch;
-/// `None` if it is gone. For a directory image, those of its os-release: the directory's own
-/// times change whenever systemd makes a mount point in it for the service.
-fn changed_usec(path: &Path) -> Option<u64> {
-    let mut m = std::fs::metadata(path).ok()?;
-    if m.is_dir() {
-        let release = ["usr/lib/os-release", "etc/os-release"]
-            .iter()
-            .find_map(|r| std::fs::metadata(path.join(r)).ok());
-        let Some(release) = release else {
-            return Some(0);
-        };
-        m = release;
-    }
-    let usec =
-        |s: i64, ns: i64| u64::try_from(s.saturating_mul(1_000_000).saturating_add(ns / 1000)).ok();
-    Some(
-        usec(m.mtime(), m.mtime_nsec())
-            .max(usec(m.ctime(), m.ctime_nsec()))
-            .unwrap_or(0),
-    )
 }
 
 /// Carry out `actions`: stops, restarts and starts queued together and waited for, then the

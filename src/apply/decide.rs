@@ -67,9 +67,8 @@ impl Live {
 pub struct World<'a> {
     /// What systemd says about this unit.
     pub live: &'a dyn Fn(&str) -> Live,
-    /// When this image last changed (the later of its mtime and ctime, microseconds since the
-    /// epoch); `None` if it is gone.
-    pub changed_usec: &'a dyn Fn(&Path) -> Option<u64>,
+    /// Whether this image is still there.
+    pub exists: &'a dyn Fn(&Path) -> bool,
     /// The loaded instances of this template (`app@.service` → `app@1.service`, ...).
     pub instances: &'a dyn Fn(&str) -> Vec<String>,
 }
@@ -132,7 +131,12 @@ pub fn decide(before: &Snapshot, after: &Snapshot, world: &World, clean: bool) -
     }
     let disabled = disabled(before, after, world);
     for (name, new) in after {
-        let live = (world.live)(name);
+        // A template is never loaded as such: only its instances run.
+        let live = if is_template(name) {
+            Live::unknown()
+        } else {
+            (world.live)(name)
+        };
         let act = |verb, why: String| Action {
             when: When::AfterReload,
             verb,
@@ -144,7 +148,7 @@ pub fn decide(before: &Snapshot, after: &Snapshot, world: &World, clean: bool) -
             continue;
         }
         let old = before.get(name);
-        let change = old.and_then(|old| changed(old, new, &live, name, world));
+        let change = old.and_then(|old| changed(old, new, name));
         if live.activity == Activity::Running {
             if let Some(why) = change {
                 out.push(act(Verb::Restart, why));
@@ -154,13 +158,16 @@ pub fn decide(before: &Snapshot, after: &Snapshot, world: &World, clean: bool) -
         if !new.enabled() || is_template(name) || !wanted_now(new, world) {
             continue;
         }
-        let image = shown(new.image());
+        let image = new
+            .image()
+            .map_or_else(String::new, |p| format!(", image {}", p.display()));
         let why = match old {
-            None => format!("image {image} added"),
-            Some(old) if !old.enabled() => format!("enabled now, image {image}"),
+            None if new.image().is_some() => format!("image {} added", shown(new.image())),
+            None => "added".to_string(),
+            Some(old) if !old.enabled() => format!("enabled now{image}"),
             Some(_) => match (change, live.activity) {
                 (Some(why), _) => why,
-                (None, Activity::Inactive) => format!("enabled, not running, image {image}"),
+                (None, Activity::Inactive) => format!("enabled, not running{image}"),
                 // Failed, and nothing changed since: starting it again would fail again.
                 (None, _) => continue,
             },
@@ -175,7 +182,7 @@ pub fn decide(before: &Snapshot, after: &Snapshot, world: &World, clean: bool) -
 /// cleaned if asked.
 fn removed(name: &str, old: &Unit, world: &World, clean: bool, out: &mut Vec<Action>) {
     let why = match old.image() {
-        Some(image) if (world.changed_usec)(image).is_none() => {
+        Some(image) if !(world.exists)(image) => {
             format!("image {} is gone", image.display())
         }
         Some(image) => format!("image {} is no longer attached", image.display()),
@@ -233,9 +240,12 @@ fn disabled(
 }
 
 /// Why a unit that stays attached must restart, if it must: its image or an extension is
-/// another file now, one of them changed after the unit started, or its unit file or
-/// drop-ins changed.
-fn changed(old: &Unit, new: &Unit, live: &Live, name: &str, world: &World) -> Option<String> {
+/// another path now, or another file or of another size at the same path, or its os-release
+/// changed (known only from the record of the last `apply`, see [`Unit::stamp`]), or its unit
+/// file or drop-ins changed. The images' times are no sign: systemd opens a `RootImage=`
+/// writable when it can, and a mounted ext4 image has its times changed by the kernel while
+/// its service runs.
+fn changed(old: &Unit, new: &Unit, name: &str) -> Option<String> {
     if old.images != new.images {
         return Some(match (old.image(), new.image()) {
             (Some(o), Some(n)) if o != n => {
@@ -245,14 +255,11 @@ fn changed(old: &Unit, new: &Unit, live: &Live, name: &str, world: &World) -> Op
         });
     }
     // Sockets, timers and paths do not run from their image: only a service sees it change.
-    if name.ends_with(".service") && live.since_usec > 0 {
-        let newer = new
-            .images
-            .iter()
-            .find(|p| (world.changed_usec)(p).is_some_and(|t| t > live.since_usec));
-        if let Some(p) = newer {
-            return Some(format!("image {} changed", p.display()));
-        }
+    if name.ends_with(".service")
+        && let (Some(o), Some(n)) = (old.stamp, new.stamp)
+        && o != n
+    {
+        return Some(format!("image {} changed", shown(new.image())));
     }
     (old.fingerprint != new.fingerprint).then(|| "its unit file or drop-ins changed".to_string())
 }
@@ -285,6 +292,7 @@ mod tests {
             images: vec![PathBuf::from(image)],
             fingerprint: fp,
             wanted_by: wanted_by.iter().map(ToString::to_string).collect(),
+            stamp: None,
         }
     }
 
@@ -304,15 +312,15 @@ mod tests {
     }
 
     /// The system: multi-user.target and sockets.target active; every other unit as given
-    /// in `units` (else unknown); images present with their change times.
+    /// in `units` (else unknown); the images present.
     struct Sys {
         units: BTreeMap<String, Live>,
-        images: BTreeMap<PathBuf, u64>,
+        images: BTreeSet<PathBuf>,
         instances: Vec<String>,
     }
 
     impl Sys {
-        fn new(units: &[(&str, Live)], images: &[(&str, u64)]) -> Sys {
+        fn new(units: &[(&str, Live)], images: &[&str]) -> Sys {
             let mut all: BTreeMap<String, Live> = units
                 .iter()
                 .map(|(n, l)| (n.to_string(), l.clone()))
@@ -322,18 +330,18 @@ mod tests {
             }
             Sys {
                 units: all,
-                images: images.iter().map(|(p, t)| (PathBuf::from(p), *t)).collect(),
+                images: images.iter().map(PathBuf::from).collect(),
                 instances: Vec::new(),
             }
         }
 
         fn decide(&self, before: &Snapshot, after: &Snapshot, clean: bool) -> Vec<String> {
             let live = |n: &str| self.units.get(n).cloned().unwrap_or_else(Live::unknown);
-            let changed = |p: &Path| self.images.get(p).copied();
+            let exists = |p: &Path| self.images.contains(p);
             let instances = |_: &str| self.instances.clone();
             let world = World {
                 live: &live,
-                changed_usec: &changed,
+                exists: &exists,
                 instances: &instances,
             };
             decide(before, after, &world, clean)
@@ -354,7 +362,7 @@ mod tests {
 
     #[test]
     fn an_image_added_is_started() {
-        let sys = Sys::new(&[], &[(APP, 50)]);
+        let sys = Sys::new(&[], &[APP]);
         let after = snap(&[("app.service", unit(APP, 1, MU))]);
         assert_eq!(
             sys.decide(&Snapshot::new(), &after, false),
@@ -364,7 +372,7 @@ mod tests {
 
     #[test]
     fn an_image_added_but_not_enabled_is_only_loaded() {
-        let sys = Sys::new(&[], &[(APP, 50)]);
+        let sys = Sys::new(&[], &[APP]);
         let after = snap(&[("app.service", unit(APP, 1, &[]))]);
         assert!(sys.decide(&Snapshot::new(), &after, false).is_empty());
         // Nor is one whose target is not active (rescue mode, say).
@@ -391,10 +399,7 @@ mod tests {
 
     #[test]
     fn an_image_no_longer_declared_is_stopped_though_still_there() {
-        let sys = Sys::new(
-            &[("app.service", live(Activity::Running, 100))],
-            &[(APP, 50)],
-        );
+        let sys = Sys::new(&[("app.service", live(Activity::Running, 100))], &[APP]);
         let before = snap(&[("app.service", unit(APP, 1, MU))]);
         assert_eq!(
             sys.decide(&before, &Snapshot::new(), false),
@@ -426,33 +431,36 @@ mod tests {
         );
     }
 
+    fn stamped(stamp: Option<u64>) -> Snapshot {
+        let mut u = unit(APP, 1, MU);
+        u.stamp = stamp;
+        snap(&[("app.service", u)])
+    }
+
     #[test]
     fn an_image_replaced_in_place_restarts_its_running_service() {
-        let sys = Sys::new(
-            &[("app.service", live(Activity::Running, 100))],
-            &[(APP, 200)],
-        );
-        let s = snap(&[("app.service", unit(APP, 1, MU))]);
+        let sys = Sys::new(&[("app.service", live(Activity::Running, 100))], &[APP]);
         assert_eq!(
-            sys.decide(&s, &s, false),
+            sys.decide(&stamped(Some(1)), &stamped(Some(2)), false),
             ["after: restart app.service (image /var/lib/portables/app.raw changed)"]
         );
-        // Not when the service started after the image was written.
-        let sys = Sys::new(
-            &[("app.service", live(Activity::Running, 300))],
-            &[(APP, 200)],
+        // The same file, size and os-release: written to by its own mount, not replaced.
+        assert!(
+            sys.decide(&stamped(Some(1)), &stamped(Some(1)), false)
+                .is_empty()
         );
-        assert!(sys.decide(&s, &s, false).is_empty());
+        // Without the record of an earlier apply nothing says what the image was.
+        assert!(
+            sys.decide(&stamped(None), &stamped(Some(2)), false)
+                .is_empty()
+        );
     }
 
     #[test]
     fn a_new_version_or_new_drop_ins_restart_it() {
         let v1 = "/var/lib/portables/app_1.raw";
         let v2 = "/var/lib/portables/app_2.raw";
-        let sys = Sys::new(
-            &[("app.service", live(Activity::Running, 300))],
-            &[(v1, 10), (v2, 20)],
-        );
+        let sys = Sys::new(&[("app.service", live(Activity::Running, 300))], &[v1, v2]);
         let before = snap(&[("app.service", unit(v1, 1, MU))]);
         let after = snap(&[("app.service", unit(v2, 2, MU))]);
         assert_eq!(
@@ -470,40 +478,29 @@ mod tests {
 
     #[test]
     fn a_unit_changed_while_stopped_is_started_if_enabled_and_not_restarted() {
-        let sys = Sys::new(
-            &[("app.service", live(Activity::Failed, 100))],
-            &[(APP, 200)],
-        );
-        let s = snap(&[("app.service", unit(APP, 1, MU))]);
+        let sys = Sys::new(&[("app.service", live(Activity::Failed, 100))], &[APP]);
         // Its image changed after it failed: worth another start.
         assert_eq!(
-            sys.decide(&s, &s, false),
+            sys.decide(&stamped(Some(1)), &stamped(Some(2)), false),
             ["after: start app.service (image /var/lib/portables/app.raw changed)"]
         );
         // Nothing changed since it failed: it would only fail again.
-        let sys = Sys::new(
-            &[("app.service", live(Activity::Failed, 300))],
-            &[(APP, 200)],
+        assert!(
+            sys.decide(&stamped(Some(1)), &stamped(Some(1)), false)
+                .is_empty()
         );
-        assert!(sys.decide(&s, &s, false).is_empty());
     }
 
     #[test]
     fn enable_no_stops_what_was_enabled_and_enable_yes_starts_it() {
-        let sys = Sys::new(
-            &[("app.service", live(Activity::Running, 100))],
-            &[(APP, 50)],
-        );
+        let sys = Sys::new(&[("app.service", live(Activity::Running, 100))], &[APP]);
         let on = snap(&[("app.service", unit(APP, 1, MU))]);
         let off = snap(&[("app.service", unit(APP, 2, &[]))]);
         assert_eq!(
             sys.decide(&on, &off, false),
             ["after: stop app.service (no longer enabled)"]
         );
-        let sys = Sys::new(
-            &[("app.service", live(Activity::Inactive, 100))],
-            &[(APP, 50)],
-        );
+        let sys = Sys::new(&[("app.service", live(Activity::Inactive, 100))], &[APP]);
         assert_eq!(
             sys.decide(&off, &on, false),
             ["after: start app.service (enabled now, image /var/lib/portables/app.raw)"]
@@ -519,7 +516,7 @@ mod tests {
                 ("app.service", svc),
                 ("app.socket", live(Activity::Running, 100)),
             ],
-            &[(APP, 50)],
+            &[APP],
         );
         // The service was enabled too, and is not now; its socket still is, and stays.
         let before = snap(&[
@@ -569,10 +566,7 @@ mod tests {
             "stopped, and not cleaned: its settings went with the reload"
         );
         // An image added and reloaded by hand: the unit is loaded, not running, enabled.
-        let sys = Sys::new(
-            &[("app.service", live(Activity::Inactive, 0))],
-            &[(APP, 50)],
-        );
+        let sys = Sys::new(&[("app.service", live(Activity::Inactive, 0))], &[APP]);
         let now = snap(&[("app.service", unit(APP, 1, MU))]);
         assert_eq!(
             sys.decide(&now, &now, false),
@@ -582,10 +576,7 @@ mod tests {
 
     #[test]
     fn nothing_changed_nothing_done() {
-        let sys = Sys::new(
-            &[("app.service", live(Activity::Running, 100))],
-            &[(APP, 50)],
-        );
+        let sys = Sys::new(&[("app.service", live(Activity::Running, 100))], &[APP]);
         let s = snap(&[("app.service", unit(APP, 1, MU))]);
         assert!(sys.decide(&s, &s, true).is_empty());
     }

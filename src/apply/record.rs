@@ -29,6 +29,9 @@ pub fn render(units: &Snapshot) -> String {
             escape(name.as_bytes()),
             unit.fingerprint
         ));
+        if let Some(stamp) = unit.stamp {
+            out.push_str(&format!("stamp {stamp:016x}\n"));
+        }
         for image in &unit.images {
             out.push_str(&format!("image {}\n", escape(image.as_os_str().as_bytes())));
         }
@@ -63,6 +66,7 @@ pub fn parse(text: &str) -> Option<Snapshot> {
                     units.insert(n, u);
                 }
             }
+            "stamp" => current.as_mut()?.1.stamp = Some(u64::from_str_radix(rest, 16).ok()?),
             "image" => current
                 .as_mut()?
                 .1
@@ -149,6 +153,7 @@ mod tests {
                 ],
                 fingerprint: 0xdead_beef_0123_4567,
                 wanted_by: ["multi-user.target".to_string()].into(),
+                stamp: Some(0x0123_4567_89ab_cdef),
             },
         );
         units.insert("idle.socket".into(), Unit::default());

@@ -3,9 +3,10 @@
 //! `apply` ran (a path unit does not see changes while its service runs).
 
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use crate::config::CONFIG_DIRS;
 use crate::discover::SEARCH_PATHS;
@@ -19,11 +20,15 @@ const POLL: Duration = Duration::from_millis(200);
 /// Most entries looked at in one stamp: far more than real directories hold.
 const MAX_ENTRIES: usize = 16_384;
 
-/// One entry as seen: path, size, modification time, whether a directory.
-type Seen = (PathBuf, u64, Option<SystemTime>, bool);
+/// One entry as seen: path, size, inode, whether a directory. Not its times: systemd opens a
+/// `RootImage=` writable when it can, and the kernel writes to a mounted ext4 image (and
+/// systemd makes mount points in a directory image) for as long as its service runs, so
+/// times would never stand still. A copy in progress shows in the size, a file moved into
+/// place in the inode.
+type Seen = (PathBuf, u64, u64, bool);
 
 /// The state of the watched directories: every entry and the entries of directories in them
-/// (image directories, `NAME.raw.v/`), with size and modification time.
+/// (image directories, `NAME.raw.v/`), with size and inode.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stamp(Vec<Seen>);
 
@@ -55,12 +60,7 @@ fn look(dir: &Path, depth: u32, seen: &mut Vec<Seen>) {
         let Ok(meta) = fs::metadata(&path).or_else(|_| fs::symlink_metadata(&path)) else {
             continue;
         };
-        seen.push((
-            path.clone(),
-            meta.len(),
-            meta.modified().ok(),
-            meta.is_dir(),
-        ));
+        seen.push((path.clone(), meta.len(), meta.ino(), meta.is_dir()));
         if meta.is_dir() && depth > 1 {
             look(&path, depth - 1, seen);
         }
@@ -127,7 +127,7 @@ mod tests {
         let n = std::cell::Cell::new(0u64);
         let busy = || {
             n.set(n.get() + 1);
-            Stamp(vec![(PathBuf::from("x"), n.get(), None, false)])
+            Stamp(vec![(PathBuf::from("x"), n.get(), 1, false)])
         };
         let t = Instant::now();
         assert!(!wait_quiet(busy, quiet, Duration::from_millis(900)));

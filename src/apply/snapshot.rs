@@ -29,6 +29,11 @@ pub struct Unit {
     pub fingerprint: u64,
     /// The units whose `.wants/`, `.requires/` or `.upholds/` directory links to it.
     pub wanted_by: BTreeSet<String>,
+    /// What its images were when planned: a hash of each image file's device, inode and size
+    /// (of a directory image, those of its os-release and its time) and of its os-release
+    /// fields. Known for a plan `apply` made, and so from its record; `None` when read from
+    /// the output directory.
+    pub stamp: Option<u64>,
 }
 
 impl Unit {
@@ -65,6 +70,7 @@ pub fn from_nodes(nodes: &BTreeMap<PathBuf, Node>) -> Snapshot {
                     images: images_of(bytes),
                     fingerprint: fingerprint(nodes, name),
                     wanted_by: BTreeSet::new(),
+                    stamp: None,
                 },
             );
         }
@@ -82,6 +88,52 @@ pub fn from_nodes(nodes: &BTreeMap<PathBuf, Node>) -> Snapshot {
         }
     }
     units
+}
+
+/// Whether `a` and `b` make the same generator output: the same units, images, files and
+/// links (what the images hold does not show in the output).
+pub fn same_output(a: &Snapshot, b: &Snapshot) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|((na, ua), (nb, ub))| {
+            na == nb
+                && ua.images == ub.images
+                && ua.fingerprint == ub.fingerprint
+                && ua.wanted_by == ub.wanted_by
+        })
+}
+
+/// A unit's [`Unit::stamp`], from its images as they are now and the os-release `release`
+/// (its fields in order) read from the root image.
+pub fn stamp(images: &[PathBuf], release: &[(String, String)]) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut hash = Fnv::default();
+    for image in images {
+        hash.add(image.as_os_str().as_encoded_bytes());
+        let meta = fs::metadata(image).ok().and_then(|m| {
+            if !m.is_dir() {
+                return Some((m, false));
+            }
+            // A directory's own times change whenever systemd makes a mount point in it.
+            ["usr/lib/os-release", "etc/os-release"]
+                .iter()
+                .find_map(|r| fs::metadata(image.join(r)).ok())
+                .map(|m| (m, true))
+        });
+        if let Some((m, dir)) = meta {
+            hash.add(&m.dev().to_le_bytes());
+            hash.add(&m.ino().to_le_bytes());
+            hash.add(&m.size().to_le_bytes());
+            if dir {
+                hash.add(&m.mtime().to_le_bytes());
+                hash.add(&m.mtime_nsec().to_le_bytes());
+            }
+        }
+    }
+    for (key, value) in release {
+        hash.add(key.as_bytes());
+        hash.add(value.as_bytes());
+    }
+    hash.0
 }
 
 /// The images a `20-portable.conf` names: the root first, then the extensions. Values are
