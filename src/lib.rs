@@ -4,6 +4,7 @@
 //! [`generate`] runs them.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "apply")]
 pub mod apply;
 pub mod arch;
 pub mod attach;

@@ -10,7 +10,7 @@ use portables_generator::cli::{self, Mode};
 use portables_generator::generate::{EXIT_FAILED, EXIT_USAGE, Sink, run};
 use portables_generator::kmsg::{self, Target};
 use portables_generator::root::Root;
-use portables_generator::{apply, inspect, list, systemd_version};
+use portables_generator::{inspect, list, systemd_version};
 
 fn main() -> ExitCode {
     let opts = match cli::parse(std::env::args_os().skip(1)) {
@@ -29,7 +29,7 @@ fn main() -> ExitCode {
             println!("{} {}", cli::PROGRAM, env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
-        Mode::Apply(args) => return ExitCode::from(apply::run(&args)),
+        Mode::Apply(args) => return ExitCode::from(apply(&args)),
         _ => {}
     }
     // A mistyped --root would otherwise read as an empty system: nothing found, exit 0. It
@@ -74,4 +74,19 @@ fn main() -> ExitCode {
         Mode::Help(_) | Mode::Version | Mode::Apply(_) => EXIT_FAILED,
     };
     ExitCode::from(status)
+}
+
+#[cfg(feature = "apply")]
+fn apply(args: &cli::ApplyArgs) -> u8 {
+    portables_generator::apply::run(args)
+}
+
+/// Built without the `apply` feature (as `demo/run` builds it): one line, exit status 1.
+#[cfg(not(feature = "apply"))]
+fn apply(_: &cli::ApplyArgs) -> u8 {
+    eprintln!(
+        "{}: this build has no apply command (built without the cargo feature \"apply\")",
+        cli::PROGRAM
+    );
+    EXIT_FAILED
 }
