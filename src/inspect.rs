@@ -651,19 +651,13 @@ fn text(r: &Inspection) -> String {
     for u in &r.units {
         let place = if u.path.is_empty() { &u.name } else { &u.path };
         out.push_str(&format!("  {place}: {}", u.state.replace('-', " ")));
-        if !u.wanted_by.is_empty() {
-            out.push_str(&format!(", wanted by {}", u.wanted_by.join(", ")));
-        }
-        if !u.aliases.is_empty() {
-            out.push_str(&format!(", also named {}", u.aliases.join(", ")));
-        }
-        if let Some(p) = &u.profile {
-            out.push_str(&format!(", profile {}", p.display()));
-        }
-        if let Some(why) = &u.reason {
-            out.push_str(&format!(": {why}"));
-        }
-        out.push('\n');
+        list::push_unit_details(
+            &mut out,
+            &u.wanted_by,
+            &u.aliases,
+            u.profile.as_deref(),
+            u.reason.as_deref(),
+        );
     }
     out
 }

@@ -496,22 +496,40 @@ pub fn text(listing: &Listing) -> String {
         }
         for unit in &image.units {
             out.push_str(&format!("  {}: {}", unit.name, unit.state.text()));
-            if !unit.wanted_by.is_empty() {
-                out.push_str(&format!(", wanted by {}", unit.wanted_by.join(", ")));
-            }
-            if !unit.aliases.is_empty() {
-                out.push_str(&format!(", also named {}", unit.aliases.join(", ")));
-            }
-            if let Some(p) = &unit.profile {
-                out.push_str(&format!(", profile {}", p.display()));
-            }
-            if let Some(r) = &unit.reason {
-                out.push_str(&format!(": {r}"));
-            }
-            out.push('\n');
+            push_unit_details(
+                &mut out,
+                &unit.wanted_by,
+                &unit.aliases,
+                unit.profile.as_deref(),
+                unit.reason.as_deref(),
+            );
         }
     }
     out
+}
+
+/// The rest of a unit's line, as `list` and `inspect` print it: what wants it, its other
+/// names, its profile drop-in and why it is left out.
+pub fn push_unit_details(
+    out: &mut String,
+    wanted_by: &[String],
+    aliases: &[String],
+    profile: Option<&Path>,
+    reason: Option<&str>,
+) {
+    if !wanted_by.is_empty() {
+        out.push_str(&format!(", wanted by {}", wanted_by.join(", ")));
+    }
+    if !aliases.is_empty() {
+        out.push_str(&format!(", also named {}", aliases.join(", ")));
+    }
+    if let Some(p) = profile {
+        out.push_str(&format!(", profile {}", p.display()));
+    }
+    if let Some(why) = reason {
+        out.push_str(&format!(": {why}"));
+    }
+    out.push('\n');
 }
 
 #[cfg(test)]
