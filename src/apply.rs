@@ -132,18 +132,18 @@ fn plan_now() -> Snapshot {
     let generated = generate::generate(&root, systemd.major, false, diags);
     report(&generated.diagnostics);
     let mut units = snapshot::from_nodes(&generated.plan.nodes);
+    let release_at: BTreeMap<&Path, &[(String, String)]> = generated
+        .attachments
+        .iter()
+        .map(|a| (a.image.found_at.as_path(), &a.release.fields[..]))
+        .collect();
     for (name, unit) in &mut units {
         let release = generated
             .plan
             .attached
             .get(name)
-            .and_then(|at| {
-                generated
-                    .attachments
-                    .iter()
-                    .find(|a| &a.image.found_at == at)
-            })
-            .map_or(&[][..], |a| &a.release.fields[..]);
+            .and_then(|at| release_at.get(at.as_path()).copied())
+            .unwrap_or_default();
         unit.stamp = Some(snapshot::stamp(&unit.images, release));
     }
     units

@@ -111,14 +111,11 @@ impl Systemd {
         };
         let activity = Activity::from_active_state(&text("ActiveState")?);
         let loaded = text("LoadState")? == "loaded";
-        let since_usec = u64::try_from(self.property(&path, "ActiveEnterTimestamp")?)
-            .map_err(|e| e.to_string())?;
         let triggered_by = Vec::<String>::try_from(self.property(&path, "TriggeredBy")?)
             .map_err(|e| e.to_string())?;
         Ok(Live {
             activity,
             loaded,
-            since_usec,
             triggered_by,
         })
     }

@@ -44,9 +44,6 @@ pub struct Live {
     /// Whether its `LoadState` is `loaded` (a unit whose file is gone after a reload keeps
     /// running as `not-found`).
     pub loaded: bool,
-    /// When it last became active (`ActiveEnterTimestamp`, microseconds since the epoch);
-    /// 0 if never.
-    pub since_usec: u64,
     /// The units that trigger it (`TriggeredBy=`: its socket, timer or path unit).
     pub triggered_by: Vec<String>,
 }
@@ -57,7 +54,6 @@ impl Live {
         Live {
             activity: Activity::Inactive,
             loaded: false,
-            since_usec: 0,
             triggered_by: Vec::new(),
         }
     }
@@ -302,11 +298,10 @@ mod tests {
             .collect()
     }
 
-    fn live(activity: Activity, since: u64) -> Live {
+    fn live(activity: Activity) -> Live {
         Live {
             activity,
             loaded: true,
-            since_usec: since,
             triggered_by: Vec::new(),
         }
     }
@@ -326,7 +321,7 @@ mod tests {
                 .map(|(n, l)| (n.to_string(), l.clone()))
                 .collect();
             for t in ["multi-user.target", "sockets.target"] {
-                all.insert(t.into(), live(Activity::Running, 1));
+                all.insert(t.into(), live(Activity::Running));
             }
             Sys {
                 units: all,
@@ -382,7 +377,7 @@ mod tests {
 
     #[test]
     fn an_image_removed_is_stopped_before_the_reload_and_cleaned_if_asked() {
-        let sys = Sys::new(&[("app.service", live(Activity::Running, 100))], &[]);
+        let sys = Sys::new(&[("app.service", live(Activity::Running))], &[]);
         let before = snap(&[("app.service", unit(APP, 1, MU))]);
         assert_eq!(
             sys.decide(&before, &Snapshot::new(), false),
@@ -399,7 +394,7 @@ mod tests {
 
     #[test]
     fn an_image_no_longer_declared_is_stopped_though_still_there() {
-        let sys = Sys::new(&[("app.service", live(Activity::Running, 100))], &[APP]);
+        let sys = Sys::new(&[("app.service", live(Activity::Running))], &[APP]);
         let before = snap(&[("app.service", unit(APP, 1, MU))]);
         assert_eq!(
             sys.decide(&before, &Snapshot::new(), false),
@@ -411,9 +406,9 @@ mod tests {
     fn a_removed_template_takes_its_running_instances_down() {
         let mut sys = Sys::new(
             &[
-                ("app@1.service", live(Activity::Running, 100)),
-                ("app@2.service", live(Activity::Inactive, 0)),
-                ("app.socket", live(Activity::Running, 100)),
+                ("app@1.service", live(Activity::Running)),
+                ("app@2.service", live(Activity::Inactive)),
+                ("app.socket", live(Activity::Running)),
             ],
             &[],
         );
@@ -439,7 +434,7 @@ mod tests {
 
     #[test]
     fn an_image_replaced_in_place_restarts_its_running_service() {
-        let sys = Sys::new(&[("app.service", live(Activity::Running, 100))], &[APP]);
+        let sys = Sys::new(&[("app.service", live(Activity::Running))], &[APP]);
         assert_eq!(
             sys.decide(&stamped(Some(1)), &stamped(Some(2)), false),
             ["after: restart app.service (image /var/lib/portables/app.raw changed)"]
@@ -460,7 +455,7 @@ mod tests {
     fn a_new_version_or_new_drop_ins_restart_it() {
         let v1 = "/var/lib/portables/app_1.raw";
         let v2 = "/var/lib/portables/app_2.raw";
-        let sys = Sys::new(&[("app.service", live(Activity::Running, 300))], &[v1, v2]);
+        let sys = Sys::new(&[("app.service", live(Activity::Running))], &[v1, v2]);
         let before = snap(&[("app.service", unit(v1, 1, MU))]);
         let after = snap(&[("app.service", unit(v2, 2, MU))]);
         assert_eq!(
@@ -478,7 +473,7 @@ mod tests {
 
     #[test]
     fn a_unit_changed_while_stopped_is_started_if_enabled_and_not_restarted() {
-        let sys = Sys::new(&[("app.service", live(Activity::Failed, 100))], &[APP]);
+        let sys = Sys::new(&[("app.service", live(Activity::Failed))], &[APP]);
         // Its image changed after it failed: worth another start.
         assert_eq!(
             sys.decide(&stamped(Some(1)), &stamped(Some(2)), false),
@@ -493,14 +488,14 @@ mod tests {
 
     #[test]
     fn enable_no_stops_what_was_enabled_and_enable_yes_starts_it() {
-        let sys = Sys::new(&[("app.service", live(Activity::Running, 100))], &[APP]);
+        let sys = Sys::new(&[("app.service", live(Activity::Running))], &[APP]);
         let on = snap(&[("app.service", unit(APP, 1, MU))]);
         let off = snap(&[("app.service", unit(APP, 2, &[]))]);
         assert_eq!(
             sys.decide(&on, &off, false),
             ["after: stop app.service (no longer enabled)"]
         );
-        let sys = Sys::new(&[("app.service", live(Activity::Inactive, 100))], &[APP]);
+        let sys = Sys::new(&[("app.service", live(Activity::Inactive))], &[APP]);
         assert_eq!(
             sys.decide(&off, &on, false),
             ["after: start app.service (enabled now, image /var/lib/portables/app.raw)"]
@@ -509,12 +504,12 @@ mod tests {
 
     #[test]
     fn a_service_its_socket_started_is_left_to_the_socket() {
-        let mut svc = live(Activity::Running, 100);
+        let mut svc = live(Activity::Running);
         svc.triggered_by = vec!["app.socket".into()];
         let sys = Sys::new(
             &[
                 ("app.service", svc),
-                ("app.socket", live(Activity::Running, 100)),
+                ("app.socket", live(Activity::Running)),
             ],
             &[APP],
         );
@@ -556,7 +551,7 @@ mod tests {
     #[test]
     fn already_reloaded_by_hand_the_running_unit_is_still_stopped() {
         // The record still lists the unit; systemd, reloaded, no longer has its file.
-        let mut gone = live(Activity::Running, 100);
+        let mut gone = live(Activity::Running);
         gone.loaded = false;
         let sys = Sys::new(&[("app.service", gone)], &[]);
         let before = snap(&[("app.service", unit(APP, 1, MU))]);
@@ -566,7 +561,7 @@ mod tests {
             "stopped, and not cleaned: its settings went with the reload"
         );
         // An image added and reloaded by hand: the unit is loaded, not running, enabled.
-        let sys = Sys::new(&[("app.service", live(Activity::Inactive, 0))], &[APP]);
+        let sys = Sys::new(&[("app.service", live(Activity::Inactive))], &[APP]);
         let now = snap(&[("app.service", unit(APP, 1, MU))]);
         assert_eq!(
             sys.decide(&now, &now, false),
@@ -576,7 +571,7 @@ mod tests {
 
     #[test]
     fn nothing_changed_nothing_done() {
-        let sys = Sys::new(&[("app.service", live(Activity::Running, 100))], &[APP]);
+        let sys = Sys::new(&[("app.service", live(Activity::Running))], &[APP]);
         let s = snap(&[("app.service", unit(APP, 1, MU))]);
         assert!(sys.decide(&s, &s, true).is_empty());
     }
