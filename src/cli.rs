@@ -41,7 +41,7 @@ Options:
                show the version
 
 Exit status: 0 when everything found was attached, 1 when something could not be
-attached or written, 2 for a usage error.
+attached or written or --root is no directory, 2 for a usage error.
 ";
 
 /// The text of `list --help`.
