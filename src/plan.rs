@@ -189,8 +189,18 @@ pub fn plan(attachments: &[Attachment], host: &Host) -> Plan {
     reattach_late(&mut plan, host);
     // Unit name → the image path that provides it.
     let mut owner: BTreeMap<String, PathBuf> = BTreeMap::new();
-    let mut placed: Vec<(&Attachment, &UnitSource)> = Vec::new();
-    for att in attachments {
+    // Each unit file is parsed once: admission, activation and [Install] all read it.
+    let parsed: Vec<Vec<UnitParse>> = attachments
+        .iter()
+        .map(|att| {
+            att.units
+                .iter()
+                .map(|u| unit_syntax::parse(&u.bytes).map(|(file, _warnings)| file))
+                .collect()
+        })
+        .collect();
+    let mut placed: Vec<Placed> = Vec::new();
+    for (att, parsed) in attachments.iter().zip(&parsed) {
         if let Err(refused) = nameable(att) {
             plan.notice(refused);
             continue;
@@ -203,24 +213,30 @@ pub fn plan(attachments: &[Attachment], host: &Host) -> Plan {
             hidden: 0,
             failed: false,
         };
-        let mut admitted = admit_units(att, host, &owner, &mut log, &label);
+        let mut admitted = admit_units(att, parsed, host, &owner, &mut log, &label);
         drop_foreign_activators(&mut admitted, &mut log, &label);
         let attached = place_units(att, admitted, host, &mut log, &label);
         tell_attached(att, &attached, &mut log, &label);
         log.finish(&label);
-        for unit in attached {
+        for (unit, file) in attached {
             owner.insert(unit.name.clone(), att.image.path.clone());
             plan.attached
                 .insert(unit.name.clone(), att.image.found_at.clone());
-            placed.push((att, unit));
+            placed.push((att, unit, file));
         }
     }
     link_units(&mut plan, &placed, host);
     plan
 }
 
-/// A unit admitted: how it is placed, and its profile drop-in.
-type Admitted<'a> = (&'a UnitSource, Placement, Option<PathBuf>);
+/// A unit file as systemd would read it, or why systemd would refuse it.
+type UnitParse = Result<unit_syntax::UnitFile, unit_syntax::ParseError>;
+
+/// A unit admitted: its file parsed, how it is placed, and its profile drop-in.
+type Admitted<'a> = (&'a UnitSource, &'a UnitParse, Placement, Option<PathBuf>);
+
+/// A unit placed, with its image and its file parsed.
+type Placed<'a> = (&'a Attachment, &'a UnitSource, &'a UnitParse);
 
 /// A path a unit file cannot name is no image to attach: an empty `RootImage=` would reset the
 /// setting and run the unit on the host.
@@ -242,13 +258,14 @@ fn nameable(att: &Attachment) -> Result<(), Diagnostic> {
 /// The units of `att` that may be attached (at most [`MAX_UNITS_PER_IMAGE`]), in order.
 fn admit_units<'a>(
     att: &'a Attachment,
+    parsed: &'a [UnitParse],
     host: &Host,
     owner: &BTreeMap<String, PathBuf>,
     log: &mut ImageLog,
     label: &str,
 ) -> Vec<Admitted<'a>> {
     let mut admitted = Vec::new();
-    for (i, unit) in att.units.iter().enumerate() {
+    for (i, (unit, file)) in att.units.iter().zip(parsed).enumerate() {
         if i == MAX_UNITS_PER_IMAGE {
             log.say(
                 Level::Warn,
@@ -260,8 +277,8 @@ fn admit_units<'a>(
             );
             break;
         }
-        match admit(att, unit, host, owner) {
-            Ok((placement, profile)) => admitted.push((unit, placement, profile)),
+        match admit(att, unit, file, host, owner) {
+            Ok((placement, profile)) => admitted.push((unit, file, placement, profile)),
             Err(left_out) => log.tell(left_out),
         }
     }
@@ -276,12 +293,12 @@ fn drop_foreign_activators(admitted: &mut Vec<Admitted>, log: &mut ImageLog, lab
         let names: BTreeSet<&str> = admitted.iter().map(|(u, ..)| u.name.as_str()).collect();
         let Some(at) = admitted
             .iter()
-            .position(|(u, ..)| activated_unit(u).is_some_and(|t| !provides(&names, &t)))
+            .position(|(u, f, ..)| activated_unit(u, f).is_some_and(|t| !provides(&names, &t)))
         else {
             break;
         };
-        let (unit, ..) = admitted.remove(at);
-        let target = activated_unit(unit).unwrap_or_default();
+        let (unit, file, ..) = admitted.remove(at);
+        let target = activated_unit(unit, file).unwrap_or_default();
         let reason = format!(
             "it would start {}, which this image does not attach",
             crate::kmsg::shorten(&target)
@@ -301,9 +318,9 @@ fn place_units<'a>(
     host: &Host,
     log: &mut ImageLog,
     label: &str,
-) -> Vec<&'a UnitSource> {
+) -> Vec<(&'a UnitSource, &'a UnitParse)> {
     let mut attached = Vec::new();
-    for (unit, placement, profile) in admitted {
+    for (unit, file, placement, profile) in admitted {
         if log.plan.nodes.len() >= MAX_OUTPUT_NODES {
             if !log.plan.full {
                 log.say(
@@ -336,7 +353,7 @@ fn place_units<'a>(
                     let message = format!("Unit {} of image {label}: {reason}.", unit.name);
                     log.say_unit(&unit.name, Level::Info, false, reason, message);
                 }
-                attached.push(unit);
+                attached.push((unit, file));
             }
             Err(why) => {
                 let reason = format!("its drop-in cannot be written faithfully: {why}");
@@ -352,7 +369,12 @@ fn place_units<'a>(
 }
 
 /// One line naming what was attached from the image.
-fn tell_attached(att: &Attachment, attached: &[&UnitSource], log: &mut ImageLog, label: &str) {
+fn tell_attached(
+    att: &Attachment,
+    attached: &[(&UnitSource, &UnitParse)],
+    log: &mut ImageLog,
+    label: &str,
+) {
     if attached.is_empty() {
         return;
     }
@@ -362,7 +384,10 @@ fn tell_attached(att: &Attachment, attached: &[&UnitSource], log: &mut ImageLog,
         " (not enabled: Enable=no)"
     };
     let shown = attached.len().min(MAX_LINES_PER_IMAGE);
-    let names: Vec<&str> = attached[..shown].iter().map(|u| u.name.as_str()).collect();
+    let names: Vec<&str> = attached[..shown]
+        .iter()
+        .map(|(u, _)| u.name.as_str())
+        .collect();
     let more = match attached.len() - shown {
         0 => String::new(),
         n => format!(" and {n} more"),
@@ -380,17 +405,17 @@ fn tell_attached(att: &Attachment, attached: &[&UnitSource], log: &mut ImageLog,
 
 /// Links come after every unit is placed, so an alias can not take the name of a unit from a
 /// later image.
-fn link_units(plan: &mut Plan, placed: &[(&Attachment, &UnitSource)], host: &Host) {
-    for &(att, unit) in placed {
+fn link_units(plan: &mut Plan, placed: &[Placed], host: &Host) {
+    for &(att, unit, file) in placed {
         // A copy made from an alias link is the same unit as its target: enabling both
         // would start it twice under two names.
         let alias_of_placed = unit.alias_of.as_ref().is_some_and(|target| {
             placed
                 .iter()
-                .any(|(a, u)| std::ptr::eq(*a, att) && u.name == *target)
+                .any(|(a, u, _)| std::ptr::eq(*a, att) && u.name == *target)
         });
         if att.enable && !alias_of_placed {
-            place_links(plan, att, unit, host);
+            place_links(plan, att, unit, file, host);
         }
     }
 }
@@ -463,6 +488,7 @@ fn reattach_late(plan: &mut Plan, host: &Host) {
 fn admit(
     att: &Attachment,
     unit: &UnitSource,
+    file: &UnitParse,
     host: &Host,
     owner: &BTreeMap<String, PathBuf>,
 ) -> Result<(Placement, Option<PathBuf>), Diagnostic> {
@@ -535,8 +561,8 @@ fn admit(
             first.display()
         )));
     }
-    if let Ok((file, _)) = unit_syntax::parse(&unit.bytes)
-        && let Some(why) = overrides_confinement(name, &file)
+    if let Ok(file) = file
+        && let Some(why) = overrides_confinement(name, file)
     {
         return Err(refuse(why));
     }
@@ -581,7 +607,7 @@ fn overrides_confinement(name: &str, file: &unit_syntax::UnitFile) -> Option<Str
 
 /// The unit a socket, timer or path unit starts (`Service=`, `Unit=`, else the unit of the
 /// same name; an `Accept=yes` socket starts instances of `NAME@.service`).
-fn activated_unit(unit: &UnitSource) -> Option<String> {
+fn activated_unit(unit: &UnitSource, file: &UnitParse) -> Option<String> {
     let n = parse_unit_name(&unit.name)?;
     let (section, key) = match n.kind {
         "socket" => ("Socket", "Service"),
@@ -590,7 +616,7 @@ fn activated_unit(unit: &UnitSource) -> Option<String> {
         _ => return None,
     };
     let stem = unit.name.strip_suffix(&format!(".{}", n.kind))?;
-    let file = unit_syntax::parse(&unit.bytes).ok().map(|(f, _)| f);
+    let file = file.as_ref().ok();
     if let Some(named) = file
         .as_ref()
         .and_then(|f| f.last(section, key))
@@ -668,7 +694,13 @@ fn place_unit(
     Ok(())
 }
 
-fn place_links(plan: &mut Plan, att: &Attachment, unit: &UnitSource, host: &Host) {
+fn place_links(
+    plan: &mut Plan,
+    att: &Attachment,
+    unit: &UnitSource,
+    file: &UnitParse,
+    host: &Host,
+) {
     let image_path = att.image.label();
     let what = format!("Unit {} of image {image_path}", unit.name);
     let subject = Subject::Unit {
@@ -679,8 +711,8 @@ fn place_links(plan: &mut Plan, att: &Attachment, unit: &UnitSource, host: &Host
     let tell = |plan: &mut Plan, level: Level, fails: bool, reason: String, message: String| {
         plan.notice(Diagnostic::new(subject.clone(), level, reason, message).fails_if(fails));
     };
-    let file = match unit_syntax::parse(&unit.bytes) {
-        Ok((file, _warnings)) => file,
+    let file = match file {
+        Ok(file) => file,
         Err(e) => {
             {
                 let message = format!("{what} not enabled: cannot parse it: {e}.");
@@ -689,7 +721,7 @@ fn place_links(plan: &mut Plan, att: &Attachment, unit: &UnitSource, host: &Host
             return;
         }
     };
-    let mut en = enablement(&unit.name, &file);
+    let mut en = enablement(&unit.name, file);
     // One line per problem, but never a flood: a crafted unit can hold thousands.
     const SHOWN: usize = 3;
     for problem in en.problems.iter().take(SHOWN) {
