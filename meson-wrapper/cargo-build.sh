@@ -11,4 +11,7 @@ if [ "$4" != /usr/lib/portables-generator/profile ]; then
 fi
 cargo build --release --locked \
     --manifest-path "$1/Cargo.toml" --target-dir "${CARGO_TARGET_DIR:-$2}" --bin portables-generator
-cp "${CARGO_TARGET_DIR:-$2}/release/portables-generator" "$3"
+# .cargo/config.toml builds for a named target (the host's, unless CARGO_BUILD_TARGET says
+# otherwise), so the binary is below the target's own directory.
+triple=${CARGO_BUILD_TARGET:-$(rustc --print host-tuple)}
+cp "${CARGO_TARGET_DIR:-$2}/$triple/release/portables-generator" "$3"
