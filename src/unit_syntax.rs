@@ -243,7 +243,11 @@ pub fn parse(bytes: &[u8]) -> Result<(UnitFile, Vec<Warning>), ParseError> {
             bom_seen = true;
         }
 
-        let (mut text, first_line) = match continuation.take() {
+        // config_parse() rescans the whole joined text; scanning only the new part is the
+        // same, because the backslash that continued the previous part became a space, which
+        // leaves the scan unescaped at the join.
+        let continued = ends_in_unescaped_backslash(l);
+        match continuation.take() {
             Some((mut joined, first_line)) => {
                 if joined.len().saturating_add(l.len()) > LONG_LINE_MAX {
                     return Err(ParseError {
@@ -252,23 +256,21 @@ pub fn parse(bytes: &[u8]) -> Result<(UnitFile, Vec<Warning>), ParseError> {
                     });
                 }
                 joined.extend_from_slice(l);
-                (joined, first_line)
+                if continued {
+                    continue_with(&mut joined);
+                    continuation = Some((joined, first_line));
+                } else {
+                    parser.parse_line(&joined, first_line)?;
+                }
             }
-            None => (l.to_vec(), line),
-        };
-
-        // config_parse() rescans the whole joined text; scanning only the new part is the
-        // same, because the backslash that continued the previous part became a space, which
-        // leaves the scan unescaped at the join.
-        if ends_in_unescaped_backslash(l) {
-            if let Some(last) = text.last_mut() {
-                *last = b' ';
+            // Most lines are whole: parsed where they lie, without a copy.
+            None if continued => {
+                let mut joined = l.to_vec();
+                continue_with(&mut joined);
+                continuation = Some((joined, line));
             }
-            continuation = Some((text, first_line));
-            continue;
+            None => parser.parse_line(l, line)?,
         }
-
-        parser.parse_line(&text, first_line)?;
     }
 
     if let Some((text, first_line)) = continuation {
@@ -278,16 +280,17 @@ pub fn parse(bytes: &[u8]) -> Result<(UnitFile, Vec<Warning>), ParseError> {
     Ok((parser.unit, parser.warnings))
 }
 
+/// Whether the line ends in a backslash that no backslash before it escapes: an odd run of
+/// them at the end (what comes before the run cannot escape into it).
 fn ends_in_unescaped_backslash(bytes: &[u8]) -> bool {
-    let mut escaped = false;
-    for &b in bytes {
-        if escaped {
-            escaped = false;
-        } else if b == b'\\' {
-            escaped = true;
-        }
+    bytes.iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 1
+}
+
+/// The continuing backslash becomes a space.
+fn continue_with(joined: &mut [u8]) {
+    if let Some(last) = joined.last_mut() {
+        *last = b' ';
     }
-    escaped
 }
 
 fn skip_leading_whitespace(bytes: &[u8]) -> &[u8] {
@@ -317,36 +320,30 @@ impl<'a> LineReader<'a> {
         const EOL_LF: u8 = 2;
         const EOL_CR: u8 = 4;
 
-        let mut content = 0usize;
-        let mut consumed = 0usize;
+        // read_line() checks the length before every byte, so a line of exactly
+        // LONG_LINE_MAX bytes is already refused, whatever follows it.
+        let window = self.input.get(..=LONG_LINE_MAX).unwrap_or(self.input);
+        let content = window
+            .iter()
+            .position(|&c| matches!(c, b'\n' | b'\r' | 0))
+            .unwrap_or(window.len());
+        if content >= LONG_LINE_MAX {
+            return Err(TooLong);
+        }
+        let mut consumed = content;
         let mut previous_eol = 0u8;
-        loop {
-            // Checked before every byte, so a line of exactly LONG_LINE_MAX bytes is already
-            // refused, as read_line() does.
-            if content >= LONG_LINE_MAX {
-                return Err(TooLong);
-            }
-            let Some(&c) = self.input.get(consumed) else {
-                break;
-            };
+        while let Some(&c) = self.input.get(consumed) {
             let eol = match c {
                 b'\n' => EOL_LF,
                 b'\r' => EOL_CR,
                 0 => EOL_NUL,
-                _ => 0,
+                _ => break,
             };
-            if previous_eol & EOL_NUL != 0
-                || (eol == 0 && previous_eol != 0)
-                || (eol != 0 && previous_eol & eol != 0)
-            {
+            if previous_eol & EOL_NUL != 0 || previous_eol & eol != 0 {
                 break;
             }
             consumed += 1;
-            if eol != 0 {
-                previous_eol |= eol;
-            } else {
-                content += 1;
-            }
+            previous_eol |= eol;
         }
 
         if consumed == 0 {
@@ -364,8 +361,9 @@ struct Parser {
     warnings: Vec<Warning>,
     /// Index into `unit.sections` of the section assignments go to.
     current: Option<usize>,
-    /// Where each section name is in `unit.sections`: a header must find its section
-    /// without searching them all, or 100 000 headers take 10^10 comparisons.
+    /// Where each section name is in `unit.sections`, once there are more than a few: a
+    /// header must find its section without searching them all, or 100 000 headers take
+    /// 10^10 comparisons.
     index: HashMap<String, usize>,
 }
 
@@ -428,18 +426,31 @@ impl Parser {
     }
 
     fn open_section(&mut self, name: &str) {
-        let index = match self.index.get(name) {
-            Some(&index) => index,
-            None => {
-                let index = self.unit.sections.len();
-                self.unit.sections.push(Section {
-                    name: name.to_string(),
-                    entries: Vec::new(),
-                });
-                self.index.insert(name.to_string(), index);
-                index
-            }
+        // A unit has a handful of sections, found fastest by a scan; the map takes over
+        // when a file has many.
+        const SCANNED: usize = 8;
+        let sections = &mut self.unit.sections;
+        if sections.len() > SCANNED && self.index.is_empty() {
+            self.index = (sections.iter().enumerate())
+                .map(|(i, s)| (s.name.clone(), i))
+                .collect();
+        }
+        let found = if self.index.is_empty() {
+            sections.iter().position(|s| s.name == name)
+        } else {
+            self.index.get(name).copied()
         };
+        let index = found.unwrap_or_else(|| {
+            sections.push(Section {
+                name: name.to_string(),
+                entries: Vec::new(),
+            });
+            let index = sections.len() - 1;
+            if !self.index.is_empty() {
+                self.index.insert(name.to_string(), index);
+            }
+            index
+        });
         self.current = Some(index);
     }
 
@@ -464,6 +475,10 @@ fn strip_whitespace_bytes(bytes: &[u8]) -> &[u8] {
 /// noncharacters (U+FDD0..U+FDEF and U+xFFFE/U+xFFFF in every plane).
 pub(crate) fn systemd_utf8(bytes: &[u8]) -> Option<&str> {
     let s = std::str::from_utf8(bytes).ok()?;
+    // Every noncharacter is above U+FDCF: ASCII text has none.
+    if s.is_ascii() {
+        return Some(s);
+    }
     let noncharacter = |c: char| {
         let c = u32::from(c);
         (0xFDD0..=0xFDEF).contains(&c) || c & 0xFFFE == 0xFFFE
