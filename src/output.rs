@@ -1,8 +1,10 @@
 //! Writing the plan into the output directory: the only code that creates anything.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::ffi::OsStr;
 use std::fs::{self, DirBuilder, OpenOptions, Permissions};
 use std::io::{ErrorKind, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -43,32 +45,33 @@ pub fn write_nodes(plan: &Plan, out: &Path) -> Vec<String> {
         return vec![format!("Cannot write into {}: {e}.", out.display())];
     }
     let mut errors = Vec::new();
+    // One pass over the plan, in its order: each top-level `NAME.d/` directory's nodes, by NAME.
+    let mut dropins: HashMap<&OsStr, Vec<(&Path, &Node)>> = HashMap::new();
+    for (rel, node) in &plan.nodes {
+        let mut parts = rel.components();
+        if let (Some(first), Some(_)) = (parts.next(), parts.next())
+            && let Some(unit) = first.as_os_str().as_bytes().strip_suffix(b".d")
+        {
+            let entry = dropins.entry(OsStr::from_bytes(unit)).or_default();
+            entry.push((rel, node));
+        }
+    }
     // Units: top-level files with a drop-in directory in the plan.
-    let units: BTreeSet<&Path> = plan
+    let units: Vec<(&Path, &Node, &[(&Path, &Node)])> = plan
         .nodes
         .iter()
-        .filter(|(rel, node)| {
-            let dir = dropin_dir(rel);
-            matches!(node, Node::File(_))
-                && rel.components().count() == 1
-                && plan
-                    .nodes
-                    .range(dir.clone()..)
-                    .next()
-                    .is_some_and(|(k, _)| k.starts_with(&dir))
+        .filter(|(_, node)| matches!(node, Node::File(_)))
+        .filter_map(|(rel, node)| {
+            let own = dropins.get(rel.as_os_str())?;
+            (rel.components().count() == 1).then_some((rel.as_path(), node, own.as_slice()))
         })
-        .map(|(rel, _)| rel.as_path())
         .collect();
     let mut failed: BTreeSet<&Path> = BTreeSet::new();
-    for unit in &units {
+    for &(unit, node, own) in &units {
         let dir = dropin_dir(unit);
         let mut problem = None;
         let mut written = Vec::new();
-        for (rel, node) in plan
-            .nodes
-            .range(dir.clone()..)
-            .take_while(|(k, _)| k.starts_with(&dir))
-        {
+        for &(rel, node) in own {
             if let Err(e) = write_node(out, rel, node) {
                 problem = Some(format!("Cannot create {}: {e}", out.join(rel).display()));
                 break;
@@ -76,7 +79,6 @@ pub fn write_nodes(plan: &Plan, out: &Path) -> Vec<String> {
             written.push(rel);
         }
         if problem.is_none()
-            && let Some(node) = plan.nodes.get(*unit)
             && let Err(e) = write_node(out, unit, node)
         {
             problem = Some(format!("Cannot create {}: {e}", out.join(unit).display()));
@@ -95,13 +97,13 @@ pub fn write_nodes(plan: &Plan, out: &Path) -> Vec<String> {
             failed.insert(unit);
         }
     }
+    let is_unit: HashSet<&OsStr> = units.iter().map(|(u, ..)| u.as_os_str()).collect();
     for (rel, node) in &plan.nodes {
-        let first = rel.components().next().map(|c| Path::new(c.as_os_str()));
-        let is_unit_part = units.contains(rel.as_path())
+        let first = rel.components().next().map(|c| c.as_os_str().as_bytes());
+        let is_unit_part = is_unit.contains(rel.as_os_str())
             || first
-                .and_then(|f| f.to_str())
-                .and_then(|f| f.strip_suffix(".d"))
-                .is_some_and(|u| units.contains(Path::new(u)));
+                .and_then(|f| f.strip_suffix(b".d"))
+                .is_some_and(|u| is_unit.contains(OsStr::from_bytes(u)));
         if is_unit_part {
             continue;
         }
