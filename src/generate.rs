@@ -9,6 +9,7 @@ use log::Level;
 use crate::config::{self, Config};
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::model::{Attachment, Image, Portable};
+use crate::out_path::OutPath;
 use crate::plan::{self, Host, HostUnit, Plan};
 use crate::root::Root;
 use crate::systemd_version::{self, Version};
@@ -58,7 +59,7 @@ pub fn generate(root: &Root, systemd: u32, first_boot: bool, mut diags: Diagnost
     });
     diags.extend(std::mem::take(&mut plan.diagnostics));
     if first_boot {
-        let planned = |unit: &str| plan.nodes.contains_key(Path::new(unit));
+        let planned = |unit: &str| plan.nodes.contains_key(&OutPath::from(unit));
         preset::warn_first_boot(root, &attachments, &planned, &mut diags);
     }
     Generated {

@@ -28,6 +28,7 @@ pub mod list;
 pub mod model;
 pub mod names;
 pub mod os_release;
+pub mod out_path;
 pub mod output;
 pub mod ownership;
 pub mod plan;

@@ -16,6 +16,7 @@ use crate::image::open::{Opened, open_image};
 use crate::image::partition::Selection;
 use crate::image::probe;
 use crate::model::{Attachment, Image, ImageKind, Portable};
+use crate::out_path::OutPath;
 use crate::plan::{Node, Plan};
 use crate::root::Root;
 use crate::systemd_version::Version;
@@ -354,7 +355,7 @@ pub fn unit_entries(plan: &Plan, diagnostics: &Diagnostics, att: &Attachment) ->
     for name in &attached {
         let profile = match plan
             .nodes
-            .get(&Path::new(&format!("{name}.d")).join("10-profile.conf"))
+            .get(&OutPath::from(format!("{name}.d/10-profile.conf")))
         {
             Some(Node::Symlink(target)) => Some(target.clone()),
             _ => None,

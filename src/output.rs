@@ -46,7 +46,7 @@ pub fn write_nodes(plan: &Plan, out: &Path) -> Vec<String> {
     }
     let mut errors = Vec::new();
     // One pass over the plan, in its order: each top-level `NAME.d/` directory's nodes, by NAME.
-    let mut dropins: HashMap<&OsStr, Vec<(&Path, &Node)>> = HashMap::new();
+    let mut dropins: HashMap<&OsStr, Vec<NodeRef>> = HashMap::new();
     for (rel, node) in &plan.nodes {
         let mut parts = rel.components();
         if let (Some(first), Some(_)) = (parts.next(), parts.next())
@@ -57,7 +57,7 @@ pub fn write_nodes(plan: &Plan, out: &Path) -> Vec<String> {
         }
     }
     // Units: top-level files with a drop-in directory in the plan.
-    let units: Vec<(&Path, &Node, &[(&Path, &Node)])> = plan
+    let units: Vec<(&Path, &Node, &[NodeRef])> = plan
         .nodes
         .iter()
         .filter(|(_, node)| matches!(node, Node::File(_)))
@@ -121,6 +121,9 @@ pub fn write_nodes(plan: &Plan, out: &Path) -> Vec<String> {
     }
     errors
 }
+
+/// A node of the plan with its path.
+type NodeRef<'p> = (&'p Path, &'p Node);
 
 /// `UNIT.d`, the drop-in directory of a unit file's relative path.
 fn dropin_dir(unit: &Path) -> PathBuf {
@@ -186,11 +189,12 @@ fn write_node(out: &Path, rel: &Path, node: &Node) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::out_path::OutPath;
 
     fn plan_of(nodes: &[(&str, Node)]) -> Plan {
         let mut plan = Plan::default();
         for (p, n) in nodes {
-            plan.nodes.insert(PathBuf::from(p), n.clone());
+            plan.nodes.insert(OutPath::from(*p), n.clone());
         }
         plan
     }

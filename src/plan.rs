@@ -12,6 +12,7 @@ use crate::install::enablement;
 use crate::late_mounts;
 use crate::model::{Attachment, Image, UnitSource};
 use crate::names::parse_unit_name;
+use crate::out_path::OutPath;
 use crate::render::{DropinExtension, DropinImage, portable_dropin};
 use crate::unit_syntax;
 
@@ -20,6 +21,9 @@ pub const MAX_UNIT_NAME_WITH_DROPINS: usize = 253;
 
 /// Most `[Install]` links made for one unit: real units name a handful of targets.
 pub const MAX_LINKS_PER_UNIT: usize = 64;
+
+/// Every node of a plan, by its path in the output directory.
+pub type Nodes = BTreeMap<OutPath, Node>;
 
 /// One thing to create in the output directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,7 +76,7 @@ pub struct Host<'a> {
 #[derive(Debug, Default)]
 pub struct Plan {
     /// Relative paths in the output directory; sorted, so output is deterministic.
-    pub nodes: BTreeMap<PathBuf, Node>,
+    pub nodes: Nodes,
     /// What planning decided, in order.
     pub diagnostics: Diagnostics,
     /// Each unit attached, by name, with the image it was attached from (the path the
@@ -469,17 +473,17 @@ fn reattach_late(plan: &mut Plan, host: &Host) {
             format!("{unit} is not installed on this host: writing the whole unit."),
         ));
         plan.nodes.insert(
-            PathBuf::from(unit),
+            OutPath::from(unit),
             Node::File(late_mounts::reattach_unit().into_bytes()),
         );
         Path::new("..").join(unit)
     };
     plan.nodes.insert(
-        PathBuf::from(late_mounts::REATTACH_DROPIN),
+        OutPath::from(late_mounts::REATTACH_DROPIN),
         Node::File(late_mounts::reattach_dropin(not_mounted).into_bytes()),
     );
     plan.nodes.insert(
-        Path::new("multi-user.target.wants").join(unit),
+        OutPath::from(Path::new("multi-user.target.wants").join(unit)),
         Node::Symlink(target),
     );
 }
@@ -680,15 +684,19 @@ fn place_unit(
     // The drop-in first: a unit is never written without it.
     let text = portable_dropin(host.systemd_version, &unit.name, &image, host.os_release)?;
     if *placement == Placement::Whole {
-        plan.nodes
-            .insert(PathBuf::from(&unit.name), Node::File(unit.bytes.clone()));
+        plan.nodes.insert(
+            OutPath::from(unit.name.as_str()),
+            Node::File(unit.bytes.clone()),
+        );
     }
     if let Some(profile) = profile {
-        plan.nodes
-            .insert(dropins.join("10-profile.conf"), Node::Symlink(profile));
+        plan.nodes.insert(
+            dropins.join("10-profile.conf").into(),
+            Node::Symlink(profile),
+        );
     }
     plan.nodes.insert(
-        dropins.join("20-portable.conf"),
+        dropins.join("20-portable.conf").into(),
         Node::File(text.into_bytes()),
     );
     Ok(())
@@ -756,11 +764,12 @@ fn place_links(
         }
     }
     for link in en.links {
+        let path = OutPath::from(link.path);
         if link.is_alias {
-            let name = link.path.to_str().unwrap_or_default();
+            let name = path.to_str().unwrap_or_default();
             // As for units: an alias may not take a host unit's name, nor an instance name
             // of a host template (the generator directory outranks /usr/lib).
-            let clash = alias_clash(plan, host, &link.path, name);
+            let clash = alias_clash(plan, host, &path, name);
             if let Some(why) = clash {
                 {
                     let message = format!("{what}: alias {name} not created: {why}.");
@@ -769,7 +778,7 @@ fn place_links(
                 continue;
             }
         }
-        if plan.nodes.len() >= MAX_OUTPUT_NODES && !plan.nodes.contains_key(&link.path) {
+        if plan.nodes.len() >= MAX_OUTPUT_NODES && !plan.nodes.contains_key(&path) {
             if !plan.full {
                 {
                     let message = format!(
@@ -781,19 +790,17 @@ fn place_links(
             plan.full = true;
             return;
         }
-        let reason = format!("link {} -> {}", link.path.display(), link.target.display());
+        let reason = format!("link {path} -> {}", link.target.display());
         let message = format!("{what}: {reason}.");
         tell(plan, Level::Debug, false, reason, message);
         // A link path can only repeat for the same unit (listed twice), which is harmless.
-        plan.nodes
-            .entry(link.path)
-            .or_insert(Node::Symlink(link.target));
+        plan.nodes.entry(path).or_insert(Node::Symlink(link.target));
     }
 }
 
 /// Why an alias may not be made: it would take a name already planned, a host unit's name,
 /// or an instance name of a host template (the generator directory outranks /usr/lib).
-fn alias_clash(plan: &Plan, host: &Host, path: &Path, name: &str) -> Option<String> {
+fn alias_clash(plan: &Plan, host: &Host, path: &OutPath, name: &str) -> Option<String> {
     if plan.nodes.contains_key(path) {
         return Some("the name is taken by another unit or alias".to_string());
     }
@@ -962,7 +969,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            p.nodes[Path::new("multi-user.target.wants/foo.service")],
+            p.nodes[&OutPath::from("multi-user.target.wants/foo.service")],
             Node::Symlink("../foo.service".into())
         );
         assert!(!p.failed());
@@ -1011,7 +1018,7 @@ mod tests {
                 late_mounts::REATTACH_DROPIN.to_string(),
             ]
         );
-        let Node::File(text) = &p.nodes[Path::new(late_mounts::REATTACH_DROPIN)] else {
+        let Node::File(text) = &p.nodes[&OutPath::from(late_mounts::REATTACH_DROPIN)] else {
             panic!("not a file");
         };
         assert!(String::from_utf8_lossy(text).contains("=/var\n"));
@@ -1039,7 +1046,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            p.nodes[&Path::new("multi-user.target.wants").join(reattach)],
+            p.nodes[&OutPath::from(Path::new("multi-user.target.wants").join(reattach))],
             Node::Symlink(vendor.clone())
         );
         // Masked by the administrator: nothing, and one line saying what that means.
@@ -1100,7 +1107,10 @@ mod tests {
             ],
             &[],
         );
-        assert_eq!(p.nodes[Path::new("foo.service")], Node::File(b"A".to_vec()));
+        assert_eq!(
+            p.nodes[&OutPath::from("foo.service")],
+            Node::File(b"A".to_vec())
+        );
         assert!(p.failed());
         assert!(
             p.diagnostics.iter().any(|n| n.message
@@ -1123,9 +1133,9 @@ mod tests {
             ],
             &[],
         );
-        assert_eq!(p.nodes[Path::new("b.service")], Node::File(vec![]));
+        assert_eq!(p.nodes[&OutPath::from("b.service")], Node::File(vec![]));
         assert_eq!(
-            p.nodes[Path::new("a-alias.service")],
+            p.nodes[&OutPath::from("a-alias.service")],
             Node::Symlink("a.service".into())
         );
         assert!(p.failed());
@@ -1427,7 +1437,7 @@ mod tests {
         );
         // Every unit written still has its drop-in.
         for k in p.nodes.keys().filter(|k| k.components().count() == 1) {
-            let dropin = PathBuf::from(format!("{}.d/20-portable.conf", k.display()));
+            let dropin = OutPath::from(format!("{k}.d/20-portable.conf"));
             assert!(p.nodes.contains_key(&dropin), "{}", k.display());
         }
     }
@@ -1444,7 +1454,7 @@ mod tests {
             )],
             &["getty@.service"],
         );
-        assert!(!p.nodes.contains_key(Path::new("getty@tty1.service")));
+        assert!(!p.nodes.contains_key(&OutPath::from("getty@tty1.service")));
         assert!(
             messages(&p)
                 .iter()

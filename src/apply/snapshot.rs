@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::plan::Node;
+use crate::out_path::OutPath;
+use crate::plan::{Node, Nodes};
 use crate::unit_syntax;
 
 /// The drop-in that makes a unit ours: `UNIT.d/20-portable.conf`.
@@ -53,7 +54,7 @@ pub type Snapshot = BTreeMap<String, Unit>;
 
 /// The attached units among `nodes` (relative paths of an output directory): the top-level
 /// units with a `UNIT.d/20-portable.conf` file.
-pub fn from_nodes(nodes: &BTreeMap<PathBuf, Node>) -> Snapshot {
+pub fn from_nodes(nodes: &Nodes) -> Snapshot {
     let mut units = Snapshot::new();
     for (rel, node) in nodes {
         let mut parts = rel.iter().filter_map(|c| c.to_str());
@@ -161,10 +162,10 @@ fn images_of(dropin: &[u8]) -> Vec<PathBuf> {
 
 /// FNV-1a over a unit's file and its drop-in directory's entries: stable across runs and
 /// builds, so the record written by one `apply` is understood by the next.
-fn fingerprint(nodes: &BTreeMap<PathBuf, Node>, unit: &str) -> u64 {
+fn fingerprint(nodes: &Nodes, unit: &str) -> u64 {
     let mut hash = Fnv::default();
-    let dir = PathBuf::from(format!("{unit}.d"));
-    let own = nodes.get_key_value(Path::new(unit));
+    let dir = OutPath::from(format!("{unit}.d"));
+    let own = nodes.get_key_value(&OutPath::from(unit));
     let dropins = nodes
         .range(dir.clone()..)
         .take_while(|(k, _)| k.starts_with(&dir));
@@ -205,7 +206,7 @@ impl Fnv {
 /// The nodes of the generator's output directory `dir` that [`from_nodes`] looks at: our
 /// units' files and drop-ins, and the `[Install]` link directories. Other generators' files
 /// are left unread. A directory that cannot be read is an empty one (nothing was emitted).
-pub fn read_output_dir(dir: &Path) -> BTreeMap<PathBuf, Node> {
+pub fn read_output_dir(dir: &Path) -> Nodes {
     let mut nodes = BTreeMap::new();
     let Ok(entries) = fs::read_dir(dir) else {
         return nodes;
@@ -241,7 +242,7 @@ pub fn read_output_dir(dir: &Path) -> BTreeMap<PathBuf, Node> {
 
 /// Read `dir/rel` into `nodes`: a link as its target, a regular file (at most what a unit
 /// file may hold) as its bytes. Anything else is left out.
-fn read_node(dir: &Path, rel: &Path, nodes: &mut BTreeMap<PathBuf, Node>) {
+fn read_node(dir: &Path, rel: &Path, nodes: &mut Nodes) {
     let path = dir.join(rel);
     let Ok(meta) = fs::symlink_metadata(&path) else {
         return;
@@ -254,7 +255,7 @@ fn read_node(dir: &Path, rel: &Path, nodes: &mut BTreeMap<PathBuf, Node>) {
         None
     };
     if let Some(node) = node {
-        nodes.insert(rel.to_path_buf(), node);
+        nodes.insert(OutPath::from(rel), node);
     }
 }
 
@@ -266,9 +267,9 @@ mod tests {
         Node::File(s.as_bytes().to_vec())
     }
 
-    pub(crate) fn nodes(list: &[(&str, Node)]) -> BTreeMap<PathBuf, Node> {
+    pub(crate) fn nodes(list: &[(&str, Node)]) -> Nodes {
         list.iter()
-            .map(|(p, n)| (PathBuf::from(p), n.clone()))
+            .map(|(p, n)| (OutPath::from(*p), n.clone()))
             .collect()
     }
 
