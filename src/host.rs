@@ -132,15 +132,26 @@ mod tests {
         .unwrap();
         // As on a merged-/usr system: the root's /usr/lib, whatever this machine has.
         symlink("/usr/lib", r.join("lib")).unwrap();
-        let root = Root::new(r);
+        for root in [Root::new(r), Root::new(r).remembering()] {
+            assert_eq!(
+                host_unit(&root, "in-root.service"),
+                Some(PathBuf::from("/usr/lib/systemd/system/in-root.service"))
+            );
+            assert!(host_unit(&root, "dangling.service").is_some());
+            assert_eq!(host_unit(&root, "x.service"), None);
+            // This machine's own units are not the root's.
+            assert_eq!(host_unit(&root, "systemd-journald.service"), None);
+            assert_eq!(host_os_release(&root), "/usr/lib/os-release");
+            assert_eq!(
+                host_instance_of(&root, "in-root@.service"),
+                None,
+                "a template's own name is no instance"
+            );
+        }
+        std::fs::write(r.join("usr/lib/systemd/system/t@one.service"), b"").unwrap();
         assert_eq!(
-            host_unit(&root, "in-root.service"),
-            Some(PathBuf::from("/usr/lib/systemd/system/in-root.service"))
+            host_instance_of(&Root::new(r).remembering(), "t@.service"),
+            Some(PathBuf::from("/usr/lib/systemd/system/t@one.service"))
         );
-        assert!(host_unit(&root, "dangling.service").is_some());
-        assert_eq!(host_unit(&root, "x.service"), None);
-        // This machine's own units are not the root's.
-        assert_eq!(host_unit(&root, "systemd-journald.service"), None);
-        assert_eq!(host_os_release(&root), "/usr/lib/os-release");
     }
 }

@@ -299,6 +299,35 @@ mod tests {
         }
     }
 
+    /// Modes are 0644 and 0755 whatever umask the generator inherits, and a link in place
+    /// of a directory is not followed.
+    #[test]
+    fn modes_are_exact_and_links_are_not_followed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), dir.path().join("bar.service.d")).unwrap();
+        rustix::process::umask(Mode::from_raw_mode(0o077));
+        let errors = write_nodes(&unit_plan(), dir.path());
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("exists and is not a directory"),
+            "{errors:?}"
+        );
+        assert_eq!(fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+        let mode = |p: &str| {
+            fs::symlink_metadata(dir.path().join(p))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777
+        };
+        assert_eq!(mode("foo.service"), 0o644);
+        assert_eq!(mode("foo.service.d"), 0o755);
+        assert_eq!(mode("foo.service.d/20-portable.conf"), 0o644);
+        assert_eq!(mode("multi-user.target.wants"), 0o755);
+    }
+
     /// Another generator wrote foo.service first: none of this unit's files may apply to it.
     #[test]
     fn a_unit_already_there_is_left_alone() {

@@ -418,6 +418,72 @@ mod tests {
         );
     }
 
+    /// A remembering root gives the answers of a plain one, from directories it entered
+    /// or listed before.
+    #[test]
+    fn remembered_directories_give_the_same_answers() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        std::fs::create_dir_all(r.join("usr/lib/systemd/system/x.d")).unwrap();
+        std::fs::write(r.join("usr/lib/systemd/system/a.service"), b"").unwrap();
+        symlink("/usr/lib", r.join("lib")).unwrap();
+        symlink("../lib/systemd", r.join("usr/sd")).unwrap();
+        let plain = Root::new(r);
+        let remembering = Root::new(r).remembering();
+        let paths = [
+            "/lib/systemd/system/a.service",
+            "/usr/sd/system/x.d",
+            "/usr/lib/systemd/system/../system/a.service",
+            "/usr/lib/systemd/system",
+            "/lib/../../usr/./lib",
+            "/usr/lib/missing/a",
+            "/usr/lib/systemd/system/a.service/x",
+        ];
+        let answer = |root: &Root, p: &str, follow: bool| {
+            root.resolve(Path::new(p), follow)
+                .map(|f| (f.steered(), f.path, f.kind, f.owner))
+                .map_err(|e| e.to_string())
+        };
+        for _ in 0..2 {
+            for p in paths {
+                for follow in [true, false] {
+                    assert_eq!(
+                        answer(&remembering, p, follow),
+                        answer(&plain, p, follow),
+                        "{p}"
+                    );
+                }
+            }
+        }
+        let listing = remembering
+            .entries(Path::new("/lib/systemd/system"))
+            .unwrap();
+        assert_eq!(listing.path, Path::new("/usr/lib/systemd/system"));
+        assert!(listing.complete);
+        assert_eq!(listing.kinds.get(&b"a.service"[..]), Some(&FileKind::File));
+        assert_eq!(listing.kinds.get(&b"x.d"[..]), Some(&FileKind::Dir));
+        // Listed once: a file made afterwards is not seen by the remembering root.
+        std::fs::write(r.join("usr/lib/systemd/system/b.service"), b"").unwrap();
+        let again = remembering
+            .entries(Path::new("/lib/systemd/system"))
+            .unwrap();
+        assert_eq!(again.names.len(), 2);
+        assert_eq!(
+            plain
+                .entries(Path::new("/lib/systemd/system"))
+                .unwrap()
+                .names
+                .len(),
+            3
+        );
+        assert!(remembering.entries(Path::new("/etc/nothing")).is_none());
+        assert!(
+            remembering
+                .entries(Path::new("/usr/lib/systemd/system/a.service"))
+                .is_none()
+        );
+    }
+
     #[test]
     fn directories_others_can_write_on_the_way() {
         let tmp = tempfile::tempdir().unwrap();
