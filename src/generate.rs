@@ -2,6 +2,8 @@
 //! discovery, selection, reading, plan, write. Each stage returns what it found and says
 //! why in [`Diagnostics`]; they are logged here, once, at the end.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use log::Level;
@@ -96,7 +98,17 @@ fn on_host<R>(root: &Root, systemd: u32, not_mounted: &[String], f: impl FnOnce(
         })
     };
     let instance_of = |template: &str| host::host_instance_of(root, template);
-    let profile = |name: &str, kind: &str| profile::find_profile(root, systemd, name, kind);
+    // Every unit of a type with the same profile gets the same answer: looked up once.
+    let profiles: RefCell<HashMap<(String, String), plan::ProfileLookup>> = RefCell::default();
+    let profile = |name: &str, kind: &str| {
+        let key = (name.to_string(), kind.to_string());
+        if let Some(known) = profiles.borrow().get(&key) {
+            return known.clone();
+        }
+        let found = profile::find_profile(root, systemd, name, kind);
+        profiles.borrow_mut().insert(key, found.clone());
+        found
+    };
     f(&Host {
         unit_file: &unit_file,
         instance_of: &instance_of,

@@ -24,10 +24,19 @@ pub const HOST_UNIT_DIRS: [&str; 10] = [
 /// do not count; a dangling symlink does (it is a unit file systemd will try to load).
 /// Links on the way resolve inside the root (`ROOT/lib -> /usr/lib` is the root's
 /// `/usr/lib`, not this machine's).
+///
+/// Each directory is listed (once per run, by a remembering root) rather than asked for
+/// each name: a run asks about every unit of every image.
 pub fn host_unit(root: &Root, unit: &str) -> Option<PathBuf> {
+    let one_name = !unit.is_empty() && unit != "." && unit != ".." && !unit.contains('/');
     HOST_UNIT_DIRS.iter().find_map(|dir| {
         let path = PathBuf::from(dir).join(unit);
-        let kind = root.lstat(&path).ok()??;
+        let kind = match root.entries(Path::new(dir)) {
+            None => return None,
+            Some(listing) if one_name && listing.complete => *listing.kinds.get(unit.as_bytes())?,
+            // A directory too large to list, or a name that is not one entry: looked up.
+            Some(_) => root.lstat(&path).ok()??,
+        };
         (kind != FileKind::Dir).then_some(path)
     })
 }
@@ -94,11 +103,11 @@ pub fn host_instance_of(root: &Root, template: &str) -> Option<PathBuf> {
     let head = format!("{head}@");
     let tail = format!(".{kind}");
     HOST_UNIT_DIRS.iter().find_map(|dir| {
-        let found = root.resolve(Path::new(dir), true).ok()?;
-        let entries = root.read_dir(&found).ok()?;
-        entries
-            .into_iter()
-            .filter_map(|e| String::from_utf8(e.name).ok())
+        let listing = root.entries(Path::new(dir))?;
+        listing
+            .names
+            .iter()
+            .filter_map(|n| std::str::from_utf8(n).ok())
             .find(|n| n.starts_with(&head) && n.ends_with(&tail) && n.len() > template.len())
             .map(|n| PathBuf::from(dir).join(n))
     })
@@ -123,15 +132,26 @@ mod tests {
         .unwrap();
         // As on a merged-/usr system: the root's /usr/lib, whatever this machine has.
         symlink("/usr/lib", r.join("lib")).unwrap();
-        let root = Root::new(r);
+        for root in [Root::new(r), Root::new(r).remembering()] {
+            assert_eq!(
+                host_unit(&root, "in-root.service"),
+                Some(PathBuf::from("/usr/lib/systemd/system/in-root.service"))
+            );
+            assert!(host_unit(&root, "dangling.service").is_some());
+            assert_eq!(host_unit(&root, "x.service"), None);
+            // This machine's own units are not the root's.
+            assert_eq!(host_unit(&root, "systemd-journald.service"), None);
+            assert_eq!(host_os_release(&root), "/usr/lib/os-release");
+            assert_eq!(
+                host_instance_of(&root, "in-root@.service"),
+                None,
+                "a template's own name is no instance"
+            );
+        }
+        std::fs::write(r.join("usr/lib/systemd/system/t@one.service"), b"").unwrap();
         assert_eq!(
-            host_unit(&root, "in-root.service"),
-            Some(PathBuf::from("/usr/lib/systemd/system/in-root.service"))
+            host_instance_of(&Root::new(r).remembering(), "t@.service"),
+            Some(PathBuf::from("/usr/lib/systemd/system/t@one.service"))
         );
-        assert!(host_unit(&root, "dangling.service").is_some());
-        assert_eq!(host_unit(&root, "x.service"), None);
-        // This machine's own units are not the root's.
-        assert_eq!(host_unit(&root, "systemd-journald.service"), None);
-        assert_eq!(host_os_release(&root), "/usr/lib/os-release");
     }
 }

@@ -90,6 +90,8 @@ pub enum Target {
 struct Logger {
     level: LevelFilter,
     kmsg: Option<Mutex<File>>,
+    /// This process's id, taken once: every line carries it.
+    pid: u32,
 }
 
 fn syslog_priority(level: Level) -> u8 {
@@ -116,7 +118,7 @@ impl Log for Logger {
                 let line = format!(
                     "<{}>{IDENT}[{}]: {message}\n",
                     syslog_priority(record.level()),
-                    std::process::id()
+                    self.pid
                 );
                 if let Ok(mut f) = kmsg.lock() {
                     // One write per line: kmsg takes each write as one record.
@@ -213,7 +215,13 @@ pub fn init(level: LevelFilter, target: Target) {
             .map(Mutex::new),
         Target::Console => None,
     };
-    if log::set_boxed_logger(Box::new(Logger { level, kmsg })).is_ok() {
+    if log::set_boxed_logger(Box::new(Logger {
+        level,
+        kmsg,
+        pid: std::process::id(),
+    }))
+    .is_ok()
+    {
         log::set_max_level(level);
     }
 }

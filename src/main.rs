@@ -44,7 +44,9 @@ fn main() -> ExitCode {
         eprintln!("{}: --root {}: {why}", cli::PROGRAM, dir.display());
         return ExitCode::from(EXIT_FAILED);
     }
-    let root = opts.root.map(Root::new).unwrap_or_default();
+    // One run, in which the host does not change: each directory below the root is looked
+    // up and listed once (root.rs).
+    let root = opts.root.map(Root::new).unwrap_or_default().remembering();
     let systemd = match opts.systemd_version.map(systemd_version::from_option) {
         None => None,
         Some(Ok(v)) => Some(v),

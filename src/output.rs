@@ -2,13 +2,15 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::OsStr;
-use std::fs::{self, DirBuilder, OpenOptions, Permissions};
+use std::fs::{self, File};
 use std::io::{ErrorKind, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use log::Level;
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
 
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::plan::{Node, Plan, is_confined};
@@ -44,6 +46,14 @@ pub fn write_nodes(plan: &Plan, out: &Path) -> Vec<String> {
         let e = std::io::Error::from(e);
         return vec![format!("Cannot write into {}: {e}.", out.display())];
     }
+    let mut dirs = match OutDirs::open(out) {
+        Ok(dirs) => dirs,
+        Err(e) => return vec![format!("Cannot write into {}: {e}.", out.display())],
+    };
+    // Every file and directory is created with its final mode (0644, 0755), whatever umask
+    // systemd or a shell left: set once here rather than a chmod after each creation. This
+    // code creates nothing else.
+    rustix::process::umask(Mode::from_raw_mode(0o022));
     let mut errors = Vec::new();
     // One pass over the plan, in its order: each top-level `NAME.d/` directory's nodes, by NAME.
     let mut dropins: HashMap<&OsStr, Vec<NodeRef>> = HashMap::new();
@@ -72,14 +82,14 @@ pub fn write_nodes(plan: &Plan, out: &Path) -> Vec<String> {
         let mut problem = None;
         let mut written = Vec::new();
         for &(rel, node) in own {
-            if let Err(e) = write_node(out, rel, node) {
+            if let Err(e) = write_node(&mut dirs, rel, node) {
                 problem = Some(format!("Cannot create {}: {e}", out.join(rel).display()));
                 break;
             }
             written.push(rel);
         }
         if problem.is_none()
-            && let Err(e) = write_node(out, unit, node)
+            && let Err(e) = write_node(&mut dirs, unit, node)
         {
             problem = Some(format!("Cannot create {}: {e}", out.join(unit).display()));
         }
@@ -115,7 +125,7 @@ pub fn write_nodes(plan: &Plan, out: &Path) -> Vec<String> {
         {
             continue;
         }
-        if let Err(e) = write_node(out, rel, node) {
+        if let Err(e) = write_node(&mut dirs, rel, node) {
             errors.push(format!("Cannot create {}: {e}", out.join(rel).display()));
         }
     }
@@ -132,52 +142,114 @@ fn dropin_dir(unit: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn write_node(out: &Path, rel: &Path, node: &Node) -> std::io::Result<()> {
-    if !is_confined(rel) {
+/// The output directory and the directories made in it, each opened once: a node is
+/// created by a call relative to its directory's descriptor, so nothing is looked up by
+/// path twice and nothing on the way can be swapped for a link to elsewhere.
+struct OutDirs {
+    out: PathBuf,
+    base: OwnedFd,
+    /// Directories entered or made, by relative path.
+    made: HashMap<PathBuf, OwnedFd>,
+}
+
+/// Most directory descriptors kept open at once: nodes come in path order, so a directory
+/// is mostly used right after it is made, and a run of thousands of units must not run out
+/// of descriptors.
+const MAX_OPEN_DIRS: usize = 64;
+
+/// Flags of a directory descriptor used only to create entries in it.
+const DIR_FLAGS: OFlags = OFlags::PATH
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+
+impl OutDirs {
+    fn open(out: &Path) -> std::io::Result<OutDirs> {
+        Ok(OutDirs {
+            out: out.to_path_buf(),
+            base: rustix::fs::open(out, DIR_FLAGS, Mode::empty())?,
+            made: HashMap::new(),
+        })
+    }
+
+    /// The directory `rel` below the output directory, made (mode 0755) where missing.
+    /// Each must be a real directory: other generators share this directory, and nothing
+    /// may lead us out of it.
+    fn dir(&mut self, rel: &Path) -> std::io::Result<BorrowedFd<'_>> {
+        if self.made.len() >= MAX_OPEN_DIRS {
+            self.made.clear();
+        }
+        let mut at = PathBuf::new();
+        for c in rel.components() {
+            let parent = match self.made.get(&at) {
+                Some(fd) => fd.as_fd(),
+                None => self.base.as_fd(),
+            };
+            at.push(c);
+            if self.made.contains_key(&at) {
+                continue;
+            }
+            let name = c.as_os_str();
+            let not_a_dir = || {
+                std::io::Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!(
+                        "{} exists and is not a directory",
+                        self.out.join(&at).display()
+                    ),
+                )
+            };
+            let fd = match rustix::fs::openat(parent, name, DIR_FLAGS, Mode::empty()) {
+                Ok(fd) => fd,
+                Err(Errno::NOENT) => {
+                    match rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o755)) {
+                        Ok(()) | Err(Errno::EXIST) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                    match rustix::fs::openat(parent, name, DIR_FLAGS, Mode::empty()) {
+                        Ok(fd) => fd,
+                        Err(Errno::NOTDIR | Errno::LOOP) => return Err(not_a_dir()),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Err(Errno::NOTDIR | Errno::LOOP) => return Err(not_a_dir()),
+                Err(e) => return Err(e.into()),
+            };
+            self.made.insert(at.clone(), fd);
+        }
+        Ok(match self.made.get(rel) {
+            Some(fd) => fd.as_fd(),
+            None => self.base.as_fd(),
+        })
+    }
+}
+
+fn write_node(dirs: &mut OutDirs, rel: &Path, node: &Node) -> std::io::Result<()> {
+    let (true, Some(name)) = (is_confined(rel), rel.file_name()) else {
         return Err(std::io::Error::new(
             ErrorKind::InvalidInput,
             "path leaves the output directory",
         ));
-    }
-    // Parents are made one by one and must be real directories: other generators share
-    // this directory, and nothing may lead us out of it.
-    let mut dir = out.to_path_buf();
-    if let Some(parent) = rel.parent() {
-        for c in parent.components() {
-            dir.push(c);
-            match fs::symlink_metadata(&dir) {
-                Ok(m) if m.is_dir() => {}
-                Ok(_) => {
-                    return Err(std::io::Error::new(
-                        ErrorKind::AlreadyExists,
-                        format!("{} exists and is not a directory", dir.display()),
-                    ));
-                }
-                Err(e) if e.kind() == ErrorKind::NotFound => {
-                    DirBuilder::new().mode(0o755).create(&dir)?;
-                    fs::set_permissions(&dir, Permissions::from_mode(0o755))?;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-    let path = out.join(rel);
+    };
+    let dir = dirs.dir(rel.parent().unwrap_or(Path::new("")))?;
     match node {
         Node::File(bytes) => {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o644)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&path)?;
-            f.set_permissions(Permissions::from_mode(0o644))?;
-            f.write_all(bytes)?;
+            // The mode is final (the umask is set in write_nodes()); never through a link.
+            let fd = rustix::fs::openat(
+                dir,
+                name,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o644),
+            )?;
+            File::from(fd).write_all(bytes)?;
         }
-        Node::Symlink(target) => match std::os::unix::fs::symlink(target, &path) {
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+        Node::Symlink(target) => match rustix::fs::symlinkat(target, dir, name) {
+            Err(Errno::EXIST) => {
                 // Another generator may have made the same link: that is fine.
-                if fs::read_link(&path).ok().as_deref() != Some(target.as_path()) {
-                    return Err(e);
+                let same = rustix::fs::readlinkat(dir, name, Vec::new())
+                    .is_ok_and(|t| t.as_bytes() == target.as_os_str().as_bytes());
+                if !same {
+                    return Err(Errno::EXIST.into());
                 }
             }
             r => r?,
@@ -230,6 +302,35 @@ mod tests {
         ] {
             assert!(dir.path().join(p).symlink_metadata().is_ok(), "{p}");
         }
+    }
+
+    /// Modes are 0644 and 0755 whatever umask the generator inherits, and a link in place
+    /// of a directory is not followed.
+    #[test]
+    fn modes_are_exact_and_links_are_not_followed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), dir.path().join("bar.service.d")).unwrap();
+        rustix::process::umask(Mode::from_raw_mode(0o077));
+        let errors = write_nodes(&unit_plan(), dir.path());
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("exists and is not a directory"),
+            "{errors:?}"
+        );
+        assert_eq!(fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+        let mode = |p: &str| {
+            fs::symlink_metadata(dir.path().join(p))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777
+        };
+        assert_eq!(mode("foo.service"), 0o644);
+        assert_eq!(mode("foo.service.d"), 0o755);
+        assert_eq!(mode("foo.service.d/20-portable.conf"), 0o644);
+        assert_eq!(mode("multi-user.target.wants"), 0o755);
     }
 
     /// Another generator wrote foo.service first: none of this unit's files may apply to it.

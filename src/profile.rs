@@ -71,10 +71,28 @@ pub fn find_profile(
 }
 
 /// Whether a profile of that name exists at all, for any unit type.
+/// Each directory is listed (once per run, by a remembering root) rather than asked for
+/// each image's profile.
 pub fn profile_exists(root: &Root, version: u32, profile: &str) -> bool {
+    let one_name =
+        !profile.is_empty() && profile != "." && profile != ".." && !profile.contains('/');
     profile_dirs(version).iter().any(|dir| {
-        root.resolve(&dir.join(profile), true)
-            .is_ok_and(|f| f.kind == FileKind::Dir)
+        let is_dir = || {
+            root.resolve(&dir.join(profile), true)
+                .is_ok_and(|f| f.kind == FileKind::Dir)
+        };
+        match root.entries(dir) {
+            None => false,
+            Some(listing) if one_name && listing.complete => {
+                match listing.kinds.get(profile.as_bytes()) {
+                    Some(FileKind::Dir) => true,
+                    // Followed inside the root, as the booted system will.
+                    Some(FileKind::Symlink) => is_dir(),
+                    _ => false,
+                }
+            }
+            Some(_) => is_dir(),
+        }
     })
 }
 

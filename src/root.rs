@@ -5,12 +5,23 @@
 //! the generator, not in the root. [`Root::resolve`] walks a host path inside the root as
 //! `chroot` would, one component at a time from a descriptor of the root (see
 //! [`crate::image::at`]), and says which directory on the way others could use to steer it.
+//!
+//! A generator run looks up hundreds of paths below the same few directories. A root made
+//! with [`Root::remembering`] takes the host not to change while it is used (a generator
+//! run): it opens each directory on the way once and keeps its descriptor and owner, and
+//! lists each directory asked for with [`Root::entries`] once, so a lookup costs one
+//! `openat` and one `fstat` for its last component. Every answer is the one the walk from
+//! the root gives. `openat2(RESOLVE_IN_ROOT)` would resolve a path in one call, but tells
+//! neither where it led nor who owns each directory on the way, which every caller here
+//! needs (see [`crate::image::at`]); with the directories remembered, the walk costs no
+//! more system calls than it would.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::ffi::OsStr;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rustix::fs::{Mode, OFlags};
 
@@ -21,7 +32,42 @@ use crate::ownership::{self, Owner};
 /// The directory that stands for `/` when reading (never when writing symlink targets or
 /// drop-in values: those name paths as the booted system will see them).
 #[derive(Debug, Clone)]
-pub struct Root(PathBuf);
+pub struct Root {
+    dir: PathBuf,
+    /// What was looked up already, for a root that remembers (shared by its clones).
+    memo: Option<Arc<Mutex<Memo>>>,
+}
+
+/// Most directories a remembering root keeps open: a bound on descriptors whatever the
+/// root holds (the directories on the way to search paths, unit and profile directories
+/// are a few dozen).
+const MAX_REMEMBERED_DIRS: usize = 256;
+
+/// The directories a remembering root has entered and listed.
+#[derive(Debug, Default)]
+struct Memo {
+    /// The root itself, opened once.
+    base: Option<Arc<Step>>,
+    /// Directories entered on the way, by host path (every link on the way resolved).
+    dirs: HashMap<PathBuf, Arc<Step>>,
+    /// Listings by the host path asked for; `None` where it could not be listed.
+    listings: HashMap<PathBuf, Option<Arc<Listing>>>,
+}
+
+/// The entries of a directory below the root, as [`Root::entries`] gives them.
+#[derive(Debug)]
+pub struct Listing {
+    /// The directory's host path with every link resolved.
+    pub path: PathBuf,
+    /// Each entry's kind (a link not followed), by name.
+    pub kinds: HashMap<Vec<u8>, FileKind>,
+    /// The names, in the order the directory listed them.
+    pub names: Vec<Vec<u8>>,
+    /// Whether every entry is there: false where listing failed (more than
+    /// [`crate::image::MAX_DIR_ENTRIES`] entries, an I/O error), so that only a lookup of
+    /// one name can tell.
+    pub complete: bool,
+}
 
 /// Where a host path led inside the root.
 #[derive(Debug)]
@@ -33,8 +79,9 @@ pub struct Found {
     pub kind: FileKind,
     /// The entry's owner and mode.
     pub owner: Owner,
-    /// An `O_PATH` descriptor of the entry (of a final link itself when not followed).
-    pub fd: OwnedFd,
+    /// An `O_PATH` descriptor of the entry (of a final link itself when not followed);
+    /// shared with the root's memory of the directories it entered.
+    pub fd: Arc<OwnedFd>,
     /// The first directory on the way (the root itself included) in which a user other than
     /// root could have replaced what was found: the directory and who
     /// ([`ownership::unsafe_lookup`]). The entry's own owner and mode are for the caller.
@@ -51,19 +98,18 @@ impl Found {
 }
 
 /// A directory entered on the way.
+#[derive(Debug)]
 struct Step {
-    fd: OwnedFd,
+    fd: Arc<OwnedFd>,
     owner: Owner,
-    /// Its name in its parent (empty for the root).
-    name: Vec<u8>,
+    /// Its host path, every link on the way resolved.
+    path: PathBuf,
 }
 
-fn path_of(stack: &[Step]) -> PathBuf {
-    let mut p = PathBuf::from("/");
-    for s in &stack[1..] {
-        p.push(OsStr::from_bytes(&s.name));
-    }
-    p
+fn path_of(stack: &[Arc<Step>]) -> PathBuf {
+    stack
+        .last()
+        .map_or_else(|| PathBuf::from("/"), |s| s.path.clone())
 }
 
 fn components(path: &[u8]) -> impl Iterator<Item = &[u8]> {
@@ -74,7 +120,56 @@ fn components(path: &[u8]) -> impl Iterator<Item = &[u8]> {
 impl Root {
     /// `dir` standing for `/` (`--root DIR`).
     pub fn new(dir: impl Into<PathBuf>) -> Root {
-        Root(dir.into())
+        Root {
+            dir: dir.into(),
+            memo: None,
+        }
+    }
+
+    /// The same root, taken not to change while it is used (one generator run): each
+    /// directory is opened, its owner read and, when asked for, listed once.
+    #[must_use]
+    pub fn remembering(self) -> Root {
+        Root {
+            memo: Some(Arc::default()),
+            ..self
+        }
+    }
+
+    fn memo(&self) -> Option<std::sync::MutexGuard<'_, Memo>> {
+        self.memo
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The root directory, opened (once, for a remembering root).
+    fn base(&self) -> Result<Arc<Step>, FsError> {
+        if let Some(base) = self.memo().and_then(|m| m.base.clone()) {
+            return Ok(base);
+        }
+        let fd = at::open_base(&self.dir).map_err(at::io)?;
+        let step = Arc::new(Step {
+            owner: Owner::of_stat(&at::fstat(b(&fd)).map_err(at::io)?),
+            fd: Arc::new(fd),
+            path: PathBuf::from("/"),
+        });
+        if let Some(mut m) = self.memo() {
+            m.base = Some(step.clone());
+        }
+        Ok(step)
+    }
+
+    /// The directory at the host path `path` (links resolved), if it was entered before.
+    fn remembered(&self, path: &Path) -> Option<Arc<Step>> {
+        self.memo().and_then(|m| m.dirs.get(path).cloned())
+    }
+
+    fn remember(&self, step: &Arc<Step>) {
+        if let Some(mut m) = self.memo()
+            && m.dirs.len() < MAX_REMEMBERED_DIRS
+        {
+            m.dirs.insert(step.path.clone(), step.clone());
+        }
     }
 
     /// The real path for the absolute host path `host`. Only for a path with no links on
@@ -82,17 +177,17 @@ impl Root {
     /// this machine does no harm: see [`Root::resolve`].
     pub fn join(&self, host: impl AsRef<Path>) -> PathBuf {
         let host = host.as_ref();
-        self.0.join(host.strip_prefix("/").unwrap_or(host))
+        self.dir.join(host.strip_prefix("/").unwrap_or(host))
     }
 
     /// The directory that stands for `/`.
     pub fn dir(&self) -> &Path {
-        &self.0
+        &self.dir
     }
 
     /// Whether this is the running system's own `/` (so `/proc` describes it).
     pub fn is_host(&self) -> bool {
-        self.0 == Path::new("/")
+        self.dir == Path::new("/")
     }
 
     /// Resolve the host path `host` inside the root as the booted system would (systemd's
@@ -100,12 +195,7 @@ impl Root {
     /// stops at it, at most [`MAX_SYMLINKS`] links. With `follow_last` false a final link
     /// is found as such. Nothing but `O_PATH` descriptors is opened, so nothing blocks.
     pub fn resolve(&self, host: &Path, follow_last: bool) -> Result<Found, FsError> {
-        let base = at::open_base(&self.0).map_err(at::io)?;
-        let mut stack = vec![Step {
-            owner: Owner::of_stat(&at::fstat(b(&base)).map_err(at::io)?),
-            fd: base,
-            name: Vec::new(),
-        }];
+        let mut stack = vec![self.base()?];
         let mut todo: VecDeque<Vec<u8>> = components(host.as_os_str().as_bytes())
             .map(<[u8]>::to_vec)
             .collect();
@@ -127,6 +217,27 @@ impl Root {
             let Some(dir) = stack.last() else {
                 break;
             };
+            let last = todo.is_empty();
+            let here = dir.path.join(OsStr::from_bytes(&c));
+            // A directory entered before: the same descriptor and owner, no system call.
+            if let Some(step) = self.remembered(&here) {
+                if steered_by.is_none()
+                    && let Some(why) = ownership::unsafe_lookup(dir.owner, step.owner)
+                {
+                    steered_by = Some((dir.path.clone(), why));
+                }
+                if last {
+                    return Ok(Found {
+                        path: here,
+                        kind: FileKind::Dir,
+                        owner: step.owner,
+                        fd: step.fd.clone(),
+                        steered_by,
+                    });
+                }
+                stack.push(step);
+                continue;
+            }
             let fd = match rustix::fs::openat(
                 b(&dir.fd),
                 OsStr::from_bytes(&c),
@@ -143,10 +254,9 @@ impl Root {
             if steered_by.is_none()
                 && let Some(why) = ownership::unsafe_lookup(dir.owner, owner)
             {
-                steered_by = Some((path_of(&stack), why));
+                steered_by = Some((dir.path.clone(), why));
             }
             let kind = at::kind_of(&st);
-            let last = todo.is_empty();
             if kind == FileKind::Symlink && (follow_last || !last) {
                 links += 1;
                 if links > MAX_SYMLINKS {
@@ -163,20 +273,24 @@ impl Root {
                 continue;
             }
             if last {
-                let mut path = path_of(&stack);
-                path.push(OsStr::from_bytes(&c));
                 return Ok(Found {
-                    path,
+                    path: here,
                     kind,
                     owner,
-                    fd,
+                    fd: Arc::new(fd),
                     steered_by,
                 });
             }
             if kind != FileKind::Dir {
                 return Err(FsError::NotADirectory);
             }
-            stack.push(Step { fd, owner, name: c });
+            let step = Arc::new(Step {
+                fd: Arc::new(fd),
+                owner,
+                path: here,
+            });
+            self.remember(&step);
+            stack.push(step);
         }
         // Every component consumed by `..` or links: a directory on the stack.
         let path = path_of(&stack);
@@ -185,7 +299,7 @@ impl Root {
             path,
             kind: FileKind::Dir,
             owner: top.owner,
-            fd: top.fd,
+            fd: top.fd.clone(),
             steered_by,
         })
     }
@@ -212,6 +326,37 @@ impl Root {
         )
         .map_err(at::io)?;
         at::list(b(&found.fd), fd)
+    }
+
+    /// The entries of the directory at the host path `dir` (links on the way and the last
+    /// one followed inside the root), with what each is (a link not followed); `None` where
+    /// there is no such directory. A remembering root lists each directory once.
+    pub fn entries(&self, dir: &Path) -> Option<Arc<Listing>> {
+        if let Some(known) = self.memo().and_then(|m| m.listings.get(dir).cloned()) {
+            return known;
+        }
+        let listing = self
+            .resolve(dir, true)
+            .ok()
+            .filter(|found| found.kind == FileKind::Dir)
+            .map(|found| {
+                let (entries, complete) = match self.read_dir(&found) {
+                    Ok(entries) => (entries, true),
+                    Err(_) => (Vec::new(), false),
+                };
+                let kinds = entries.iter().map(|e| (e.name.clone(), e.kind)).collect();
+                let names = entries.into_iter().map(|e| e.name).collect();
+                Arc::new(Listing {
+                    path: found.path,
+                    kinds,
+                    names,
+                    complete,
+                })
+            });
+        if let Some(mut m) = self.memo() {
+            m.listings.insert(dir.to_path_buf(), listing.clone());
+        }
+        listing
     }
 }
 
@@ -270,6 +415,72 @@ mod tests {
                 name: b"a.service".to_vec(),
                 kind: FileKind::File
             }]
+        );
+    }
+
+    /// A remembering root gives the answers of a plain one, from directories it entered
+    /// or listed before.
+    #[test]
+    fn remembered_directories_give_the_same_answers() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        std::fs::create_dir_all(r.join("usr/lib/systemd/system/x.d")).unwrap();
+        std::fs::write(r.join("usr/lib/systemd/system/a.service"), b"").unwrap();
+        symlink("/usr/lib", r.join("lib")).unwrap();
+        symlink("../lib/systemd", r.join("usr/sd")).unwrap();
+        let plain = Root::new(r);
+        let remembering = Root::new(r).remembering();
+        let paths = [
+            "/lib/systemd/system/a.service",
+            "/usr/sd/system/x.d",
+            "/usr/lib/systemd/system/../system/a.service",
+            "/usr/lib/systemd/system",
+            "/lib/../../usr/./lib",
+            "/usr/lib/missing/a",
+            "/usr/lib/systemd/system/a.service/x",
+        ];
+        let answer = |root: &Root, p: &str, follow: bool| {
+            root.resolve(Path::new(p), follow)
+                .map(|f| (f.steered(), f.path, f.kind, f.owner))
+                .map_err(|e| e.to_string())
+        };
+        for _ in 0..2 {
+            for p in paths {
+                for follow in [true, false] {
+                    assert_eq!(
+                        answer(&remembering, p, follow),
+                        answer(&plain, p, follow),
+                        "{p}"
+                    );
+                }
+            }
+        }
+        let listing = remembering
+            .entries(Path::new("/lib/systemd/system"))
+            .unwrap();
+        assert_eq!(listing.path, Path::new("/usr/lib/systemd/system"));
+        assert!(listing.complete);
+        assert_eq!(listing.kinds.get(&b"a.service"[..]), Some(&FileKind::File));
+        assert_eq!(listing.kinds.get(&b"x.d"[..]), Some(&FileKind::Dir));
+        // Listed once: a file made afterwards is not seen by the remembering root.
+        std::fs::write(r.join("usr/lib/systemd/system/b.service"), b"").unwrap();
+        let again = remembering
+            .entries(Path::new("/lib/systemd/system"))
+            .unwrap();
+        assert_eq!(again.names.len(), 2);
+        assert_eq!(
+            plain
+                .entries(Path::new("/lib/systemd/system"))
+                .unwrap()
+                .names
+                .len(),
+            3
+        );
+        assert!(remembering.entries(Path::new("/etc/nothing")).is_none());
+        assert!(
+            remembering
+                .entries(Path::new("/usr/lib/systemd/system/a.service"))
+                .is_none()
         );
     }
 
