@@ -156,11 +156,35 @@ impl Diagnostic {
 
 /// Diagnostics in the order they arose.
 #[derive(Debug, Default, Clone)]
-pub struct Diagnostics(Vec<Diagnostic>);
+pub struct Diagnostics(Vec<Diagnostic>, DebugNotices);
+
+/// Whether debug-level diagnostics are kept.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum DebugNotices {
+    /// Kept, as every command but the generator's run needs them.
+    #[default]
+    Kept,
+    /// Dropped as they arise: a run that logs nothing at debug level would otherwise hold
+    /// a few lines per unit of every image until its end (megabytes for a thousand images).
+    Dropped,
+}
 
 impl Diagnostics {
+    /// An empty list that keeps debug-level diagnostics or not.
+    pub fn new(debug: DebugNotices) -> Diagnostics {
+        Diagnostics(Vec::new(), debug)
+    }
+
+    /// Whether debug-level diagnostics are kept.
+    pub fn debug(&self) -> DebugNotices {
+        self.1
+    }
+
     /// Add `d` after the others.
     pub fn push(&mut self, d: Diagnostic) {
+        if d.level == Level::Debug && self.1 == DebugNotices::Dropped {
+            return;
+        }
         self.0.push(d);
     }
 
@@ -191,7 +215,9 @@ impl std::ops::Deref for Diagnostics {
 
 impl Extend<Diagnostic> for Diagnostics {
     fn extend<I: IntoIterator<Item = Diagnostic>>(&mut self, iter: I) {
-        self.0.extend(iter);
+        for d in iter {
+            self.push(d);
+        }
     }
 }
 

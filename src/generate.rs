@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use log::Level;
 
 use crate::config::{self, Config};
-use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::diagnostic::{DebugNotices, Diagnostic, Diagnostics};
 use crate::model::{Attachment, Image, Portable};
 use crate::out_path::OutPath;
 use crate::plan::{self, Host, HostUnit, Plan};
@@ -56,7 +56,7 @@ pub fn generate(root: &Root, systemd: u32, first_boot: bool, mut diags: Diagnost
     let image_at = |p: &Path| discover::image_at(root, p);
     let portables = select::select(&images, &config, &image_at, &is_pending, &mut diags);
     let attachments = attach::read_all(root, &portables, systemd, &mut diags);
-    let mut plan = on_host(root, systemd, &not_mounted, |host| {
+    let mut plan = on_host(root, systemd, &not_mounted, diags.debug(), |host| {
         plan::plan(&attachments, host)
     });
     diags.extend(std::mem::take(&mut plan.diagnostics));
@@ -75,7 +75,9 @@ pub fn generate(root: &Root, systemd: u32, first_boot: bool, mut diags: Diagnost
 
 /// The plan of `attachments` alone, as a run would make it on this host (`inspect`).
 pub fn plan_alone(root: &Root, systemd: u32, attachments: &[Attachment]) -> Plan {
-    on_host(root, systemd, &[], |host| plan::plan(attachments, host))
+    on_host(root, systemd, &[], DebugNotices::Kept, |host| {
+        plan::plan(attachments, host)
+    })
 }
 
 /// Paths whose file system may be mounted after generators run: the search paths and
@@ -90,7 +92,13 @@ fn watched_paths(config: &Config) -> Vec<&str> {
 }
 
 /// What planning asks of the host, answered from the files below `root`.
-fn on_host<R>(root: &Root, systemd: u32, not_mounted: &[String], f: impl FnOnce(&Host) -> R) -> R {
+fn on_host<R>(
+    root: &Root,
+    systemd: u32,
+    not_mounted: &[String],
+    debug: DebugNotices,
+    f: impl FnOnce(&Host) -> R,
+) -> R {
     let unit_file = |name: &str| {
         host::host_unit(root, name).map(|path| HostUnit {
             kind: host::host_unit_kind(root, &path),
@@ -116,6 +124,7 @@ fn on_host<R>(root: &Root, systemd: u32, not_mounted: &[String], f: impl FnOnce(
         os_release: host::host_os_release(root),
         systemd_version: systemd,
         not_mounted,
+        debug,
     })
 }
 
@@ -127,7 +136,12 @@ pub fn run(
     systemd: Option<Version>,
     env: impl Fn(&str) -> Option<String>,
 ) -> u8 {
-    let mut diags = Diagnostics::default();
+    // What is not logged need not be kept: at info level, most of a run's notices.
+    let mut diags = Diagnostics::new(if log::log_enabled!(Level::Debug) {
+        DebugNotices::Kept
+    } else {
+        DebugNotices::Dropped
+    });
     let dry_run = matches!(sink, Sink::Print);
     let Some((systemd, first_boot)) = preflight(root, systemd, &env, &mut diags) else {
         diags.log(dry_run);

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use log::Level;
 
-use crate::diagnostic::{Diagnostic, Diagnostics, MAX_LINES_PER_IMAGE, Subject};
+use crate::diagnostic::{DebugNotices, Diagnostic, Diagnostics, MAX_LINES_PER_IMAGE, Subject};
 use crate::host::HostKind;
 use crate::install::enablement;
 use crate::late_mounts;
@@ -70,6 +70,8 @@ pub struct Host<'a> {
     /// Mount points below which images may lie that are not mounted yet: one more reload,
     /// once they are, attaches those images.
     pub not_mounted: &'a [String],
+    /// Whether the plan keeps its debug-level notices (see [`DebugNotices`]).
+    pub debug: DebugNotices,
 }
 
 /// Everything a run writes: every file and link, by path, and why anything was left out.
@@ -189,7 +191,10 @@ enum Placement {
 
 /// Plan the output for `attachments`, given in search-path order: earlier images win.
 pub fn plan(attachments: &[Attachment], host: &Host) -> Plan {
-    let mut plan = Plan::default();
+    let mut plan = Plan {
+        diagnostics: Diagnostics::new(host.debug),
+        ..Plan::default()
+    };
     reattach_late(&mut plan, host);
     // Unit name → the image path that provides it.
     let mut owner: BTreeMap<String, PathBuf> = BTreeMap::new();
@@ -937,6 +942,7 @@ mod tests {
                 instance_of: &instance_of,
                 profile: &profile,
                 os_release: "/etc/os-release",
+                debug: DebugNotices::Kept,
                 systemd_version: version,
                 not_mounted: &[],
             },
@@ -1003,6 +1009,7 @@ mod tests {
                     instance_of: &instance_of,
                     profile: &profile,
                     os_release: "/etc/os-release",
+                    debug: DebugNotices::Kept,
                     systemd_version: 257,
                     not_mounted,
                 },
