@@ -45,6 +45,10 @@ struct SquashFs {
 
 /// Open the squashfs file system occupying all of `src`.
 pub fn open(src: Source) -> Result<Box<dyn Fs>, FsError> {
+    Ok(Box::new(open_squashfs(src)?))
+}
+
+fn open_squashfs(src: Source) -> Result<SquashFs, FsError> {
     let mut raw = [0u8; superblock::SIZE];
     src.read_exact_at(&mut raw, 0)
         .map_err(|e| match io_error(&e) {
@@ -70,7 +74,7 @@ pub fn open(src: Source) -> Result<Box<dyn Fs>, FsError> {
     if !matches!(root.body, Body::Dir(_)) {
         return Err(FsError::Corrupt("the root inode is not a directory".into()));
     }
-    Ok(Box::new(SquashFs {
+    Ok(SquashFs {
         sb,
         meta,
         data: file::Data::new(),
@@ -78,7 +82,7 @@ pub fn open(src: Source) -> Result<Box<dyn Fs>, FsError> {
         dirs,
         root,
         dir_cache: RefCell::new(HashMap::new()),
-    }))
+    })
 }
 
 /// The names of an absolute path's components; `..` and `.` are the caller's business
