@@ -115,14 +115,14 @@ impl<'m> Listing<'m> {
             )));
         }
         // Sorted, as the kernel's lookup needs: a name out of order or twice is damage.
-        if let Some(last) = &self.last {
-            if last.as_slice() >= name.as_slice() {
-                return Err(corrupt(format!(
-                    "{:?} after {:?}: out of order or listed twice",
-                    String::from_utf8_lossy(&name),
-                    String::from_utf8_lossy(last)
-                )));
-            }
+        if let Some(last) = &self.last
+            && last.as_slice() >= name.as_slice()
+        {
+            return Err(corrupt(format!(
+                "{:?} after {:?}: out of order or listed twice",
+                String::from_utf8_lossy(&name),
+                String::from_utf8_lossy(last)
+            )));
         }
         let kind = match kind {
             1 | 8 => FileKind::Dir,

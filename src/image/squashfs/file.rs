@@ -18,6 +18,7 @@ const FRAGMENTS_PER_BLOCK: u32 = 512;
 
 /// The data of one image: the last fragment block read is kept, since files read one after
 /// another (a few units, an os-release) often share it.
+#[derive(Default)]
 pub struct Data {
     last_fragment: RefCell<Option<(u32, Rc<Vec<u8>>)>>,
 }
@@ -27,13 +28,6 @@ fn corrupt(why: impl Into<String>) -> FsError {
 }
 
 impl Data {
-    /// Nothing read yet.
-    pub fn new() -> Data {
-        Data {
-            last_fragment: RefCell::new(None),
-        }
-    }
-
     /// The contents of `file`, whose size the caller has checked against its limit.
     pub fn read(
         &self,
@@ -125,10 +119,10 @@ impl Data {
 
     /// Fragment block number `index`, decompressed.
     fn fragment(&self, meta: &Meta, sb: &Superblock, index: u32) -> Result<Rc<Vec<u8>>, FsError> {
-        if let Some((i, block)) = &*self.last_fragment.borrow() {
-            if *i == index {
-                return Ok(Rc::clone(block));
-            }
+        if let Some((i, block)) = &*self.last_fragment.borrow()
+            && *i == index
+        {
+            return Ok(Rc::clone(block));
         }
         if index >= sb.fragments {
             return Err(corrupt(format!(

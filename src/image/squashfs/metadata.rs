@@ -16,8 +16,8 @@ pub const BLOCK: usize = 8192;
 /// a generator run comes back to the same few directories; 32 blocks are at most 256 KiB.
 const CACHE_BLOCKS: usize = 32;
 /// Blocks one stream may read: the longest directory listing read
-/// ([`crate::image::MAX_DIR_BYTES`]) and then some.
-pub const MAX_STREAM_BLOCKS: usize = (crate::image::MAX_DIR_BYTES as usize) / BLOCK + 2;
+/// ([`crate::image::MAX_DIR_BYTES`], 32 MiB) and then some.
+pub const MAX_STREAM_BLOCKS: usize = 32 * 1024 * 1024 / BLOCK + 2;
 /// Blocks decompressed for one image over its whole reading (cache hits are free): a
 /// generator run needs a few dozen, listing the largest directory about 4,000. Crafted
 /// directories that name one another, each a long listing, would otherwise cost seconds

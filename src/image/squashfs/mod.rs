@@ -77,7 +77,7 @@ fn open_squashfs(src: Source) -> Result<SquashFs, FsError> {
     Ok(SquashFs {
         sb,
         meta,
-        data: file::Data::new(),
+        data: file::Data::default(),
         inodes,
         dirs,
         root,
