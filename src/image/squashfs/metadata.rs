@@ -21,7 +21,7 @@ pub const MAX_STREAM_BLOCKS: usize = 32 * 1024 * 1024 / BLOCK + 2;
 /// Blocks decompressed for one image over its whole reading (cache hits are free): a
 /// generator run needs a few dozen, listing the largest directory about 4,000. Crafted
 /// directories that name one another, each a long listing, would otherwise cost seconds
-/// per path while each single lookup stays in bounds.
+/// per path while each single lookup stays in bounds (ARCHITECTURE.md, "Limits").
 pub const MAX_BLOCK_READS: usize = 1 << 16;
 
 /// A table of metadata blocks: its blocks start and end within `[start, end)`.
@@ -206,7 +206,7 @@ impl Meta {
                     "a reference to byte {} of the {} table, which has {} bytes",
                     reference >> 16,
                     table.name,
-                    table.end - table.start
+                    table.end.saturating_sub(table.start)
                 ))
             })?;
         self.stream(table, at, low16(reference))

@@ -85,16 +85,19 @@ fn open_squashfs(src: Source) -> Result<SquashFs, FsError> {
     })
 }
 
-/// The names of an absolute path's components; `..` and `.` are the caller's business
-/// ([`crate::image::chase::Tree`] hands over normalised paths).
+/// The names of an absolute, normalised path's components, as
+/// [`crate::image::chase::Tree`] hands them over: a `.` or `..` left in one names nothing.
 fn names(path: &Path) -> Result<Vec<&OsStr>, FsError> {
-    let names: Vec<&OsStr> = path
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n),
-            _ => None,
-        })
-        .collect();
+    let mut names = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(n) => names.push(n),
+            Component::RootDir => {}
+            Component::CurDir | Component::ParentDir | Component::Prefix(_) => {
+                return Err(FsError::NotFound);
+            }
+        }
+    }
     if names.len() > MAX_PATH_DEPTH {
         return Err(FsError::Corrupt(format!(
             "a path of more than {MAX_PATH_DEPTH} components"
@@ -158,6 +161,7 @@ impl SquashFs {
     /// The entry at `path`: its inode reference and kind; `None` for the root.
     fn entry(&self, path: &Path) -> Result<Option<dir::Entry>, FsError> {
         let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            names(path)?;
             return Ok(None);
         };
         let dir = self.dir(parent)?;

@@ -324,3 +324,49 @@ fn opens_an_image_of_200k_files() {
     assert_eq!(fs.read_dir(Path::new("/many/d007")).unwrap().len(), 1000);
     eprintln!("opened and read in {:?}", started.elapsed());
 }
+
+/// A directory index whose second entry points before its first is damage, said when a
+/// name past it is looked up; names before it are still found.
+#[test]
+fn refuses_an_index_pointing_backwards() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    let big = tree.join("big");
+    fs::create_dir_all(&big).unwrap();
+    let name = |i: usize| format!("entry-with-a-fairly-long-name-{i:05}");
+    for i in 0..2000 {
+        fs::write(big.join(name(i)), b"x").unwrap();
+    }
+    let Some(img) = build(dir.path(), &tree, "index.squashfs", &["-noI", "-noD"]) else {
+        return;
+    };
+    let mut data = fs::read(&img).unwrap();
+    // Index entries: u32 index, u32 block, u32 name length less one, the name; entries of
+    // the listing have a u16 length, so `LEN 0 0 0 NAME` is an index entry's.
+    let len = name(0).len() - 1;
+    let mut marker = vec![u8::try_from(len).unwrap(), 0, 0, 0];
+    marker.extend_from_slice(b"entry-with");
+    let found: Vec<usize> = data
+        .windows(marker.len())
+        .enumerate()
+        .filter(|(_, w)| *w == marker.as_slice())
+        .map(|(at, _)| at - 8)
+        .collect();
+    assert!(found.len() > 2, "no index found");
+    let second = found[1];
+    data[second..second + 4].copy_from_slice(&0u32.to_le_bytes());
+    let damaged = dir.path().join("damaged.squashfs");
+    fs::write(&damaged, &data).unwrap();
+    let fs = open(fixture::source(&damaged)).unwrap();
+    assert_eq!(
+        fs.read_file(&Path::new("/big").join(name(0)), 10).unwrap(),
+        b"x"
+    );
+    let err = fs
+        .read_file(&Path::new("/big").join(name(1999)), 10)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("index entry pointing backwards"),
+        "{err}"
+    );
+}
