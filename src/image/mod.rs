@@ -19,7 +19,6 @@ pub mod partition;
 pub mod probe;
 pub mod source;
 pub mod squashfs;
-pub mod squashfs_xattr;
 #[cfg(test)]
 pub(crate) mod xattr_fixture;
 
