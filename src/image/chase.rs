@@ -1,7 +1,16 @@
 //! Path resolution inside an image, as `chroot` would do it: absolute symlink targets start
 //! at the image root and `..` never climbs above it. Back-ends only ever see resolved paths.
+//!
+//! A generator resolves a dozen paths per image through the same few directories
+//! (`/etc/os-release`, five unit directories, each unit file): what each resolved path is,
+//! and where each link points, is remembered for the life of the [`Tree`], and a listing
+//! tells the kind of every entry in it, so a unit file found by listing its directory is
+//! read without one more lookup of its own or of any directory on the way. In readers
+//! whose lookup walks from the root (ext4, erofs), this turns the O(depth²) lookups of one
+//! path into one per new component.
 
-use std::collections::VecDeque;
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -11,9 +20,53 @@ use super::{
     MAX_XATTR_BYTES,
 };
 
+/// Bytes of paths and link targets remembered by one [`Tree`] (each entry counted with
+/// [`KNOWN_ENTRY_BYTES`] on top); past it the memory starts over, so a crafted image with
+/// huge directories costs lookups again, never memory.
+const MAX_KNOWN_BYTES: usize = 256 * 1024;
+/// What one remembered entry costs besides its path and target: the map's slot and the
+/// allocation headers.
+const KNOWN_ENTRY_BYTES: usize = 64;
+
 /// An image's file system with symlink-following lookups confined to it.
 pub struct Tree {
     fs: Box<dyn Fs>,
+    known: RefCell<Known>,
+}
+
+/// What earlier lookups found, by resolved path. The image is read-only to us and read
+/// within one run: a directory image changed meanwhile is caught by its reader, which
+/// opens every entry without following links (`image/dir.rs`).
+#[derive(Default)]
+struct Known {
+    /// `None`: no such entry.
+    kinds: HashMap<PathBuf, Option<FileKind>>,
+    /// Targets of the links read.
+    links: HashMap<PathBuf, Vec<u8>>,
+    /// Bytes held, as counted against [`MAX_KNOWN_BYTES`].
+    bytes: usize,
+}
+
+impl Known {
+    /// Make room for `cost` bytes: start over when they do not fit.
+    fn room(&mut self, cost: usize) {
+        if self.bytes + cost > MAX_KNOWN_BYTES {
+            self.kinds.clear();
+            self.links.clear();
+            self.bytes = 0;
+        }
+        self.bytes += cost;
+    }
+
+    fn kind(&mut self, path: PathBuf, kind: Option<FileKind>) {
+        self.room(path.as_os_str().len() + KNOWN_ENTRY_BYTES);
+        self.kinds.insert(path, kind);
+    }
+
+    fn link(&mut self, path: PathBuf, target: Vec<u8>) {
+        self.room(path.as_os_str().len() + target.len() + KNOWN_ENTRY_BYTES);
+        self.links.insert(path, target);
+    }
 }
 
 /// Where a path led.
@@ -41,7 +94,52 @@ fn join(parts: &[Vec<u8>]) -> PathBuf {
 impl Tree {
     /// The tree of `fs`, whatever its reader, with lookups confined to it.
     pub fn new(fs: Box<dyn Fs>) -> Tree {
-        Tree { fs }
+        Tree {
+            fs,
+            known: RefCell::default(),
+        }
+    }
+
+    /// The kind of the entry at the resolved path `path`, as the reader's `lstat` says,
+    /// asked once.
+    fn lstat(&self, path: &Path) -> Result<Option<FileKind>, FsError> {
+        if let Some(kind) = self.known.borrow().kinds.get(path) {
+            return Ok(*kind);
+        }
+        let kind = self.fs.lstat(path)?;
+        self.known.borrow_mut().kind(path.to_path_buf(), kind);
+        Ok(kind)
+    }
+
+    /// The target of the link at the resolved path `path`, read once.
+    fn link_target(&self, path: &Path) -> Result<Vec<u8>, FsError> {
+        if let Some(target) = self.known.borrow().links.get(path) {
+            return Ok(target.clone());
+        }
+        let target = self.fs.read_link(path)?;
+        self.known
+            .borrow_mut()
+            .link(path.to_path_buf(), target.clone());
+        Ok(target)
+    }
+
+    /// Remember the kinds a listing of the directory `dir` gave, unless it is so large
+    /// that it would push everything else out.
+    fn listed(&self, dir: &Path, entries: &[DirEntry]) {
+        let cost = |e: &DirEntry| dir.as_os_str().len() + 1 + e.name.len() + KNOWN_ENTRY_BYTES;
+        if entries.iter().map(cost).sum::<usize>() > MAX_KNOWN_BYTES / 2 {
+            return;
+        }
+        let mut known = self.known.borrow_mut();
+        // A crafted file system can list a name no lookup could ask for ("a/b", ".."):
+        // remembered, it would stand for another path.
+        let plain = |e: &&DirEntry| {
+            !matches!(&e.name[..], b"" | b"." | b"..")
+                && !e.name.iter().any(|&b| b == b'/' || b == 0)
+        };
+        for e in entries.iter().filter(plain) {
+            known.kind(dir.join(OsStr::from_bytes(&e.name)), Some(e.kind));
+        }
     }
 
     /// Resolve `path` (taken relative to the image root even when absolute). With
@@ -71,13 +169,13 @@ impl Tree {
             }
             done.push(c);
             let here = join(&done);
-            kind = self.fs.lstat(&here)?.ok_or(FsError::NotFound)?;
+            kind = self.lstat(&here)?.ok_or(FsError::NotFound)?;
             if kind == FileKind::Symlink && (follow_last || !todo.is_empty()) {
                 links += 1;
                 if links > MAX_SYMLINKS {
                     return Err(FsError::SymlinkLoop);
                 }
-                let target = self.fs.read_link(&here)?;
+                let target = self.link_target(&here)?;
                 done.pop();
                 if target.first() == Some(&b'/') {
                     done.clear();
@@ -110,6 +208,7 @@ impl Tree {
             });
         }
         entries.sort_by(|a, b| a.name.cmp(&b.name));
+        self.listed(&dir.path, &entries);
         Ok((dir.path, entries))
     }
 
@@ -129,7 +228,7 @@ impl Tree {
         if link.kind != FileKind::Symlink {
             return Err(FsError::WrongType("not a symbolic link"));
         }
-        self.fs.read_link(&link.path)
+        self.link_target(&link.path)
     }
 
     /// The extended attribute `name` (e.g. `user.extension-release.strict`) of the entry at
