@@ -32,11 +32,16 @@ const KNOWN_ENTRY_BYTES: usize = 64;
 pub struct Tree {
     fs: Box<dyn Fs>,
     known: RefCell<Known>,
+    /// The reader's [`Fs::may_change`]: then only directories and regular files are
+    /// remembered.
+    may_change: bool,
 }
 
-/// What earlier lookups found, by resolved path. The image is read-only to us and read
-/// within one run: a directory image changed meanwhile is caught by its reader, which
-/// opens every entry without following links (`image/dir.rs`).
+/// What earlier lookups found, by resolved path. An image file does not change while it is
+/// read (a reader takes a change for damage); in a directory tree, which can, only
+/// directories and regular files are remembered: its reader opens them without following
+/// links and keeps the directories open, so a swap since is caught there or cannot lead
+/// out, while a link or an absent entry is asked about again.
 #[derive(Default)]
 struct Known {
     /// `None`: no such entry.
@@ -94,9 +99,11 @@ fn join(parts: &[Vec<u8>]) -> PathBuf {
 impl Tree {
     /// The tree of `fs`, whatever its reader, with lookups confined to it.
     pub fn new(fs: Box<dyn Fs>) -> Tree {
+        let may_change = fs.may_change();
         Tree {
             fs,
             known: RefCell::default(),
+            may_change,
         }
     }
 
@@ -107,7 +114,9 @@ impl Tree {
             return Ok(*kind);
         }
         let kind = self.fs.lstat(path)?;
-        self.known.borrow_mut().kind(path.to_path_buf(), kind);
+        if self.remembered(kind) {
+            self.known.borrow_mut().kind(path.to_path_buf(), kind);
+        }
         Ok(kind)
     }
 
@@ -117,10 +126,16 @@ impl Tree {
             return Ok(target.clone());
         }
         let target = self.fs.read_link(path)?;
-        self.known
-            .borrow_mut()
-            .link(path.to_path_buf(), target.clone());
+        if !self.may_change {
+            let mut known = self.known.borrow_mut();
+            known.link(path.to_path_buf(), target.clone());
+        }
         Ok(target)
+    }
+
+    /// Whether what a lookup found is remembered (see [`Known`]).
+    fn remembered(&self, kind: Option<FileKind>) -> bool {
+        !self.may_change || matches!(kind, Some(FileKind::Dir | FileKind::File))
     }
 
     /// Remember the kinds a listing of the directory `dir` gave, unless it is so large
@@ -137,7 +152,11 @@ impl Tree {
             !matches!(&e.name[..], b"" | b"." | b"..")
                 && !e.name.iter().any(|&b| b == b'/' || b == 0)
         };
-        for e in entries.iter().filter(plain) {
+        for e in entries
+            .iter()
+            .filter(plain)
+            .filter(|e| self.remembered(Some(e.kind)))
+        {
             known.kind(dir.join(OsStr::from_bytes(&e.name)), Some(e.kind));
         }
     }
@@ -456,6 +475,75 @@ pub(crate) mod tests {
             t.read_file(Path::new("/l40"), 10),
             Err(FsError::SymlinkLoop)
         ));
+    }
+
+    /// A file system that counts the lookups asked of it.
+    struct Counting {
+        fs: MemFs,
+        lstats: std::rc::Rc<std::cell::Cell<usize>>,
+        links: std::rc::Rc<std::cell::Cell<usize>>,
+    }
+
+    impl Fs for Counting {
+        fn lstat(&self, path: &Path) -> Result<Option<FileKind>, FsError> {
+            self.lstats.set(self.lstats.get() + 1);
+            self.fs.lstat(path)
+        }
+        fn read_dir(&self, path: &Path) -> Result<Vec<DirEntry>, FsError> {
+            let mut entries = self.fs.read_dir(path)?;
+            // A crafted listing: a name no lookup could ask for.
+            entries.push(DirEntry {
+                name: b"x/f".to_vec(),
+                kind: FileKind::Symlink,
+            });
+            Ok(entries)
+        }
+        fn read_link(&self, path: &Path) -> Result<Vec<u8>, FsError> {
+            self.links.set(self.links.get() + 1);
+            self.fs.read_link(path)
+        }
+        fn read_file(&self, path: &Path, limit: u64) -> Result<Vec<u8>, FsError> {
+            self.fs.read_file(path, limit)
+        }
+        fn xattr(&self, path: &Path, name: &str, limit: u64) -> Result<Option<Vec<u8>>, FsError> {
+            self.fs.xattr(path, name, limit)
+        }
+    }
+
+    #[test]
+    fn each_path_is_looked_up_once_and_listings_tell_kinds() {
+        let lstats = std::rc::Rc::new(std::cell::Cell::new(0));
+        let links = std::rc::Rc::new(std::cell::Cell::new(0));
+        let t = Tree::new(Box::new(Counting {
+            fs: MemFs::new()
+                .file("/usr/lib/systemd/system/a.service", b"a")
+                .file("/usr/lib/systemd/system/b.service", b"b")
+                .link("/usr/lib/systemd/system/c.service", "a.service")
+                .link("/lib", "usr/lib")
+                .file("/usr/lib/systemd/system/x/f", b"f"),
+            lstats: lstats.clone(),
+            links: links.clone(),
+        }));
+        let (_, entries) = t.read_dir(Path::new("/lib/systemd/system")).unwrap();
+        // /lib, /usr, /usr/lib, /usr/lib/systemd, /usr/lib/systemd/system.
+        assert_eq!((lstats.get(), links.get()), (5, 1));
+        assert_eq!(entries.len(), 5);
+        for _ in 0..2 {
+            for (unit, data) in [("a", b"a"), ("b", b"b"), ("c", b"a")] {
+                let path = format!("/lib/systemd/system/{unit}.service");
+                assert_eq!(t.read_file(Path::new(&path), 9).unwrap(), data);
+            }
+        }
+        assert_eq!(t.read_link(Path::new("/lib")).unwrap(), b"usr/lib");
+        // Nothing more was asked: the listing told each unit's kind.
+        assert_eq!((lstats.get(), links.get()), (5, 2));
+        // A listed name with a slash stands for nothing: x/f is looked up as what it is.
+        assert_eq!(
+            t.read_file(Path::new("/usr/lib/systemd/system/x/f"), 9)
+                .unwrap(),
+            b"f"
+        );
+        assert_eq!(lstats.get(), 6);
     }
 
     #[test]

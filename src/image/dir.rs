@@ -239,6 +239,10 @@ impl DirFs {
 }
 
 impl Fs for DirFs {
+    fn may_change(&self) -> bool {
+        true
+    }
+
     fn lstat(&self, path: &Path) -> Result<Option<FileKind>, FsError> {
         let (dir, name) = match self.parent(path) {
             Ok(p) => p,
@@ -495,6 +499,30 @@ mod tests {
                 .read_dir(Path::new("/usr/lib/systemd/system"))
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn directories_kept_open_are_bounded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut deep = tmp.path().to_path_buf();
+        let mut inside = PathBuf::from("/");
+        for i in 0..MAX_OPEN_DIRS + 8 {
+            deep.push(format!("d{i}"));
+            inside.push(format!("d{i}"));
+            std::fs::create_dir(&deep).unwrap();
+            std::fs::write(deep.join("f"), format!("{i}")).unwrap();
+        }
+        let fs = DirFs::new(tmp.path());
+        let tree = Tree::new(Box::new(DirFs::new(tmp.path())));
+        // Deepest first, then every level again: past the bound, walks still succeed.
+        for path in inside.ancestors().filter(|p| *p != Path::new("/")) {
+            let file = path.join("f");
+            let want = path.file_name().unwrap().to_str().unwrap()[1..].to_string();
+            assert_eq!(fs.read_file(&file, 9).unwrap(), want.as_bytes());
+            assert_eq!(tree.read_file(&file, 9).unwrap(), want.as_bytes());
+            assert!(fs.open_dirs.borrow().len() <= MAX_OPEN_DIRS);
+        }
+        assert_eq!(fs.open_dirs.borrow().len(), MAX_OPEN_DIRS);
     }
 
     #[test]
