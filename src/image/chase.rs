@@ -1,7 +1,16 @@
 //! Path resolution inside an image, as `chroot` would do it: absolute symlink targets start
 //! at the image root and `..` never climbs above it. Back-ends only ever see resolved paths.
+//!
+//! A generator resolves a dozen paths per image through the same few directories
+//! (`/etc/os-release`, five unit directories, each unit file): what each resolved path is,
+//! and where each link points, is remembered for the life of the [`Tree`], and a listing
+//! tells the kind of every entry in it, so a unit file found by listing its directory is
+//! read without one more lookup of its own or of any directory on the way. In readers
+//! whose lookup walks from the root (ext4, erofs), this turns the O(depth²) lookups of one
+//! path into one per new component.
 
-use std::collections::VecDeque;
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -11,9 +20,58 @@ use super::{
     MAX_XATTR_BYTES,
 };
 
+/// Bytes of paths and link targets remembered by one [`Tree`] (each entry counted with
+/// [`KNOWN_ENTRY_BYTES`] on top); past it the memory starts over, so a crafted image with
+/// huge directories costs lookups again, never memory.
+const MAX_KNOWN_BYTES: usize = 256 * 1024;
+/// What one remembered entry costs besides its path and target: the map's slot and the
+/// allocation headers.
+const KNOWN_ENTRY_BYTES: usize = 64;
+
 /// An image's file system with symlink-following lookups confined to it.
 pub struct Tree {
     fs: Box<dyn Fs>,
+    known: RefCell<Known>,
+    /// The reader's [`Fs::may_change`]: then only directories and regular files are
+    /// remembered.
+    may_change: bool,
+}
+
+/// What earlier lookups found, by resolved path. An image file does not change while it is
+/// read (a reader takes a change for damage); in a directory tree, which can, only
+/// directories and regular files are remembered: its reader opens them without following
+/// links and keeps the directories open, so a swap since is caught there or cannot lead
+/// out, while a link or an absent entry is asked about again.
+#[derive(Default)]
+struct Known {
+    /// `None`: no such entry.
+    kinds: HashMap<PathBuf, Option<FileKind>>,
+    /// Targets of the links read.
+    links: HashMap<PathBuf, Vec<u8>>,
+    /// Bytes held, as counted against [`MAX_KNOWN_BYTES`].
+    bytes: usize,
+}
+
+impl Known {
+    /// Make room for `cost` bytes: start over when they do not fit.
+    fn room(&mut self, cost: usize) {
+        if self.bytes + cost > MAX_KNOWN_BYTES {
+            self.kinds.clear();
+            self.links.clear();
+            self.bytes = 0;
+        }
+        self.bytes += cost;
+    }
+
+    fn kind(&mut self, path: PathBuf, kind: Option<FileKind>) {
+        self.room(path.as_os_str().len() + KNOWN_ENTRY_BYTES);
+        self.kinds.insert(path, kind);
+    }
+
+    fn link(&mut self, path: PathBuf, target: Vec<u8>) {
+        self.room(path.as_os_str().len() + target.len() + KNOWN_ENTRY_BYTES);
+        self.links.insert(path, target);
+    }
 }
 
 /// Where a path led.
@@ -41,7 +99,66 @@ fn join(parts: &[Vec<u8>]) -> PathBuf {
 impl Tree {
     /// The tree of `fs`, whatever its reader, with lookups confined to it.
     pub fn new(fs: Box<dyn Fs>) -> Tree {
-        Tree { fs }
+        let may_change = fs.may_change();
+        Tree {
+            fs,
+            known: RefCell::default(),
+            may_change,
+        }
+    }
+
+    /// The kind of the entry at the resolved path `path`, as the reader's `lstat` says,
+    /// asked once.
+    fn lstat(&self, path: &Path) -> Result<Option<FileKind>, FsError> {
+        if let Some(kind) = self.known.borrow().kinds.get(path) {
+            return Ok(*kind);
+        }
+        let kind = self.fs.lstat(path)?;
+        if self.remembered(kind) {
+            self.known.borrow_mut().kind(path.to_path_buf(), kind);
+        }
+        Ok(kind)
+    }
+
+    /// The target of the link at the resolved path `path`, read once.
+    fn link_target(&self, path: &Path) -> Result<Vec<u8>, FsError> {
+        if let Some(target) = self.known.borrow().links.get(path) {
+            return Ok(target.clone());
+        }
+        let target = self.fs.read_link(path)?;
+        if !self.may_change {
+            let mut known = self.known.borrow_mut();
+            known.link(path.to_path_buf(), target.clone());
+        }
+        Ok(target)
+    }
+
+    /// Whether what a lookup found is remembered (see [`Known`]).
+    fn remembered(&self, kind: Option<FileKind>) -> bool {
+        !self.may_change || matches!(kind, Some(FileKind::Dir | FileKind::File))
+    }
+
+    /// Remember the kinds a listing of the directory `dir` gave, unless it is so large
+    /// that it would push everything else out.
+    fn listed(&self, dir: &Path, entries: &[DirEntry]) {
+        let cost = |e: &DirEntry| dir.as_os_str().len() + 1 + e.name.len() + KNOWN_ENTRY_BYTES;
+        if entries.iter().map(cost).sum::<usize>() > MAX_KNOWN_BYTES / 2 {
+            return;
+        }
+        let mut known = self.known.borrow_mut();
+        // A crafted file system can list a name no lookup could ask for ("a/b", ".."):
+        // remembered, it would stand for another path.
+        let plain = |e: &&DirEntry| {
+            !matches!(&e.name[..], b"" | b"." | b"..")
+                && !e.name.iter().any(|&b| b == b'/' || b == 0)
+        };
+        for e in entries
+            .iter()
+            .filter(plain)
+            .filter(|e| self.remembered(Some(e.kind)))
+        {
+            known.kind(dir.join(OsStr::from_bytes(&e.name)), Some(e.kind));
+        }
     }
 
     /// Resolve `path` (taken relative to the image root even when absolute). With
@@ -71,13 +188,13 @@ impl Tree {
             }
             done.push(c);
             let here = join(&done);
-            kind = self.fs.lstat(&here)?.ok_or(FsError::NotFound)?;
+            kind = self.lstat(&here)?.ok_or(FsError::NotFound)?;
             if kind == FileKind::Symlink && (follow_last || !todo.is_empty()) {
                 links += 1;
                 if links > MAX_SYMLINKS {
                     return Err(FsError::SymlinkLoop);
                 }
-                let target = self.fs.read_link(&here)?;
+                let target = self.link_target(&here)?;
                 done.pop();
                 if target.first() == Some(&b'/') {
                     done.clear();
@@ -110,6 +227,7 @@ impl Tree {
             });
         }
         entries.sort_by(|a, b| a.name.cmp(&b.name));
+        self.listed(&dir.path, &entries);
         Ok((dir.path, entries))
     }
 
@@ -129,7 +247,7 @@ impl Tree {
         if link.kind != FileKind::Symlink {
             return Err(FsError::WrongType("not a symbolic link"));
         }
-        self.fs.read_link(&link.path)
+        self.link_target(&link.path)
     }
 
     /// The extended attribute `name` (e.g. `user.extension-release.strict`) of the entry at
@@ -357,6 +475,75 @@ pub(crate) mod tests {
             t.read_file(Path::new("/l40"), 10),
             Err(FsError::SymlinkLoop)
         ));
+    }
+
+    /// A file system that counts the lookups asked of it.
+    struct Counting {
+        fs: MemFs,
+        lstats: std::rc::Rc<std::cell::Cell<usize>>,
+        links: std::rc::Rc<std::cell::Cell<usize>>,
+    }
+
+    impl Fs for Counting {
+        fn lstat(&self, path: &Path) -> Result<Option<FileKind>, FsError> {
+            self.lstats.set(self.lstats.get() + 1);
+            self.fs.lstat(path)
+        }
+        fn read_dir(&self, path: &Path) -> Result<Vec<DirEntry>, FsError> {
+            let mut entries = self.fs.read_dir(path)?;
+            // A crafted listing: a name no lookup could ask for.
+            entries.push(DirEntry {
+                name: b"x/f".to_vec(),
+                kind: FileKind::Symlink,
+            });
+            Ok(entries)
+        }
+        fn read_link(&self, path: &Path) -> Result<Vec<u8>, FsError> {
+            self.links.set(self.links.get() + 1);
+            self.fs.read_link(path)
+        }
+        fn read_file(&self, path: &Path, limit: u64) -> Result<Vec<u8>, FsError> {
+            self.fs.read_file(path, limit)
+        }
+        fn xattr(&self, path: &Path, name: &str, limit: u64) -> Result<Option<Vec<u8>>, FsError> {
+            self.fs.xattr(path, name, limit)
+        }
+    }
+
+    #[test]
+    fn each_path_is_looked_up_once_and_listings_tell_kinds() {
+        let lstats = std::rc::Rc::new(std::cell::Cell::new(0));
+        let links = std::rc::Rc::new(std::cell::Cell::new(0));
+        let t = Tree::new(Box::new(Counting {
+            fs: MemFs::new()
+                .file("/usr/lib/systemd/system/a.service", b"a")
+                .file("/usr/lib/systemd/system/b.service", b"b")
+                .link("/usr/lib/systemd/system/c.service", "a.service")
+                .link("/lib", "usr/lib")
+                .file("/usr/lib/systemd/system/x/f", b"f"),
+            lstats: lstats.clone(),
+            links: links.clone(),
+        }));
+        let (_, entries) = t.read_dir(Path::new("/lib/systemd/system")).unwrap();
+        // /lib, /usr, /usr/lib, /usr/lib/systemd, /usr/lib/systemd/system.
+        assert_eq!((lstats.get(), links.get()), (5, 1));
+        assert_eq!(entries.len(), 5);
+        for _ in 0..2 {
+            for (unit, data) in [("a", b"a"), ("b", b"b"), ("c", b"a")] {
+                let path = format!("/lib/systemd/system/{unit}.service");
+                assert_eq!(t.read_file(Path::new(&path), 9).unwrap(), data);
+            }
+        }
+        assert_eq!(t.read_link(Path::new("/lib")).unwrap(), b"usr/lib");
+        // Nothing more was asked: the listing told each unit's kind.
+        assert_eq!((lstats.get(), links.get()), (5, 2));
+        // A listed name with a slash stands for nothing: x/f is looked up as what it is.
+        assert_eq!(
+            t.read_file(Path::new("/usr/lib/systemd/system/x/f"), 9)
+                .unwrap(),
+            b"f"
+        );
+        assert_eq!(lstats.get(), 6);
     }
 
     #[test]

@@ -4,13 +4,22 @@
 //! a time ([`super::at`]): paths come resolved from [`super::chase::Tree`], so a symlink met
 //! now is a directory swapped for a link since (a race, reported as a change), never a
 //! way out of the image.
+//!
+//! The directories walked to stay open (a few dozen at most): a unit file is then one
+//! `openat` below its directory's descriptor instead of a walk from the image root, and
+//! where root must not follow what others can change, one `fstat` per directory on the way
+//! tells their owners as they are now. A directory renamed or swapped after it was opened
+//! is still the one that was checked, so it can only lead to what was inside the image.
 
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
@@ -26,14 +35,25 @@ pub struct DirFs {
     /// Refuse files, and directories on the way to them, that a user other than root can
     /// change (directory images: root runs their units).
     owned_by_root: bool,
+    /// Directories walked to, by their path in the image (`/` the image root), each open
+    /// `O_PATH` and checked: lookups below them start there. At most [`MAX_OPEN_DIRS`].
+    open_dirs: RefCell<HashMap<PathBuf, Rc<Parent>>>,
 }
+
+/// Directories kept open per image: the unit directories, os-release's and the ones on
+/// the way to them are about a dozen. Past it further directories are walked to each time,
+/// so a crafted image holds no more descriptors however deep or wide it is.
+const MAX_OPEN_DIRS: usize = 32;
 
 /// The directory holding an entry, reached from the base.
 struct Parent {
     fd: OwnedFd,
-    owner: Owner,
+    /// As of the last lookup through it.
+    owner: Cell<Owner>,
     /// Its path inside the image, for messages.
     path: PathBuf,
+    /// The directory it was reached from (`None` for the image root).
+    up: Option<Rc<Parent>>,
 }
 
 fn components(path: &Path) -> Result<Vec<&[u8]>, FsError> {
@@ -64,6 +84,7 @@ impl DirFs {
         DirFs {
             base: at::open_base(base),
             owned_by_root: false,
+            open_dirs: RefCell::default(),
         }
     }
 
@@ -72,6 +93,7 @@ impl DirFs {
         DirFs {
             base: Ok(fd),
             owned_by_root: false,
+            open_dirs: RefCell::default(),
         }
     }
 
@@ -95,7 +117,7 @@ impl DirFs {
         if !self.owned_by_root {
             return Ok(());
         }
-        match ownership::unsafe_lookup(dir.owner, entry) {
+        match ownership::unsafe_lookup(dir.owner.get(), entry) {
             Some(why) => Err(FsError::WritableByOthers {
                 path: Some(dir.path.clone()),
                 why,
@@ -104,28 +126,86 @@ impl DirFs {
         }
     }
 
-    /// Walk from the base through every component of `dirs`, each a directory.
-    fn walk(&self, dirs: &[&[u8]]) -> Result<Parent, FsError> {
-        let base = self.base()?;
-        let fd = base.try_clone_to_owned().map_err(FsError::Io)?;
-        let mut here = Parent {
-            owner: Owner::of_stat(&at::fstat(b(&fd)).map_err(at::io)?),
-            fd,
-            path: PathBuf::from("/"),
-        };
+    /// Walk from the base through every component of `dirs`, each a directory, starting
+    /// from the deepest one on the way already open.
+    fn walk(&self, dirs: &[&[u8]]) -> Result<Rc<Parent>, FsError> {
+        let mut paths = Vec::with_capacity(dirs.len() + 1);
+        paths.push(PathBuf::from("/"));
         for name in dirs {
-            let path = here.path.join(OsStr::from_bytes(name));
-            let fd = at::step_dir(b(&here.fd), name, &path)?;
+            let next = paths[paths.len() - 1].join(OsStr::from_bytes(name));
+            paths.push(next);
+        }
+        let open = self.open_dirs.borrow();
+        let found = (0..paths.len())
+            .rev()
+            .find_map(|i| open.get(&paths[i]).map(|p| (i, p.clone())));
+        drop(open);
+        let (done, mut here) = match found {
+            Some((done, here)) => {
+                self.recheck(&here)?;
+                (done, here)
+            }
+            None => {
+                let fd = self.base()?.try_clone_to_owned().map_err(FsError::Io)?;
+                let root = Rc::new(Parent {
+                    owner: Cell::new(Owner::of_stat(&at::fstat(b(&fd)).map_err(at::io)?)),
+                    fd,
+                    path: PathBuf::from("/"),
+                    up: None,
+                });
+                self.keep(&root);
+                (0, root)
+            }
+        };
+        for (name, path) in dirs[done..].iter().zip(&paths[done + 1..]) {
+            let fd = at::step_dir(b(&here.fd), name, path)?;
             let owner = Owner::of_stat(&at::fstat(b(&fd)).map_err(at::io)?);
             self.check_lookup(&here, owner)?;
-            here = Parent { fd, owner, path };
+            here = Rc::new(Parent {
+                fd,
+                owner: Cell::new(owner),
+                path: path.clone(),
+                up: Some(here),
+            });
+            self.keep(&here);
         }
         Ok(here)
     }
 
+    /// Check again, as a walk from the base would, every lookup on the way to the open
+    /// directory `dir`: their modes may have changed since it was opened.
+    fn recheck(&self, dir: &Rc<Parent>) -> Result<(), FsError> {
+        if !self.owned_by_root {
+            return Ok(());
+        }
+        let mut chain = vec![dir];
+        let mut d = dir;
+        while let Some(up) = &d.up {
+            chain.push(up);
+            d = up;
+        }
+        for d in &chain {
+            d.owner
+                .set(Owner::of_stat(&at::fstat(b(&d.fd)).map_err(at::io)?));
+        }
+        for pair in chain.windows(2).rev() {
+            self.check_lookup(pair[1], pair[0].owner.get())?;
+        }
+        Ok(())
+    }
+
+    /// Keep `dir` open for the lookups below it. Once [`MAX_OPEN_DIRS`] are, no more are
+    /// kept: every directory kept has the ones on its way kept too.
+    fn keep(&self, dir: &Rc<Parent>) {
+        let mut open = self.open_dirs.borrow_mut();
+        if open.len() < MAX_OPEN_DIRS {
+            open.insert(dir.path.clone(), dir.clone());
+        }
+    }
+
     /// The directory holding the last component of `path`, and that component (`None`
     /// for the image root).
-    fn parent<'p>(&self, path: &'p Path) -> Result<(Parent, Option<&'p [u8]>), FsError> {
+    fn parent<'p>(&self, path: &'p Path) -> Result<(Rc<Parent>, Option<&'p [u8]>), FsError> {
         let parts = components(path)?;
         match parts.split_last() {
             Some((last, dirs)) => Ok((self.walk(dirs)?, Some(last))),
@@ -159,6 +239,10 @@ impl DirFs {
 }
 
 impl Fs for DirFs {
+    fn may_change(&self) -> bool {
+        true
+    }
+
     fn lstat(&self, path: &Path) -> Result<Option<FileKind>, FsError> {
         let (dir, name) = match self.parent(path) {
             Ok(p) => p,
@@ -176,10 +260,10 @@ impl Fs for DirFs {
         // Whoever can add an entry here decides what is found: no exception for sticky
         // directories when listing.
         if self.owned_by_root
-            && let Some(why) = ownership::writable_by(dir.owner)
+            && let Some(why) = ownership::writable_by(dir.owner.get())
         {
             return Err(FsError::WritableByOthers {
-                path: Some(dir.path),
+                path: Some(dir.path.clone()),
                 why,
             });
         }
@@ -415,6 +499,30 @@ mod tests {
                 .read_dir(Path::new("/usr/lib/systemd/system"))
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn directories_kept_open_are_bounded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut deep = tmp.path().to_path_buf();
+        let mut inside = PathBuf::from("/");
+        for i in 0..MAX_OPEN_DIRS + 8 {
+            deep.push(format!("d{i}"));
+            inside.push(format!("d{i}"));
+            std::fs::create_dir(&deep).unwrap();
+            std::fs::write(deep.join("f"), format!("{i}")).unwrap();
+        }
+        let fs = DirFs::new(tmp.path());
+        let tree = Tree::new(Box::new(DirFs::new(tmp.path())));
+        // Deepest first, then every level again: past the bound, walks still succeed.
+        for path in inside.ancestors().filter(|p| *p != Path::new("/")) {
+            let file = path.join("f");
+            let want = path.file_name().unwrap().to_str().unwrap()[1..].to_string();
+            assert_eq!(fs.read_file(&file, 9).unwrap(), want.as_bytes());
+            assert_eq!(tree.read_file(&file, 9).unwrap(), want.as_bytes());
+            assert!(fs.open_dirs.borrow().len() <= MAX_OPEN_DIRS);
+        }
+        assert_eq!(fs.open_dirs.borrow().len(), MAX_OPEN_DIRS);
     }
 
     #[test]

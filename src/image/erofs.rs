@@ -300,9 +300,25 @@ impl Fs for ErofsFs {
 
     fn read_file(&self, path: &Path, limit: u64) -> Result<Vec<u8>, FsError> {
         self.call(|| {
+            // The unit files are read right after their directory was listed: its inode
+            // is known, and a path lookup from the root would read every directory on
+            // the way again (the asynchronous API caches nothing).
+            let listed = match (path.parent(), path.file_name()) {
+                (Some(parent), Some(name)) => self
+                    .cached(parent)
+                    .map(|l| find(&l, name.as_bytes()).map(|e| e.nid)),
+                _ => None,
+            };
             block_on(async {
                 // erofs-rs does not follow symlinks, so a final symlink is "not a file".
-                let file = self.fs.open(path.as_os_str()).await.map_err(map_err)?;
+                let file = match listed {
+                    Some(Some(nid)) => {
+                        let inode = self.fs.get_inode(nid).await.map_err(map_err)?;
+                        self.fs.open_inode_file(inode).map_err(map_err)?
+                    }
+                    Some(None) => return Err(FsError::NotFound),
+                    None => self.fs.open(path.as_os_str()).await.map_err(map_err)?,
+                };
                 // `read_to_end` would reserve whatever size the inode claims.
                 let size = file.size();
                 if size > limit {

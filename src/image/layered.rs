@@ -36,6 +36,10 @@ impl Layered {
 }
 
 impl Fs for Layered {
+    fn may_change(&self) -> bool {
+        self.usr.may_change() || self.root.as_ref().is_some_and(|r| r.may_change())
+    }
+
     fn lstat(&self, path: &Path) -> Result<Option<FileKind>, FsError> {
         match self.route(path) {
             Target::Root(fs, p) => fs.lstat(&p),

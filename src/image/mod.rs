@@ -170,6 +170,14 @@ pub trait Fs {
     /// symlink; `None` when the entry has no such attribute, [`FsError::NotFound`] when
     /// there is no entry, [`FsError::TooLarge`] when the value is over `limit` bytes.
     fn xattr(&self, path: &Path, name: &str, limit: u64) -> Result<Option<Vec<u8>>, FsError>;
+    /// Whether entries can change while the image is read: a directory tree on the host
+    /// can; an image file cannot, or a reader sees the change as damage. [`chase::Tree`]
+    /// then remembers only the directories and regular files it found (a reader that may
+    /// change opens them without following links, so a swap is caught there), and asks
+    /// again about links and absent entries.
+    fn may_change(&self) -> bool {
+        false
+    }
 }
 
 /// The `TooLarge` error of an extended attribute value.
