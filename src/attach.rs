@@ -3,6 +3,7 @@
 //! reason naming what is wrong.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use log::Level;
 
@@ -39,9 +40,9 @@ pub fn read_all(
     diags: &mut Diagnostics,
 ) -> Vec<Attachment> {
     let mut attachments = Vec::new();
-    for portable in portables {
+    for (portable, read) in portables.iter().zip(read_each(root, portables, systemd)) {
         let image = &portable.image;
-        match read_portable(root, portable, systemd) {
+        match read {
             Ok(read) => {
                 diags.extend(read.notes);
                 tell_skipped(image, read.skipped, diags);
@@ -54,6 +55,61 @@ pub fn read_all(
         }
     }
     attachments
+}
+
+/// Most threads that read images at once.
+const MAX_READERS: usize = 4;
+
+/// Fewer portables than this are read on the calling thread: starting a thread costs about
+/// what reading a small image does.
+const THREADED_FROM: usize = 8;
+
+/// [`read_portable`] of each portable, in their order. Each image is read alone, and reading
+/// is most of a run's system calls, so the images are shared among the machine's processors
+/// (ARCHITECTURE.md, "Stages"); the results, and so the log, keep the order of `portables`.
+fn read_each(root: &Root, portables: &[Portable], systemd: u32) -> Vec<Result<Read, String>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(MAX_READERS)
+        .min(portables.len() / (THREADED_FROM / 2));
+    if threads < 2 || portables.len() < THREADED_FROM {
+        return portables
+            .iter()
+            .map(|p| read_portable(root, p, systemd))
+            .collect();
+    }
+    // Each reader takes the next portable not taken yet, so a slow image holds up no other.
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(portable) = portables.get(i) else {
+                return done;
+            };
+            done.push((i, read_portable(root, portable, systemd)));
+        }
+    };
+    let mut done: Vec<(usize, Result<Read, String>)> = std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+        let mut done = work();
+        for helper in helpers {
+            // read_portable catches a reader's panic; a thread that still died took only
+            // the portables it had not finished, which are reported missing below.
+            if let Ok(theirs) = helper.join() {
+                done.extend(theirs);
+            }
+        }
+        done
+    });
+    done.sort_unstable_by_key(|(i, _)| *i);
+    let mut done = done.into_iter().peekable();
+    (0..portables.len())
+        .map(|i| match done.next_if(|(j, _)| *j == i) {
+            Some((_, read)) => read,
+            None => Err("internal error: the thread reading the image stopped".to_string()),
+        })
+        .collect()
 }
 
 /// A crafted image can leave out thousands of units: a few lines, then a count.
