@@ -555,8 +555,7 @@ mod tests {
                 return;
             };
             let fs = open(fixture::source(&built.img)).unwrap();
-            xattr_fixture::check(&*fs);
-            xattr_fixture::check_tree(fs);
+            xattr_fixture::check_image(fs, true);
         }
     }
 

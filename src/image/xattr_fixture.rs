@@ -205,6 +205,17 @@ pub fn check(fs: &dyn Fs) {
     assert_eq!(get("/", "user.dir").unwrap(), None);
 }
 
+/// [`check`] and [`check_tree`] of an image built from this fixture's tree; one built without
+/// extended attributes must answer that there are none.
+pub fn check_image(fs: Box<dyn Fs>, with_xattrs: bool) {
+    if !with_xattrs {
+        assert_eq!(fs.xattr(&p(RELEASE), STRICT, 99).unwrap(), None);
+        return;
+    }
+    check(&*fs);
+    check_tree(fs);
+}
+
 /// The same checks through [`super::chase::Tree`], as callers use it.
 pub fn check_tree(fs: Box<dyn Fs>) {
     let t = super::chase::Tree::new(fs);
