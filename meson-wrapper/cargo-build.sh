@@ -9,9 +9,11 @@ if [ "$4" != /usr/lib/portables-generator/profile ]; then
     PORTABLES_GENERATOR_PROFILE_DIR="$4"
     export PORTABLES_GENERATOR_PROFILE_DIR
 fi
-cargo build --release --locked \
-    --manifest-path "$1/Cargo.toml" --target-dir "${CARGO_TARGET_DIR:-$2}" --bin portables-generator
+# From the source directory: cargo takes .cargo/config.toml (the static linking, and so the
+# target directory below) from where it runs, not from the manifest's directory.
+target=$(realpath -m "${CARGO_TARGET_DIR:-$2}")
+(cd "$1" && cargo build --release --locked --target-dir "$target" --bin portables-generator)
 # .cargo/config.toml builds for a named target (the host's, unless CARGO_BUILD_TARGET says
 # otherwise), so the binary is below the target's own directory.
 triple=${CARGO_BUILD_TARGET:-$(rustc --print host-tuple)}
-cp "${CARGO_TARGET_DIR:-$2}/$triple/release/portables-generator" "$3"
+cp "$target/$triple/release/portables-generator" "$3"
