@@ -2,8 +2,9 @@
 //! check and layer its extensions, collect the units that match. Every failure is a
 //! reason naming what is wrong.
 
+use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 use log::Level;
 
@@ -40,21 +41,34 @@ pub fn read_all(
     diags: &mut Diagnostics,
 ) -> Vec<Attachment> {
     let mut attachments = Vec::new();
-    for (portable, read) in portables.iter().zip(read_each(root, portables, systemd)) {
+    each(root, portables, systemd, diags, |att| attachments.push(att));
+    attachments
+}
+
+/// Read every portable and hand each attachment to `take`, on this thread and in the
+/// portables' order, as soon as it and those before it are read: why one could not be read,
+/// and the units each left out, go to `diags`.
+pub fn each(
+    root: &Root,
+    portables: &[Portable],
+    systemd: u32,
+    diags: &mut Diagnostics,
+    mut take: impl FnMut(Attachment),
+) {
+    read_in_order(root, portables, systemd, |portable, read| {
         let image = &portable.image;
         match read {
             Ok(read) => {
                 diags.extend(read.notes);
                 tell_skipped(image, read.skipped, diags);
-                attachments.push(read.attachment);
+                take(read.attachment);
             }
             Err(why) => diags.push(
                 Diagnostic::image_not_attached(&image.found_at, &image.label(), Level::Error, why)
                     .failing(),
             ),
         }
-    }
-    attachments
+    });
 }
 
 /// Most threads that read images at once.
@@ -64,52 +78,129 @@ const MAX_READERS: usize = 4;
 /// what reading a small image does.
 const THREADED_FROM: usize = 8;
 
-/// [`read_portable`] of each portable, in their order. Each image is read alone, and reading
-/// is most of a run's system calls, so the images are shared among the machine's processors
-/// (ARCHITECTURE.md, "Stages"); the results, and so the log, keep the order of `portables`.
-fn read_each(root: &Root, portables: &[Portable], systemd: u32) -> Vec<Result<Read, String>> {
+/// Most images read ahead of the one the calling thread takes next: what is read waits in
+/// memory, and a run of thousands of images must not hold them all.
+const READ_AHEAD: usize = 16;
+
+/// [`read_portable`] of each portable, handed to `take` on the calling thread in their order.
+/// Each image is read alone, and reading is most of a run's system calls, so the images are
+/// shared among the machine's processors (ARCHITECTURE.md, "Stages"), while this thread
+/// plans and writes those already read; the order, and so the log, is that of `portables`.
+fn read_in_order(
+    root: &Root,
+    portables: &[Portable],
+    systemd: u32,
+    mut take: impl FnMut(&Portable, Result<Read, String>),
+) {
     let threads = std::thread::available_parallelism()
         .map_or(1, std::num::NonZero::get)
         .min(MAX_READERS)
         .min(portables.len() / (THREADED_FROM / 2));
     if threads < 2 || portables.len() < THREADED_FROM {
-        return portables
-            .iter()
-            .map(|p| read_portable(root, p, systemd))
-            .collect();
+        for p in portables {
+            take(p, read_portable(root, p, systemd));
+        }
+        return;
     }
+    let ahead = Ahead {
+        state: Mutex::new(AheadState {
+            next: 0,
+            taken: 0,
+            done: BTreeMap::new(),
+        }),
+        ready: Condvar::new(),
+        room: Condvar::new(),
+    };
     // Each reader takes the next portable not taken yet, so a slow image holds up no other.
-    let next = AtomicUsize::new(0);
     let work = || {
-        let mut done = Vec::new();
         loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
+            let mut state = ahead.lock();
+            while state.next < portables.len() && state.next >= state.taken + READ_AHEAD {
+                state = ahead
+                    .room
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            let i = state.next;
             let Some(portable) = portables.get(i) else {
-                return done;
+                return;
             };
-            done.push((i, read_portable(root, portable, systemd)));
+            state.next += 1;
+            drop(state);
+            // read_portable catches a reader's panic; should the thread still stop, the
+            // guard says so in its place, and the calling thread does not wait for it.
+            let guard = Unfinished { ahead: &ahead, i };
+            let read = read_portable(root, portable, systemd);
+            std::mem::forget(guard);
+            ahead.finish(i, read);
         }
     };
-    let mut done: Vec<(usize, Result<Read, String>)> = std::thread::scope(|scope| {
-        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
-        let mut done = work();
-        for helper in helpers {
-            // read_portable catches a reader's panic; a thread that still died took only
-            // the portables it had not finished, which are reported missing below.
-            if let Ok(theirs) = helper.join() {
-                done.extend(theirs);
-            }
+    std::thread::scope(|scope| {
+        let readers: Vec<_> = (0..threads).map(|_| scope.spawn(work)).collect();
+        for (i, portable) in portables.iter().enumerate() {
+            let mut state = ahead.lock();
+            let read = loop {
+                if let Some(read) = state.done.remove(&i) {
+                    break read;
+                }
+                state = ahead
+                    .ready
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+            };
+            state.taken = i + 1;
+            drop(state);
+            ahead.room.notify_all();
+            take(portable, read);
         }
-        done
+        // A reader that stopped has said so in place of its image: it is not joined again
+        // as a panic of this thread.
+        for reader in readers {
+            let _ = reader.join();
+        }
     });
-    done.sort_unstable_by_key(|(i, _)| *i);
-    let mut done = done.into_iter().peekable();
-    (0..portables.len())
-        .map(|i| match done.next_if(|(j, _)| *j == i) {
-            Some((_, read)) => read,
-            None => Err("internal error: the thread reading the image stopped".to_string()),
-        })
-        .collect()
+}
+
+/// The images read ahead of the calling thread ([`read_in_order`]).
+struct Ahead {
+    state: Mutex<AheadState>,
+    /// Signalled when an image is read.
+    ready: Condvar,
+    /// Signalled when the calling thread takes one, making room to read another.
+    room: Condvar,
+}
+
+struct AheadState {
+    /// The next portable no reader has taken.
+    next: usize,
+    /// How many the calling thread has taken.
+    taken: usize,
+    /// Those read and not taken yet, by index.
+    done: BTreeMap<usize, Result<Read, String>>,
+}
+
+impl Ahead {
+    fn lock(&self) -> MutexGuard<'_, AheadState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn finish(&self, i: usize, read: Result<Read, String>) {
+        self.lock().done.insert(i, read);
+        self.ready.notify_one();
+    }
+}
+
+/// Dropped only if a reader stops while reading portable `i`: an error in its place.
+struct Unfinished<'a> {
+    ahead: &'a Ahead,
+    i: usize,
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        let why = "internal error: the thread reading the image stopped".to_string();
+        self.ahead.finish(self.i, Err(why));
+    }
 }
 
 /// A crafted image can leave out thousands of units: a few lines, then a count.

@@ -156,34 +156,61 @@ impl Diagnostic {
 
 /// Diagnostics in the order they arose.
 #[derive(Debug, Default, Clone)]
-pub struct Diagnostics(Vec<Diagnostic>, DebugNotices);
+pub struct Diagnostics(Vec<Diagnostic>, Keep);
 
-/// Whether debug-level diagnostics are kept.
+/// What a list of diagnostics keeps of each one.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub enum DebugNotices {
-    /// Kept, as every command but the generator's run needs them.
+pub enum Keep {
+    /// Everything, as every command but the generator's run needs: `list` and `inspect`
+    /// show subjects and reasons, and debug-level lines.
     #[default]
-    Kept,
-    /// Dropped as they arise: a run that logs nothing at debug level would otherwise hold
-    /// a few lines per unit of every image until its end (megabytes for a thousand images).
-    Dropped,
+    All,
+    /// Only what [`Diagnostics::log`] shows (the generator's run): the line, its level and
+    /// whether it fails; debug-level diagnostics only if `debug`. A run of a thousand images
+    /// would otherwise hold a few lines per unit, each with its subject and reason, until
+    /// its end (megabytes).
+    Logged {
+        /// Whether debug-level lines are logged.
+        debug: bool,
+        /// Whether the lines are those of a dry run.
+        dry_run: bool,
+    },
+}
+
+impl Keep {
+    /// Whether debug-level diagnostics are kept: whether to make them at all.
+    pub fn debug(self) -> bool {
+        matches!(self, Keep::All | Keep::Logged { debug: true, .. })
+    }
 }
 
 impl Diagnostics {
-    /// An empty list that keeps debug-level diagnostics or not.
-    pub fn new(debug: DebugNotices) -> Diagnostics {
-        Diagnostics(Vec::new(), debug)
+    /// An empty list that keeps `keep` of each diagnostic.
+    pub fn new(keep: Keep) -> Diagnostics {
+        Diagnostics(Vec::new(), keep)
     }
 
-    /// Whether debug-level diagnostics are kept.
-    pub fn debug(&self) -> DebugNotices {
+    /// What it keeps of each diagnostic.
+    pub fn keep(&self) -> Keep {
         self.1
     }
 
     /// Add `d` after the others.
-    pub fn push(&mut self, d: Diagnostic) {
-        if d.level == Level::Debug && self.1 == DebugNotices::Dropped {
-            return;
+    pub fn push(&mut self, mut d: Diagnostic) {
+        match self.1 {
+            Keep::All => {}
+            Keep::Logged { debug, dry_run } => {
+                if d.level == Level::Debug && !debug {
+                    return;
+                }
+                if let Some(line) = d.dry_run_message.take()
+                    && dry_run
+                {
+                    d.message = line.0;
+                }
+                d.subject = Subject::Run;
+                d.reason = String::new();
+            }
         }
         self.0.push(d);
     }

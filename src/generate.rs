@@ -9,10 +9,9 @@ use std::path::{Path, PathBuf};
 use log::Level;
 
 use crate::config::{self, Config};
-use crate::diagnostic::{DebugNotices, Diagnostic, Diagnostics};
+use crate::diagnostic::{Diagnostic, Diagnostics, Keep};
 use crate::model::{Attachment, Image, Portable};
-use crate::out_path::OutPath;
-use crate::plan::{self, Host, HostUnit, Plan};
+use crate::plan::{self, Host, HostUnit, Plan, Planner};
 use crate::root::Root;
 use crate::systemd_version::{self, Version};
 use crate::{attach, discover, host, host_file, late_mounts, output, preset, profile, select};
@@ -48,20 +47,73 @@ pub struct Generated {
 }
 
 /// Find, select, read and plan every portable below `root` for systemd `systemd`.
-pub fn generate(root: &Root, systemd: u32, first_boot: bool, mut diags: Diagnostics) -> Generated {
+pub fn generate(root: &Root, systemd: u32, first_boot: bool, diags: Diagnostics) -> Generated {
+    stages(root, systemd, first_boot, diags, None)
+}
+
+/// [`generate`], writing into `out` each image's units as soon as they are planned, then the
+/// aliases: the run systemd makes. Each image is let go of once written, so the memory a run
+/// takes does not grow with the images' contents (ARCHITECTURE.md, "Stages"): the images
+/// found are not returned, and of the attachments only those a first boot's preset warning
+/// needs. Each node that could not be created is an error at the end of the diagnostics, as
+/// with [`output::write`].
+pub fn generate_into(
+    root: &Root,
+    systemd: u32,
+    first_boot: bool,
+    diags: Diagnostics,
+    out: &Path,
+) -> Generated {
+    let mut writer = output::Writer::open(out);
+    let mut generated = stages(root, systemd, first_boot, diags, writer.as_mut().ok());
+    let errors = match writer {
+        Ok(mut writer) => {
+            writer.write(&generated.plan.nodes);
+            writer.finish()
+        }
+        Err(e) => vec![e],
+    };
+    output::report(errors, &mut generated.diagnostics);
+    generated
+}
+
+/// The stages of a run; with `writer`, each image's nodes are written as soon as they are
+/// planned, and only the links are left in the plan returned.
+fn stages(
+    root: &Root,
+    systemd: u32,
+    first_boot: bool,
+    mut diags: Diagnostics,
+    mut writer: Option<&mut output::Writer>,
+) -> Generated {
     let config = config::load(root, &mut diags);
     let images = discover::discover(root, config.defaults.allow_writable_by_others, &mut diags);
     let not_mounted = late_mounts::pending_below(root, &watched_paths(&config), &mut diags);
     let is_pending = |p: &Path| not_mounted.iter().any(|m| p.starts_with(m));
     let image_at = |p: &Path| discover::image_at(root, p);
     let portables = select::select(&images, &config, &image_at, &is_pending, &mut diags);
-    let attachments = attach::read_all(root, &portables, systemd, &mut diags);
-    let mut plan = on_host(root, systemd, &not_mounted, diags.debug(), |host| {
-        plan::plan(&attachments, host)
+    // A run that writes as it goes only logs: it lists nothing found.
+    let images = if writer.is_some() { Vec::new() } else { images };
+    let mut attachments = Vec::new();
+    let mut plan = on_host(root, systemd, &not_mounted, diags.keep(), |host| {
+        let mut planner = Planner::new(host);
+        attach::each(root, &portables, systemd, &mut diags, |att| {
+            planner.add(&att);
+            match writer.as_deref_mut() {
+                Some(writer) => {
+                    writer.write(&planner.take_nodes());
+                    if first_boot && !att.enable {
+                        attachments.push(att);
+                    }
+                }
+                None => attachments.push(att),
+            }
+        });
+        planner.finish()
     });
     diags.extend(std::mem::take(&mut plan.diagnostics));
     if first_boot {
-        let planned = |unit: &str| plan.nodes.contains_key(&OutPath::from(unit));
+        let planned = |unit: &str| plan.names(unit);
         preset::warn_first_boot(root, &attachments, &planned, &mut diags);
     }
     Generated {
@@ -75,7 +127,7 @@ pub fn generate(root: &Root, systemd: u32, first_boot: bool, mut diags: Diagnost
 
 /// The plan of `attachments` alone, as a run would make it on this host (`inspect`).
 pub fn plan_alone(root: &Root, systemd: u32, attachments: &[Attachment]) -> Plan {
-    on_host(root, systemd, &[], DebugNotices::Kept, |host| {
+    on_host(root, systemd, &[], Keep::All, |host| {
         plan::plan(attachments, host)
     })
 }
@@ -96,7 +148,7 @@ fn on_host<R>(
     root: &Root,
     systemd: u32,
     not_mounted: &[String],
-    debug: DebugNotices,
+    keep: Keep,
     f: impl FnOnce(&Host) -> R,
 ) -> R {
     let unit_file = |name: &str| {
@@ -124,7 +176,7 @@ fn on_host<R>(
         os_release: host::host_os_release(root),
         systemd_version: systemd,
         not_mounted,
-        debug,
+        keep,
     })
 }
 
@@ -137,28 +189,24 @@ pub fn run(
     env: impl Fn(&str) -> Option<String>,
 ) -> u8 {
     // What is not logged need not be kept: at info level, most of a run's notices.
-    let mut diags = Diagnostics::new(if log::log_enabled!(Level::Debug) {
-        DebugNotices::Kept
-    } else {
-        DebugNotices::Dropped
-    });
     let dry_run = matches!(sink, Sink::Print);
+    let mut diags = Diagnostics::new(Keep::Logged {
+        debug: log::log_enabled!(Level::Debug),
+        dry_run,
+    });
     let Some((systemd, first_boot)) = preflight(root, systemd, &env, &mut diags) else {
         diags.log(dry_run);
         return EXIT_OK;
     };
-    let Generated {
-        plan,
-        mut diagnostics,
-        ..
-    } = generate(root, systemd.major, first_boot, diags);
-    match sink {
+    let diagnostics = match sink {
         Sink::Print => {
+            let generated = generate(root, systemd.major, first_boot, diags);
             println!("# For {}", systemd.describe());
-            print!("{}", plan::describe(&plan));
+            print!("{}", plan::describe(&generated.plan));
+            generated.diagnostics
         }
-        Sink::Write(dir) => output::write(&plan, &dir, &mut diagnostics),
-    }
+        Sink::Write(dir) => generate_into(root, systemd.major, first_boot, diags, &dir).diagnostics,
+    };
     diagnostics.log(dry_run);
     if diagnostics.failed() {
         EXIT_FAILED

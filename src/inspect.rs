@@ -372,7 +372,7 @@ fn decide(
     let portable = Portable {
         name,
         image,
-        config: conf,
+        config: conf.map(Box::new),
         defaults: config.defaults.clone(),
     };
     // What attaching it alone would give: the same reading and planning code.

@@ -105,8 +105,9 @@ pub struct Portable {
     pub name: String,
     /// Its root image.
     pub image: Image,
-    /// Its `NAME.conf`, if it has one.
-    pub config: Option<ImageConfig>,
+    /// Its `NAME.conf`, if it has one (boxed: most images have none, and a run holds a
+    /// portable per image).
+    pub config: Option<Box<ImageConfig>>,
     /// The global policy (`[Defaults]`).
     pub defaults: Defaults,
 }

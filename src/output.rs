@@ -13,123 +13,162 @@ use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::diagnostic::{Diagnostic, Diagnostics};
-use crate::plan::{Node, Plan, is_confined};
+use crate::plan::{Node, Nodes, Plan, is_confined};
 
 /// [`write_nodes`], each node that could not be created an error in `diags`.
 pub fn write(plan: &Plan, out: &Path, diags: &mut Diagnostics) {
-    for e in write_nodes(plan, out) {
+    report(write_nodes(plan, out), diags);
+}
+
+/// Each message of [`Writer::finish`] as an error that fails the run.
+pub fn report(errors: Vec<String>, diags: &mut Diagnostics) {
+    for e in errors {
         diags.push(Diagnostic::run(Level::Error, e).failing());
     }
 }
 
 /// Create every node of `plan` below `out`. Returns one message per node that could not
 /// be created; the others are still created.
+pub fn write_nodes(plan: &Plan, out: &Path) -> Vec<String> {
+    match Writer::open(out) {
+        Ok(mut writer) => {
+            writer.write(&plan.nodes);
+            writer.finish()
+        }
+        Err(e) => vec![e],
+    }
+}
+
+/// The output directory, written a part of the plan at a time ([`crate::plan::Planner`]).
 ///
 /// A unit's drop-ins are written before the unit file, as portablectl does, and a unit
 /// whose drop-ins or file cannot be written is left out whole, links included: a unit must
 /// never run without its drop-ins, and this generator's drop-ins must never land on a unit
 /// file another generator wrote there first.
-pub fn write_nodes(plan: &Plan, out: &Path) -> Vec<String> {
-    match fs::symlink_metadata(out) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => {
-            return vec![format!(
-                "Cannot write into {}: not a directory.",
-                out.display()
-            )];
+pub struct Writer {
+    dirs: OutDirs,
+    /// Units left out so far: links written later to them are left out too.
+    failed: BTreeSet<PathBuf>,
+    errors: Vec<String>,
+}
+
+impl Writer {
+    /// The output directory `out`, ready to be written; else the one line saying why not.
+    pub fn open(out: &Path) -> Result<Writer, String> {
+        match fs::symlink_metadata(out) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(format!(
+                    "Cannot write into {}: not a directory.",
+                    out.display()
+                ));
+            }
+            Err(e) => return Err(format!("Cannot write into {}: {e}.", out.display())),
         }
-        Err(e) => return vec![format!("Cannot write into {}: {e}.", out.display())],
-    }
-    // One line for a directory nothing can be written into (a read-only file system, or a
-    // user without write permission), not one per node.
-    if let Err(e) = rustix::fs::access(out, rustix::fs::Access::WRITE_OK) {
-        let e = std::io::Error::from(e);
-        return vec![format!("Cannot write into {}: {e}.", out.display())];
-    }
-    let mut dirs = match OutDirs::open(out) {
-        Ok(dirs) => dirs,
-        Err(e) => return vec![format!("Cannot write into {}: {e}.", out.display())],
-    };
-    // Every file and directory is created with its final mode (0644, 0755), whatever umask
-    // systemd or a shell left: set once here rather than a chmod after each creation. This
-    // code creates nothing else.
-    rustix::process::umask(Mode::from_raw_mode(0o022));
-    let mut errors = Vec::new();
-    // One pass over the plan, in its order: each top-level `NAME.d/` directory's nodes, by NAME.
-    let mut dropins: HashMap<&OsStr, Vec<NodeRef>> = HashMap::new();
-    for (rel, node) in &plan.nodes {
-        let mut parts = rel.components();
-        if let (Some(first), Some(_)) = (parts.next(), parts.next())
-            && let Some(unit) = first.as_os_str().as_bytes().strip_suffix(b".d")
-        {
-            let entry = dropins.entry(OsStr::from_bytes(unit)).or_default();
-            entry.push((rel, node));
+        // One line for a directory nothing can be written into (a read-only file system, or
+        // a user without write permission), not one per node.
+        if let Err(e) = rustix::fs::access(out, rustix::fs::Access::WRITE_OK) {
+            let e = std::io::Error::from(e);
+            return Err(format!("Cannot write into {}: {e}.", out.display()));
         }
-    }
-    // Units: top-level files with a drop-in directory in the plan.
-    let units: Vec<(&Path, &Node, &[NodeRef])> = plan
-        .nodes
-        .iter()
-        .filter(|(_, node)| matches!(node, Node::File(_)))
-        .filter_map(|(rel, node)| {
-            let own = dropins.get(rel.as_os_str())?;
-            (rel.components().count() == 1).then_some((rel.as_path(), node, own.as_slice()))
+        let dirs =
+            OutDirs::open(out).map_err(|e| format!("Cannot write into {}: {e}.", out.display()))?;
+        // Every file and directory is created with its final mode (0644, 0755), whatever
+        // umask systemd or a shell left: set once here rather than a chmod after each
+        // creation. This code creates nothing else.
+        rustix::process::umask(Mode::from_raw_mode(0o022));
+        Ok(Writer {
+            dirs,
+            failed: BTreeSet::new(),
+            errors: Vec::new(),
         })
-        .collect();
-    let mut failed: BTreeSet<&Path> = BTreeSet::new();
-    for &(unit, node, own) in &units {
-        let dir = dropin_dir(unit);
-        let mut problem = None;
-        let mut written = Vec::new();
-        for &(rel, node) in own {
-            if let Err(e) = write_node(&mut dirs, rel, node) {
-                problem = Some(format!("Cannot create {}: {e}", out.join(rel).display()));
-                break;
-            }
-            written.push(rel);
-        }
-        if problem.is_none()
-            && let Err(e) = write_node(&mut dirs, unit, node)
-        {
-            problem = Some(format!("Cannot create {}: {e}", out.join(unit).display()));
-        }
-        if let Some(problem) = problem {
-            // Take back what was written of it, and only that: the directory may hold
-            // another generator's drop-ins.
-            for rel in written {
-                let _ = fs::remove_file(out.join(rel));
-            }
-            let _ = fs::remove_dir(out.join(&dir));
-            errors.push(format!(
-                "{problem}; {} is left out with its drop-ins and links.",
-                unit.display()
-            ));
-            failed.insert(unit);
-        }
     }
-    let is_unit: HashSet<&OsStr> = units.iter().map(|(u, ..)| u.as_os_str()).collect();
-    for (rel, node) in &plan.nodes {
-        let first = rel.components().next().map(|c| c.as_os_str().as_bytes());
-        let is_unit_part = is_unit.contains(rel.as_os_str())
-            || first
-                .and_then(|f| f.strip_suffix(b".d"))
-                .is_some_and(|u| is_unit.contains(OsStr::from_bytes(u)));
-        if is_unit_part {
-            continue;
+
+    /// One message per node that could not be created, in the order they were met.
+    pub fn finish(self) -> Vec<String> {
+        self.errors
+    }
+
+    /// Create `nodes`: each unit with its drop-ins, then the rest, leaving out the links of
+    /// every unit left out so far.
+    pub fn write(&mut self, nodes: &Nodes) {
+        let out = self.dirs.out.clone();
+        // One pass over the nodes, in their order: each top-level `NAME.d/` directory's
+        // nodes, by NAME.
+        let mut dropins: HashMap<&OsStr, Vec<NodeRef>> = HashMap::new();
+        for (rel, node) in nodes {
+            let mut parts = rel.components();
+            if let (Some(first), Some(_)) = (parts.next(), parts.next())
+                && let Some(unit) = first.as_os_str().as_bytes().strip_suffix(b".d")
+            {
+                let entry = dropins.entry(OsStr::from_bytes(unit)).or_default();
+                entry.push((rel, node));
+            }
         }
-        // An [Install] link or alias of a unit that was left out would dangle.
-        if let Node::Symlink(target) = node
-            && failed.iter().any(|u| {
-                rel.file_name() == Some(u.as_os_str()) || target.file_name() == Some(u.as_os_str())
+        // Units: top-level files with a drop-in directory among the nodes.
+        let units: Vec<(&Path, &Node, &[NodeRef])> = nodes
+            .iter()
+            .filter(|(_, node)| matches!(node, Node::File(_)))
+            .filter_map(|(rel, node)| {
+                let own = dropins.get(rel.as_os_str())?;
+                (rel.components().count() == 1).then_some((rel.as_path(), node, own.as_slice()))
             })
-        {
-            continue;
+            .collect();
+        for &(unit, node, own) in &units {
+            let dir = dropin_dir(unit);
+            let mut problem = None;
+            let mut written = Vec::new();
+            for &(rel, node) in own {
+                if let Err(e) = write_node(&mut self.dirs, rel, node) {
+                    problem = Some(format!("Cannot create {}: {e}", out.join(rel).display()));
+                    break;
+                }
+                written.push(rel);
+            }
+            if problem.is_none()
+                && let Err(e) = write_node(&mut self.dirs, unit, node)
+            {
+                problem = Some(format!("Cannot create {}: {e}", out.join(unit).display()));
+            }
+            if let Some(problem) = problem {
+                // Take back what was written of it, and only that: the directory may hold
+                // another generator's drop-ins.
+                for rel in written {
+                    let _ = fs::remove_file(out.join(rel));
+                }
+                let _ = fs::remove_dir(out.join(&dir));
+                self.errors.push(format!(
+                    "{problem}; {} is left out with its drop-ins and links.",
+                    unit.display()
+                ));
+                self.failed.insert(unit.to_path_buf());
+            }
         }
-        if let Err(e) = write_node(&mut dirs, rel, node) {
-            errors.push(format!("Cannot create {}: {e}", out.join(rel).display()));
+        let is_unit: HashSet<&OsStr> = units.iter().map(|(u, ..)| u.as_os_str()).collect();
+        for (rel, node) in nodes {
+            let first = rel.components().next().map(|c| c.as_os_str().as_bytes());
+            let is_unit_part = is_unit.contains(rel.as_os_str())
+                || first
+                    .and_then(|f| f.strip_suffix(b".d"))
+                    .is_some_and(|u| is_unit.contains(OsStr::from_bytes(u)));
+            if is_unit_part {
+                continue;
+            }
+            // An [Install] link or alias of a unit that was left out would dangle.
+            if let Node::Symlink(target) = node
+                && self.failed.iter().any(|u| {
+                    rel.file_name() == Some(u.as_os_str())
+                        || target.file_name() == Some(u.as_os_str())
+                })
+            {
+                continue;
+            }
+            if let Err(e) = write_node(&mut self.dirs, rel, node) {
+                self.errors
+                    .push(format!("Cannot create {}: {e}", out.join(rel).display()));
+            }
         }
     }
-    errors
 }
 
 /// A node of the plan with its path.

@@ -3,10 +3,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use log::Level;
 
-use crate::diagnostic::{DebugNotices, Diagnostic, Diagnostics, MAX_LINES_PER_IMAGE, Subject};
+use crate::diagnostic::{Diagnostic, Diagnostics, Keep, MAX_LINES_PER_IMAGE, Subject};
 use crate::host::HostKind;
 use crate::install::enablement;
 use crate::late_mounts;
@@ -70,8 +71,8 @@ pub struct Host<'a> {
     /// Mount points below which images may lie that are not mounted yet: one more reload,
     /// once they are, attaches those images.
     pub not_mounted: &'a [String],
-    /// Whether the plan keeps its debug-level notices (see [`DebugNotices`]).
-    pub debug: DebugNotices,
+    /// What the plan's diagnostics keep (see [`Keep`]).
+    pub keep: Keep,
 }
 
 /// Everything a run writes: every file and link, by path, and why anything was left out.
@@ -82,10 +83,29 @@ pub struct Plan {
     /// What planning decided, in order.
     pub diagnostics: Diagnostics,
     /// Each unit attached, by name, with the image it was attached from (the path the
-    /// image was found at): `list` tells from it which image's unit won.
+    /// image was found at): `list` tells from it which image's unit won. Only where the
+    /// diagnostics are kept whole ([`Keep::All`]): a run logs, it does not list.
     pub attached: BTreeMap<String, PathBuf>,
-    /// Whether [`MAX_OUTPUT_NODES`] was reached (said once).
+    /// Whether [`MAX_OUTPUT_NODES`] was reached placing units (said once).
     full: bool,
+    /// Whether it was reached making links (said once).
+    links_full: bool,
+    /// Nodes already taken out by [`Planner::take_nodes`] and written: how many.
+    taken: usize,
+    /// The top-level names among them that are not units' files (the reattach unit's).
+    taken_names: BTreeSet<OutPath>,
+    /// Each unit attached, by name: the image that provides it, and whether the plan writes
+    /// its file. Later images and aliases may not take these names.
+    units: BTreeMap<String, Owner>,
+}
+
+/// Which image a unit is attached from.
+#[derive(Debug)]
+struct Owner {
+    /// The image's path (shared by its units).
+    image: Arc<Path>,
+    /// Whether the plan writes the unit file (not only drop-ins for an administrator's copy).
+    whole: bool,
 }
 
 impl Plan {
@@ -94,8 +114,32 @@ impl Plan {
         self.diagnostics.failed()
     }
 
+    /// Whether the plan writes a file or link at the top level under this name (a unit file or
+    /// an alias), including one taken out already by [`Planner::take_nodes`].
+    pub fn names(&self, name: &str) -> bool {
+        let path = OutPath::from(name);
+        self.units.get(name).is_some_and(|o| o.whole)
+            || self.nodes.contains_key(&path)
+            || self.taken_names.contains(&path)
+    }
+
     fn notice(&mut self, d: Diagnostic) {
         self.diagnostics.push(d);
+    }
+
+    /// Every node planned so far, those taken out included.
+    fn node_count(&self) -> usize {
+        self.nodes.len() + self.taken
+    }
+
+    /// The line saying that a unit's links are not made for [`MAX_OUTPUT_NODES`], the first
+    /// time only.
+    fn links_full(&mut self, what: &str) -> Option<String> {
+        let first = !self.links_full;
+        self.links_full = true;
+        first.then(|| format!(
+            "{what}: [Install] links not made, nor those of later units: this run has made {MAX_OUTPUT_NODES} files and links, the most it makes."
+        ))
     }
 }
 
@@ -191,51 +235,150 @@ enum Placement {
 
 /// Plan the output for `attachments`, given in search-path order: earlier images win.
 pub fn plan(attachments: &[Attachment], host: &Host) -> Plan {
-    let mut plan = Plan {
-        diagnostics: Diagnostics::new(host.debug),
-        ..Plan::default()
-    };
-    reattach_late(&mut plan, host);
-    // Unit name → the image path that provides it.
-    let mut owner: BTreeMap<String, PathBuf> = BTreeMap::new();
-    // Each unit file is parsed once: admission, activation and [Install] all read it.
-    let parsed: Vec<Vec<UnitParse>> = attachments
-        .iter()
-        .map(|att| {
-            att.units
-                .iter()
-                .map(|u| unit_syntax::parse(&u.bytes).map(|(file, _warnings)| file))
-                .collect()
-        })
-        .collect();
-    let mut placed: Vec<Placed> = Vec::new();
-    for (att, parsed) in attachments.iter().zip(&parsed) {
+    let mut planner = Planner::new(host);
+    for att in attachments {
+        planner.add(att);
+    }
+    planner.finish()
+}
+
+/// The plan made one image at a time, in search-path order (earlier images win), so that a
+/// run can write each image's units and let go of the image before reading far ahead
+/// (ARCHITECTURE.md, "Stages"). An image's units, drop-ins and `[Install]` links are planned
+/// when it is added; only its aliases wait for [`Planner::finish`], once every image is
+/// placed, so that an alias cannot take the name of a unit from a later image. What the
+/// links have to say is told then too, in the order the units were placed.
+pub struct Planner<'h> {
+    plan: Plan,
+    host: &'h Host<'h>,
+    /// The links' notices and the aliases, in order, for [`Planner::finish`].
+    later: Vec<Later>,
+}
+
+/// What the link stage of a plan does once every image is placed.
+enum Later {
+    /// Tell this.
+    Tell(Diagnostic),
+    /// Make this alias of a unit, if its name is free.
+    Alias {
+        /// The unit and its image, as messages name them.
+        what: String,
+        subject: Subject,
+        path: OutPath,
+        target: PathBuf,
+    },
+}
+
+impl<'h> Planner<'h> {
+    /// A plan with nothing attached yet, on `host`.
+    pub fn new(host: &'h Host<'h>) -> Planner<'h> {
+        let mut plan = Plan {
+            diagnostics: Diagnostics::new(host.keep),
+            ..Plan::default()
+        };
+        reattach_late(&mut plan, host);
+        Planner {
+            plan,
+            host,
+            later: Vec::new(),
+        }
+    }
+
+    /// Place the units of `att`, after every image added before it.
+    pub fn add(&mut self, att: &Attachment) {
+        let (plan, host) = (&mut self.plan, self.host);
         if let Err(refused) = nameable(att) {
             plan.notice(refused);
-            continue;
+            return;
         }
+        // Each unit file is parsed once: admission, activation and [Install] all read it.
+        let parsed: Vec<UnitParse> = att
+            .units
+            .iter()
+            .map(|u| unit_syntax::parse(&u.bytes).map(|(file, _warnings)| file))
+            .collect();
         let label = att.image.label();
         let mut log = ImageLog {
-            plan: &mut plan,
+            plan,
             at: att.image.found_at.clone(),
             shown: 0,
             hidden: 0,
             failed: false,
         };
-        let mut admitted = admit_units(att, parsed, host, &owner, &mut log, &label);
+        let mut admitted = admit_units(att, &parsed, host, &mut log, &label);
         drop_foreign_activators(&mut admitted, &mut log, &label);
         let attached = place_units(att, admitted, host, &mut log, &label);
         tell_attached(att, &attached, &mut log, &label);
         log.finish(&label);
-        for (unit, file) in attached {
-            owner.insert(unit.name.clone(), att.image.path.clone());
-            plan.attached
-                .insert(unit.name.clone(), att.image.found_at.clone());
-            placed.push((att, unit, file));
+        let image: Arc<Path> = Arc::from(att.image.path.as_path());
+        for &(unit, _) in &attached {
+            let whole = plan.nodes.contains_key(&OutPath::from(unit.name.as_str()));
+            let image = Arc::clone(&image);
+            plan.units.insert(unit.name.clone(), Owner { image, whole });
+            if plan.diagnostics.keep() == Keep::All {
+                plan.attached
+                    .insert(unit.name.clone(), att.image.found_at.clone());
+            }
+        }
+        if !att.enable {
+            return;
+        }
+        for &(unit, file) in &attached {
+            // A copy made from an alias link is the same unit as its target: enabling both
+            // would start it twice under two names.
+            let alias_of_placed = unit
+                .alias_of
+                .as_ref()
+                .is_some_and(|target| attached.iter().any(|(u, _)| u.name == *target));
+            if !alias_of_placed {
+                let unit = Linked {
+                    name: &unit.name,
+                    at: &att.image.found_at,
+                    label: &label,
+                    file,
+                };
+                place_links(plan, &mut self.later, &unit);
+            }
         }
     }
-    link_units(&mut plan, &placed, host);
-    plan
+
+    /// The nodes planned since the last call, to be written now: a later image cannot change
+    /// them.
+    pub fn take_nodes(&mut self) -> Nodes {
+        let nodes = std::mem::take(&mut self.plan.nodes);
+        self.plan.taken += nodes.len();
+        let units = &self.plan.units;
+        let top = nodes.keys().filter(|p| {
+            p.components().nth(1).is_none() && !p.to_str().is_some_and(|n| units.contains_key(n))
+        });
+        self.plan.taken_names.extend(top.cloned());
+        nodes
+    }
+
+    /// The plan, once every image is added: the aliases, and what the links had to say.
+    pub fn finish(mut self) -> Plan {
+        for later in std::mem::take(&mut self.later) {
+            match later {
+                Later::Tell(d) => self.plan.notice(d),
+                Later::Alias {
+                    what,
+                    subject,
+                    path,
+                    target,
+                } => place_alias(&mut self.plan, self.host, &what, &subject, path, target),
+            }
+        }
+        self.plan
+    }
+}
+
+/// A unit placed, as its links need it.
+struct Linked<'a> {
+    name: &'a str,
+    /// Its image's path as found, the subject of its diagnostics.
+    at: &'a Path,
+    label: &'a str,
+    file: &'a UnitParse,
 }
 
 /// A unit file as systemd would read it, or why systemd would refuse it.
@@ -243,9 +386,6 @@ type UnitParse = Result<unit_syntax::UnitFile, unit_syntax::ParseError>;
 
 /// A unit admitted: its file parsed, how it is placed, and its profile drop-in.
 type Admitted<'a> = (&'a UnitSource, &'a UnitParse, Placement, Option<PathBuf>);
-
-/// A unit placed, with its image and its file parsed.
-type Placed<'a> = (&'a Attachment, &'a UnitSource, &'a UnitParse);
 
 /// A path a unit file cannot name is no image to attach: an empty `RootImage=` would reset the
 /// setting and run the unit on the host.
@@ -269,7 +409,6 @@ fn admit_units<'a>(
     att: &'a Attachment,
     parsed: &'a [UnitParse],
     host: &Host,
-    owner: &BTreeMap<String, PathBuf>,
     log: &mut ImageLog,
     label: &str,
 ) -> Vec<Admitted<'a>> {
@@ -286,7 +425,7 @@ fn admit_units<'a>(
             );
             break;
         }
-        match admit(att, unit, file, host, owner) {
+        match admit(att, unit, file, host, &log.plan.units) {
             Ok((placement, profile)) => admitted.push((unit, file, placement, profile)),
             Err(left_out) => log.tell(left_out),
         }
@@ -330,7 +469,7 @@ fn place_units<'a>(
 ) -> Vec<(&'a UnitSource, &'a UnitParse)> {
     let mut attached = Vec::new();
     for (unit, file, placement, profile) in admitted {
-        if log.plan.nodes.len() >= MAX_OUTPUT_NODES {
+        if log.plan.node_count() >= MAX_OUTPUT_NODES {
             if !log.plan.full {
                 log.say(
                     Level::Error,
@@ -412,23 +551,6 @@ fn tell_attached(
     log.tell(d.in_dry_run(format!("Would attach image {label}: {units}.")));
 }
 
-/// Links come after every unit is placed, so an alias can not take the name of a unit from a
-/// later image.
-fn link_units(plan: &mut Plan, placed: &[Placed], host: &Host) {
-    for &(att, unit, file) in placed {
-        // A copy made from an alias link is the same unit as its target: enabling both
-        // would start it twice under two names.
-        let alias_of_placed = unit.alias_of.as_ref().is_some_and(|target| {
-            placed
-                .iter()
-                .any(|(a, u, _)| std::ptr::eq(*a, att) && u.name == *target)
-        });
-        if att.enable && !alias_of_placed {
-            place_links(plan, att, unit, file, host);
-        }
-    }
-}
-
 /// Images below a mount point not mounted yet are attached by one more reload once it is
 /// mounted: the unit that asks for it enters the plan like every other node. The unit
 /// itself is packaged (`generator/`); this boot adds the link that starts it and the
@@ -499,7 +621,7 @@ fn admit(
     unit: &UnitSource,
     file: &UnitParse,
     host: &Host,
-    owner: &BTreeMap<String, PathBuf>,
+    owner: &BTreeMap<String, Owner>,
 ) -> Result<(Placement, Option<PathBuf>), Diagnostic> {
     let name = unit.name.as_str();
     let left_out = |level: Level, reason: String| {
@@ -567,7 +689,7 @@ fn admit(
     if let Some(first) = owner.get(name) {
         return Err(refuse(format!(
             "image {} provides it already",
-            first.display()
+            first.image.display()
         )));
     }
     if let Ok(file) = file
@@ -707,106 +829,117 @@ fn place_unit(
     Ok(())
 }
 
-fn place_links(
-    plan: &mut Plan,
-    att: &Attachment,
-    unit: &UnitSource,
-    file: &UnitParse,
-    host: &Host,
-) {
-    let image_path = att.image.label();
-    let what = format!("Unit {} of image {image_path}", unit.name);
-    let subject = Subject::Unit {
-        unit: unit.name.clone(),
-        image: att.image.found_at.clone(),
+/// The `[Install]` links of `unit`: made now, but for its aliases, which wait in `later`
+/// with every notice about its links.
+fn place_links(plan: &mut Plan, later: &mut Vec<Later>, unit: &Linked) {
+    let what = format!("Unit {} of image {}", unit.name, unit.label);
+    let subject = || Subject::Unit {
+        unit: unit.name.to_string(),
+        image: unit.at.to_path_buf(),
     };
+    let debug = plan.diagnostics.keep().debug();
     // `message` is `reason` told of this unit.
-    let tell = |plan: &mut Plan, level: Level, fails: bool, reason: String, message: String| {
-        plan.notice(Diagnostic::new(subject.clone(), level, reason, message).fails_if(fails));
-    };
-    let file = match file {
-        Ok(file) => file,
+    let tell =
+        |later: &mut Vec<Later>, level: Level, fails: bool, reason: String, message: String| {
+            let d = Diagnostic::new(subject(), level, reason, message).fails_if(fails);
+            later.push(Later::Tell(d));
+        };
+    let mut en = match unit.file {
+        Ok(file) => enablement(unit.name, file),
         Err(e) => {
-            {
-                let message = format!("{what} not enabled: cannot parse it: {e}.");
-                tell(plan, Level::Warn, true, message.clone(), message);
-            }
+            let message = format!("{what} not enabled: cannot parse it: {e}.");
+            tell(later, Level::Warn, true, message.clone(), message);
             return;
         }
     };
-    let mut en = enablement(&unit.name, file);
     // One line per problem, but never a flood: a crafted unit can hold thousands.
     const SHOWN: usize = 3;
     for problem in en.problems.iter().take(SHOWN) {
-        {
-            let message = format!("{what}: [Install] {problem}, ignoring.");
-            tell(plan, Level::Warn, true, message.clone(), message);
-        }
+        let message = format!("{what}: [Install] {problem}, ignoring.");
+        tell(later, Level::Warn, true, message.clone(), message);
     }
     if en.problems.len() > SHOWN {
-        {
-            let message = format!(
-                "{what}: [Install] {} more invalid entries, ignoring.",
-                en.problems.len() - SHOWN
-            );
-            tell(plan, Level::Warn, true, message.clone(), message);
-        }
+        let message = format!(
+            "{what}: [Install] {} more invalid entries, ignoring.",
+            en.problems.len() - SHOWN
+        );
+        tell(later, Level::Warn, true, message.clone(), message);
     }
     if en.links.len() > MAX_LINKS_PER_UNIT {
-        {
-            let message = format!(
-                "{what}: [Install] asks for {} links, more than {MAX_LINKS_PER_UNIT}: only the first {MAX_LINKS_PER_UNIT} are made.",
-                en.links.len()
-            );
-            tell(plan, Level::Warn, true, message.clone(), message);
-        }
+        let message = format!(
+            "{what}: [Install] asks for {} links, more than {MAX_LINKS_PER_UNIT}: only the first {MAX_LINKS_PER_UNIT} are made.",
+            en.links.len()
+        );
+        tell(later, Level::Warn, true, message.clone(), message);
         en.links.truncate(MAX_LINKS_PER_UNIT);
     }
     if en.template_without_instance {
-        {
-            let message = format!("{what} is a template without DefaultInstance=, not enabled.");
-            tell(plan, Level::Info, false, message.clone(), message);
-        }
+        let message = format!("{what} is a template without DefaultInstance=, not enabled.");
+        tell(later, Level::Info, false, message.clone(), message);
     }
     for link in en.links {
         let path = OutPath::from(link.path);
         if link.is_alias {
-            let name = path.to_str().unwrap_or_default();
-            // As for units: an alias may not take a host unit's name, nor an instance name
-            // of a host template (the generator directory outranks /usr/lib).
-            let clash = alias_clash(plan, host, &path, name);
-            if let Some(why) = clash {
-                {
-                    let message = format!("{what}: alias {name} not created: {why}.");
-                    tell(plan, Level::Warn, true, message.clone(), message);
-                }
-                continue;
-            }
+            later.push(Later::Alias {
+                what: what.clone(),
+                subject: subject(),
+                path,
+                target: link.target,
+            });
+            continue;
         }
-        if plan.nodes.len() >= MAX_OUTPUT_NODES && !plan.nodes.contains_key(&path) {
-            if !plan.full {
-                {
-                    let message = format!(
-                        "{what}: [Install] links not made, nor those of later units: this run has made {MAX_OUTPUT_NODES} files and links, the most it makes."
-                    );
-                    tell(plan, Level::Error, true, message.clone(), message);
-                }
+        if plan.node_count() >= MAX_OUTPUT_NODES && !plan.nodes.contains_key(&path) {
+            if let Some(message) = plan.links_full(&what) {
+                tell(later, Level::Error, true, message.clone(), message);
             }
-            plan.full = true;
             return;
         }
-        let reason = format!("link {path} -> {}", link.target.display());
-        let message = format!("{what}: {reason}.");
-        tell(plan, Level::Debug, false, reason, message);
+        if debug {
+            let reason = format!("link {path} -> {}", link.target.display());
+            let message = format!("{what}: {reason}.");
+            tell(later, Level::Debug, false, reason, message);
+        }
         // A link path can only repeat for the same unit (listed twice), which is harmless.
         plan.nodes.entry(path).or_insert(Node::Symlink(link.target));
     }
 }
 
+/// An alias of a unit, made once every image is placed, unless its name is taken.
+fn place_alias(
+    plan: &mut Plan,
+    host: &Host,
+    what: &str,
+    subject: &Subject,
+    path: OutPath,
+    target: PathBuf,
+) {
+    let tell = |plan: &mut Plan, level: Level, fails: bool, reason: String, message: String| {
+        plan.notice(Diagnostic::new(subject.clone(), level, reason, message).fails_if(fails));
+    };
+    let name = path.to_str().unwrap_or_default();
+    // As for units: an alias may not take a host unit's name, nor an instance name of a
+    // host template (the generator directory outranks /usr/lib).
+    if let Some(why) = alias_clash(plan, host, name) {
+        let message = format!("{what}: alias {name} not created: {why}.");
+        tell(plan, Level::Warn, true, message.clone(), message);
+        return;
+    }
+    if plan.node_count() >= MAX_OUTPUT_NODES && !plan.nodes.contains_key(&path) {
+        if let Some(message) = plan.links_full(what) {
+            tell(plan, Level::Error, true, message.clone(), message);
+        }
+        return;
+    }
+    let reason = format!("link {path} -> {}", target.display());
+    let message = format!("{what}: {reason}.");
+    tell(plan, Level::Debug, false, reason, message);
+    plan.nodes.entry(path).or_insert(Node::Symlink(target));
+}
+
 /// Why an alias may not be made: it would take a name already planned, a host unit's name,
 /// or an instance name of a host template (the generator directory outranks /usr/lib).
-fn alias_clash(plan: &Plan, host: &Host, path: &OutPath, name: &str) -> Option<String> {
-    if plan.nodes.contains_key(path) {
+fn alias_clash(plan: &Plan, host: &Host, name: &str) -> Option<String> {
+    if plan.names(name) {
         return Some("the name is taken by another unit or alias".to_string());
     }
     if let Some(h) = (host.unit_file)(name) {
@@ -942,7 +1075,7 @@ mod tests {
                 instance_of: &instance_of,
                 profile: &profile,
                 os_release: "/etc/os-release",
-                debug: DebugNotices::Kept,
+                keep: Keep::All,
                 systemd_version: version,
                 not_mounted: &[],
             },
@@ -1009,7 +1142,7 @@ mod tests {
                     instance_of: &instance_of,
                     profile: &profile,
                     os_release: "/etc/os-release",
-                    debug: DebugNotices::Kept,
+                    keep: Keep::All,
                     systemd_version: 257,
                     not_mounted,
                 },

@@ -197,7 +197,7 @@ fn settle(
     let portable = Portable {
         name,
         image,
-        config: conf.cloned(),
+        config: conf.cloned().map(Box::new),
         defaults: config.defaults.clone(),
     };
     let settings = match conf {
