@@ -529,4 +529,53 @@ mod tests {
             "its os-release has an invalid PORTABLE_SCOPE=a\\nb (system, user or any)"
         );
     }
+
+    /// From [`THREADED_FROM`] portables on, images are read on several threads, at most
+    /// [`READ_AHEAD`] ahead: each is still handed over in the portables' order, the broken
+    /// ones as errors in their place, whatever order the threads finish in.
+    #[test]
+    fn many_images_are_handed_over_in_order() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path()).remembering();
+        let mut portables = Vec::new();
+        for i in 0..(3 * READ_AHEAD) {
+            let dir = t.path().join(format!("var/lib/portables/img{i:02}"));
+            let units = dir.join("usr/lib/systemd/system");
+            std::fs::create_dir_all(&units).unwrap();
+            std::fs::create_dir_all(dir.join("usr/lib")).unwrap();
+            if i % 7 != 3 {
+                std::fs::write(dir.join("usr/lib/os-release"), "ID=test\n").unwrap();
+            }
+            // Images of different sizes, so that threads finish out of order.
+            for u in 0..(1 + (i * 5) % 11) {
+                let name = format!("img{i:02}-{u}.service");
+                std::fs::write(units.join(name), "[Service]\nExecStart=/x\n").unwrap();
+            }
+            let path = std::path::Path::new("/var/lib/portables").join(format!("img{i:02}"));
+            let image = image_at(&root, &path).unwrap();
+            portables.push(Portable::unconfigured(&image).unwrap());
+        }
+        let mut seen = Vec::new();
+        read_in_order(&root, &portables, 257, |portable, read| {
+            seen.push((
+                portable.name.clone(),
+                read.map(|r| r.attachment.units.len()),
+            ));
+        });
+        let expected: Vec<_> = (0..(3 * READ_AHEAD))
+            .map(|i| {
+                let read = if i % 7 == 3 {
+                    Err(())
+                } else {
+                    Ok(1 + (i * 5) % 11)
+                };
+                (format!("img{i:02}"), read)
+            })
+            .collect();
+        let seen: Vec<_> = seen
+            .into_iter()
+            .map(|(n, r)| (n, r.map_err(|_| ())))
+            .collect();
+        assert_eq!(seen, expected);
+    }
 }

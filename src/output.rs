@@ -413,4 +413,34 @@ mod tests {
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].starts_with("Cannot write into "), "{errors:?}");
     }
+
+    /// Written a part at a time, as a run writes each image: a unit left out in one part
+    /// has its links, written in a later part, left out too.
+    #[test]
+    fn links_written_later_follow_their_unit() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("foo.service"), b"theirs").unwrap();
+        let mut plan = unit_plan();
+        let links = plan
+            .nodes
+            .split_off(&OutPath::from("multi-user.target.wants"));
+        let (units, links) = (plan.nodes, links);
+        assert!(
+            links
+                .keys()
+                .all(|k| k.starts_with("multi-user.target.wants"))
+        );
+        let mut writer = Writer::open(dir.path()).unwrap();
+        writer.write(&units);
+        writer.write(&links);
+        let errors = writer.finish();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("foo.service is left out with its drop-ins and links"));
+        assert!(
+            !dir.path()
+                .join("multi-user.target.wants/foo.service")
+                .exists()
+        );
+        assert!(dir.path().join("bar.service.d/20-portable.conf").exists());
+    }
 }

@@ -1038,6 +1038,32 @@ mod tests {
 
     /// A host with these unit files: packages' in /usr/lib, overrides in /etc, masks.
     fn run_on(atts: &[Attachment], host_units: &[(&str, HostKind)], version: u32) -> Plan {
+        on_test_host(host_units, version, |host| plan(atts, host))
+    }
+
+    /// The plan made as a run makes it, each image's nodes taken out (to be written) once it
+    /// is added; put back together.
+    fn streamed(atts: &[Attachment], host_units: &[(&str, HostKind)]) -> Plan {
+        on_test_host(host_units, 252, |host| {
+            let mut planner = Planner::new(host);
+            let mut taken = Nodes::new();
+            for att in atts {
+                planner.add(att);
+                taken.append(&mut planner.take_nodes());
+            }
+            let mut plan = planner.finish();
+            for (path, node) in taken {
+                assert!(plan.nodes.insert(path, node).is_none());
+            }
+            plan
+        })
+    }
+
+    fn on_test_host<R>(
+        host_units: &[(&str, HostKind)],
+        version: u32,
+        f: impl FnOnce(&Host) -> R,
+    ) -> R {
         let unit_file = |n: &str| {
             host_units.iter().find(|(h, _)| *h == n).map(|&(h, kind)| {
                 let dir = match kind {
@@ -1068,18 +1094,15 @@ mod tests {
             Ok((t == "service" && p != "missing")
                 .then(|| PathBuf::from(format!("/usr/lib/systemd/portable/profile/{p}/{t}.conf"))))
         };
-        plan(
-            atts,
-            &Host {
-                unit_file: &unit_file,
-                instance_of: &instance_of,
-                profile: &profile,
-                os_release: "/etc/os-release",
-                keep: Keep::All,
-                systemd_version: version,
-                not_mounted: &[],
-            },
-        )
+        f(&Host {
+            unit_file: &unit_file,
+            instance_of: &instance_of,
+            profile: &profile,
+            os_release: "/etc/os-release",
+            keep: Keep::All,
+            systemd_version: version,
+            not_mounted: &[],
+        })
     }
 
     fn paths(p: &Plan) -> Vec<String> {
@@ -1600,5 +1623,67 @@ mod tests {
                 .iter()
                 .any(|m| m.contains("Alias=getty@tty1.service"))
         );
+    }
+
+    /// A run writes each image's part of the plan as soon as it is added: what it writes
+    /// and says is the plan made of every image at once, aliases, names taken by earlier
+    /// images, administrators' copies and the limit on nodes included.
+    #[test]
+    fn planning_image_by_image_plans_the_same() {
+        let targets: String = (0..60).map(|i| format!("t{i}.target ")).collect();
+        let crowded: Vec<Attachment> = (0..6)
+            .map(|i| {
+                let text = format!("[Install]\nWantedBy={targets}\nAlias=img{i}-alias.service\n");
+                let units = (0..MAX_UNITS_PER_IMAGE)
+                    .map(|u| unit(&format!("img{i}-{u:03}.service"), &text))
+                    .collect();
+                att(&format!("/var/lib/portables/img{i}"), units)
+            })
+            .collect();
+        let install =
+            "[Install]\nWantedBy=multi-user.target\nAlias=b.service a-alias.service ours.service\n";
+        let cases: Vec<(Vec<Attachment>, Vec<(&str, HostKind)>)> = vec![
+            (
+                vec![
+                    att("/var/lib/portables/a", vec![unit("a.service", install)]),
+                    att(
+                        "/var/lib/portables/b",
+                        vec![unit("b.service", "[Install]\nAlias=a-alias.service\n")],
+                    ),
+                    att("/var/lib/portables/c", vec![unit("a.service", "")]),
+                    att(
+                        "/var/lib/portables/d",
+                        vec![
+                            unit("ours.service", "[Install]\nWantedBy=multi-user.target\n"),
+                            unit("d.socket", "[Install]\nWantedBy=sockets.target\n"),
+                        ],
+                    ),
+                ],
+                vec![("ours.service", HostKind::Override)],
+            ),
+            (crowded, vec![]),
+        ];
+        let mut said = Vec::new();
+        for (atts, host) in cases {
+            let whole = run_on(&atts, &host, 252);
+            let by_image = streamed(&atts, &host);
+            assert_eq!(paths(&by_image), paths(&whole));
+            assert_eq!(by_image.nodes, whole.nodes);
+            assert_eq!(messages(&by_image), messages(&whole));
+            said.extend(messages(&whole).into_iter().map(str::to_string));
+        }
+        for expected in [
+            "alias b.service not created: the name is taken by another unit or alias",
+            "alias a-alias.service not created: the name is taken by another unit or alias",
+            "alias ours.service not created: the host has /etc/systemd/system/ours.service",
+            "not attached: image /var/lib/portables/a provides it already",
+            "[Install] links not made, nor those of later units",
+            "Image /var/lib/portables/img5 and later ones not attached in full",
+        ] {
+            assert!(
+                said.iter().any(|m| m.contains(expected)),
+                "{expected}: {said:#?}"
+            );
+        }
     }
 }
