@@ -1642,7 +1642,8 @@ mod tests {
             .collect();
         let install =
             "[Install]\nWantedBy=multi-user.target\nAlias=b.service a-alias.service ours.service\n";
-        let cases: Vec<(Vec<Attachment>, Vec<(&str, HostKind)>)> = vec![
+        type Case<'a> = (Vec<Attachment>, &'a [(&'a str, HostKind)]);
+        let cases: [Case; 2] = [
             (
                 vec![
                     att("/var/lib/portables/a", vec![unit("a.service", install)]),
@@ -1659,14 +1660,14 @@ mod tests {
                         ],
                     ),
                 ],
-                vec![("ours.service", HostKind::Override)],
+                &[("ours.service", HostKind::Override)],
             ),
-            (crowded, vec![]),
+            (crowded, &[]),
         ];
         let mut said = Vec::new();
         for (atts, host) in cases {
-            let whole = run_on(&atts, &host, 252);
-            let by_image = streamed(&atts, &host);
+            let whole = run_on(&atts, host, 252);
+            let by_image = streamed(&atts, host);
             assert_eq!(paths(&by_image), paths(&whole));
             assert_eq!(by_image.nodes, whole.nodes);
             assert_eq!(messages(&by_image), messages(&whole));
