@@ -46,6 +46,10 @@ pub struct Generated {
     pub attachments: Vec<Attachment>,
 }
 
+/// From how many portables on a run writes on a thread of its own: starting one costs
+/// about what writing one image does.
+const WRITER_THREAD_FROM: usize = 8;
+
 /// Find, select, read and plan every portable below `root` for systemd `systemd`.
 pub fn generate(root: &Root, systemd: u32, first_boot: bool, diags: Diagnostics) -> Generated {
     stages(root, systemd, first_boot, diags, None)
@@ -55,8 +59,8 @@ pub fn generate(root: &Root, systemd: u32, first_boot: bool, diags: Diagnostics)
 /// aliases: the run systemd makes. Each image is let go of once written, so the memory a run
 /// takes does not grow with the images' contents (ARCHITECTURE.md, "Stages"): the images
 /// found are not returned, and of the attachments only those a first boot's preset warning
-/// needs. Each node that could not be created is an error at the end of the diagnostics, as
-/// with [`output::write`].
+/// needs, and the plan holds none of the nodes. Each node that could not be created is an
+/// error at the end of the diagnostics.
 pub fn generate_into(
     root: &Root,
     systemd: u32,
@@ -68,7 +72,7 @@ pub fn generate_into(
     let mut generated = stages(root, systemd, first_boot, diags, writer.as_mut().ok());
     let errors = match writer {
         Ok(mut writer) => {
-            writer.write(&generated.plan.nodes);
+            writer.write(std::mem::take(&mut generated.plan.nodes));
             writer.finish()
         }
         Err(e) => vec![e],
@@ -94,6 +98,12 @@ fn stages(
     let portables = select::select(&images, &config, &image_at, &is_pending, &mut diags);
     // A run that writes as it goes only logs: it lists nothing found.
     let images = if writer.is_some() { Vec::new() } else { images };
+    if let Some(writer) = writer.as_deref_mut()
+        && portables.len() >= WRITER_THREAD_FROM
+        && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1)
+    {
+        writer.in_background();
+    }
     let mut attachments = Vec::new();
     let mut plan = on_host(root, systemd, &not_mounted, diags.keep(), |host| {
         let mut planner = Planner::new(host);
@@ -101,7 +111,7 @@ fn stages(
             planner.add(&att);
             match writer.as_deref_mut() {
                 Some(writer) => {
-                    writer.write(&planner.take_nodes());
+                    writer.write(planner.take_nodes());
                     if first_boot && !att.enable {
                         attachments.push(att);
                     }

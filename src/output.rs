@@ -7,6 +7,8 @@ use std::io::{ErrorKind, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::SyncSender;
+use std::thread::JoinHandle;
 
 use log::Level;
 use rustix::fs::{Mode, OFlags};
@@ -14,11 +16,6 @@ use rustix::io::Errno;
 
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::plan::{Node, Nodes, Plan, is_confined};
-
-/// [`write_nodes`], each node that could not be created an error in `diags`.
-pub fn write(plan: &Plan, out: &Path, diags: &mut Diagnostics) {
-    report(write_nodes(plan, out), diags);
-}
 
 /// Each message of [`Writer::finish`] as an error that fails the run.
 pub fn report(errors: Vec<String>, diags: &mut Diagnostics) {
@@ -30,31 +27,104 @@ pub fn report(errors: Vec<String>, diags: &mut Diagnostics) {
 /// Create every node of `plan` below `out`. Returns one message per node that could not
 /// be created; the others are still created.
 pub fn write_nodes(plan: &Plan, out: &Path) -> Vec<String> {
-    match Writer::open(out) {
-        Ok(mut writer) => {
-            writer.write(&plan.nodes);
-            writer.finish()
+    match Output::open(out) {
+        Ok(mut output) => {
+            output.write(&plan.nodes);
+            output.errors
         }
         Err(e) => vec![e],
     }
 }
 
-/// The output directory, written a part of the plan at a time ([`crate::plan::Planner`]).
+/// The output directory, written a part of the plan at a time ([`crate::plan::Planner`]):
+/// here, or on a thread of its own ([`Writer::in_background`]).
+pub struct Writer {
+    here: Option<Output>,
+    thread: Option<(SyncSender<Nodes>, JoinHandle<Option<Output>>)>,
+}
+
+/// Most parts of a plan waiting for the thread that writes them.
+const MAX_WAITING_PARTS: usize = 16;
+
+impl Writer {
+    /// The output directory `out`, ready to be written; else the one line saying why not.
+    pub fn open(out: &Path) -> Result<Writer, String> {
+        Ok(Writer {
+            here: Some(Output::open(out)?),
+            thread: None,
+        })
+    }
+
+    /// Write from now on on a thread of its own, while the calling thread plans the next
+    /// image: in a run of many images, creating the output is about a third of the work
+    /// (ARCHITECTURE.md, "Stages"). The parts are written in the order they are given.
+    pub fn in_background(&mut self) {
+        let Some(output) = self.here.take() else {
+            return;
+        };
+        let (give, take) = std::sync::mpsc::sync_channel::<Output>(1);
+        let (parts, waiting) = std::sync::mpsc::sync_channel::<Nodes>(MAX_WAITING_PARTS);
+        let spawned = std::thread::Builder::new()
+            .name("writer".into())
+            .spawn(move || {
+                let mut output = take.recv().ok()?;
+                for nodes in waiting {
+                    output.write(&nodes);
+                }
+                Some(output)
+            });
+        // No thread to be had: write here, as with few images.
+        match spawned {
+            Ok(thread) => match give.send(output) {
+                Ok(()) => self.thread = Some((parts, thread)),
+                Err(back) => self.here = Some(back.0),
+            },
+            Err(_) => self.here = Some(output),
+        }
+    }
+
+    /// Create `nodes`: each unit with its drop-ins, then the rest, leaving out the links of
+    /// every unit left out so far.
+    pub fn write(&mut self, nodes: Nodes) {
+        if let Some((parts, _)) = &self.thread {
+            // A thread that stopped is said in finish().
+            let _ = parts.send(nodes);
+        } else if let Some(output) = &mut self.here {
+            output.write(&nodes);
+        }
+    }
+
+    /// One message per node that could not be created, in the order they were met.
+    pub fn finish(self) -> Vec<String> {
+        if let Some((parts, thread)) = self.thread {
+            drop(parts);
+            return match thread.join() {
+                Ok(Some(output)) => output.errors,
+                Ok(None) | Err(_) => vec![
+                    "Internal error: the thread writing the output stopped; what it had not written is missing.".to_string(),
+                ],
+            };
+        }
+        self.here.map(|o| o.errors).unwrap_or_default()
+    }
+}
+
+/// The output directory being written.
 ///
 /// A unit's drop-ins are written before the unit file, as portablectl does, and a unit
 /// whose drop-ins or file cannot be written is left out whole, links included: a unit must
 /// never run without its drop-ins, and this generator's drop-ins must never land on a unit
 /// file another generator wrote there first.
-pub struct Writer {
+struct Output {
     dirs: OutDirs,
     /// Units left out so far: links written later to them are left out too.
     failed: BTreeSet<PathBuf>,
     errors: Vec<String>,
 }
 
-impl Writer {
+impl Output {
     /// The output directory `out`, ready to be written; else the one line saying why not.
-    pub fn open(out: &Path) -> Result<Writer, String> {
+    fn open(out: &Path) -> Result<Output, String> {
         match fs::symlink_metadata(out) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
@@ -77,16 +147,11 @@ impl Writer {
         // umask systemd or a shell left: set once here rather than a chmod after each
         // creation. This code creates nothing else.
         rustix::process::umask(Mode::from_raw_mode(0o022));
-        Ok(Writer {
+        Ok(Output {
             dirs,
             failed: BTreeSet::new(),
             errors: Vec::new(),
         })
-    }
-
-    /// One message per node that could not be created, in the order they were met.
-    pub fn finish(self) -> Vec<String> {
-        self.errors
     }
 
     /// Create `nodes`: each unit with its drop-ins, then the rest, leaving out the links of
@@ -414,33 +479,38 @@ mod tests {
         assert!(errors[0].starts_with("Cannot write into "), "{errors:?}");
     }
 
-    /// Written a part at a time, as a run writes each image: a unit left out in one part
-    /// has its links, written in a later part, left out too.
+    /// Written a part at a time, as a run writes each image, here or on a thread of its own:
+    /// a unit left out in one part has its links, written in a later part, left out too.
     #[test]
     fn links_written_later_follow_their_unit() {
-        let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join("foo.service"), b"theirs").unwrap();
-        let mut plan = unit_plan();
-        let links = plan
-            .nodes
-            .split_off(&OutPath::from("multi-user.target.wants"));
-        let (units, links) = (plan.nodes, links);
-        assert!(
-            links
-                .keys()
-                .all(|k| k.starts_with("multi-user.target.wants"))
-        );
-        let mut writer = Writer::open(dir.path()).unwrap();
-        writer.write(&units);
-        writer.write(&links);
-        let errors = writer.finish();
-        assert_eq!(errors.len(), 1, "{errors:?}");
-        assert!(errors[0].contains("foo.service is left out with its drop-ins and links"));
-        assert!(
-            !dir.path()
-                .join("multi-user.target.wants/foo.service")
-                .exists()
-        );
-        assert!(dir.path().join("bar.service.d/20-portable.conf").exists());
+        for background in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            fs::write(dir.path().join("foo.service"), b"theirs").unwrap();
+            let mut plan = unit_plan();
+            let links = plan
+                .nodes
+                .split_off(&OutPath::from("multi-user.target.wants"));
+            assert!(
+                links
+                    .keys()
+                    .all(|k| k.starts_with("multi-user.target.wants"))
+            );
+            let mut writer = Writer::open(dir.path()).unwrap();
+            if background {
+                writer.in_background();
+                assert!(writer.thread.is_some());
+            }
+            writer.write(plan.nodes);
+            writer.write(links);
+            let errors = writer.finish();
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert!(errors[0].contains("foo.service is left out with its drop-ins and links"));
+            assert!(
+                !dir.path()
+                    .join("multi-user.target.wants/foo.service")
+                    .exists()
+            );
+            assert!(dir.path().join("bar.service.d/20-portable.conf").exists());
+        }
     }
 }
