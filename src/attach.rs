@@ -107,6 +107,8 @@ fn read_in_order(
             next: 0,
             taken: 0,
             done: BTreeMap::new(),
+            awaited: None,
+            blocked: 0,
         }),
         ready: Condvar::new(),
         room: Condvar::new(),
@@ -115,24 +117,23 @@ fn read_in_order(
     let work = || {
         loop {
             let mut state = ahead.lock();
-            while state.next < portables.len() && state.next >= state.taken + READ_AHEAD {
-                state = ahead
-                    .room
-                    .wait(state)
-                    .unwrap_or_else(PoisonError::into_inner);
+            if state.next < portables.len() && state.next >= state.taken + READ_AHEAD {
+                // Wait until half the room is free again: one wake-up per few images, not
+                // one per image.
+                state.blocked += 1;
+                while state.next < portables.len() && state.next >= state.taken + READ_AHEAD / 2 {
+                    state = ahead
+                        .room
+                        .wait(state)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+                state.blocked -= 1;
             }
-            let i = state.next;
-            let Some(portable) = portables.get(i) else {
+            let Some(i) = state.claim(portables.len()) else {
                 return;
             };
-            state.next += 1;
             drop(state);
-            // read_portable catches a reader's panic; should the thread still stop, the
-            // guard says so in its place, and the calling thread does not wait for it.
-            let guard = Unfinished { ahead: &ahead, i };
-            let read = read_portable(root, portable, systemd);
-            std::mem::forget(guard);
-            ahead.finish(i, read);
+            ahead.read(root, &portables[i], i, systemd);
         }
     };
     std::thread::scope(|scope| {
@@ -143,14 +144,28 @@ fn read_in_order(
                 if let Some(read) = state.done.remove(&i) {
                     break read;
                 }
+                // Rather than wait for this one, read the next one no reader has taken.
+                if state.next < state.taken + READ_AHEAD
+                    && let Some(j) = state.claim(portables.len())
+                {
+                    drop(state);
+                    ahead.read(root, &portables[j], j, systemd);
+                    state = ahead.lock();
+                    continue;
+                }
+                state.awaited = Some(i);
                 state = ahead
                     .ready
                     .wait(state)
                     .unwrap_or_else(PoisonError::into_inner);
             };
+            state.awaited = None;
             state.taken = i + 1;
+            let wake = state.blocked > 0 && state.next < state.taken + READ_AHEAD / 2;
             drop(state);
-            ahead.room.notify_all();
+            if wake {
+                ahead.room.notify_all();
+            }
             take(portable, read);
         }
         // A reader that stopped has said so in place of its image: it is not joined again
@@ -164,9 +179,9 @@ fn read_in_order(
 /// The images read ahead of the calling thread ([`read_in_order`]).
 struct Ahead {
     state: Mutex<AheadState>,
-    /// Signalled when an image is read.
+    /// Signalled when the image the calling thread waits for is read.
     ready: Condvar,
-    /// Signalled when the calling thread takes one, making room to read another.
+    /// Signalled when the calling thread has taken enough to make room to read more.
     room: Condvar,
 }
 
@@ -177,6 +192,21 @@ struct AheadState {
     taken: usize,
     /// Those read and not taken yet, by index.
     done: BTreeMap<usize, Result<Read, String>>,
+    /// The one the calling thread waits for, if it does.
+    awaited: Option<usize>,
+    /// How many readers wait for room.
+    blocked: usize,
+}
+
+impl AheadState {
+    /// The next portable to read, taken by the caller; `None` once all are.
+    fn claim(&mut self, count: usize) -> Option<usize> {
+        let i = self.next;
+        (i < count).then(|| {
+            self.next += 1;
+            i
+        })
+    }
 }
 
 impl Ahead {
@@ -184,9 +214,24 @@ impl Ahead {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Read portable `i`, claimed by the caller. `read_portable` catches a reader's panic;
+    /// should the thread still stop, the guard says so in its place, and the calling
+    /// thread does not wait for it.
+    fn read(&self, root: &Root, portable: &Portable, i: usize, systemd: u32) {
+        let guard = Unfinished { ahead: self, i };
+        let read = read_portable(root, portable, systemd);
+        std::mem::forget(guard);
+        self.finish(i, read);
+    }
+
     fn finish(&self, i: usize, read: Result<Read, String>) {
-        self.lock().done.insert(i, read);
-        self.ready.notify_one();
+        let mut state = self.lock();
+        state.done.insert(i, read);
+        let awaited = state.awaited == Some(i);
+        drop(state);
+        if awaited {
+            self.ready.notify_one();
+        }
     }
 }
 

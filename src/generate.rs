@@ -50,6 +50,10 @@ pub struct Generated {
 /// about what writing one image does.
 const WRITER_THREAD_FROM: usize = 8;
 
+/// Nodes handed to the writer at once: a few images' worth, so that a writing thread is not
+/// woken for each image.
+const WRITE_BATCH: usize = 128;
+
 /// Find, select, read and plan every portable below `root` for systemd `systemd`.
 pub fn generate(root: &Root, systemd: u32, first_boot: bool, diags: Diagnostics) -> Generated {
     stages(root, systemd, first_boot, diags, None)
@@ -107,11 +111,15 @@ fn stages(
     let mut attachments = Vec::new();
     let mut plan = on_host(root, systemd, &not_mounted, diags.keep(), |host| {
         let mut planner = Planner::new(host);
+        let mut batch = plan::Nodes::new();
         attach::each(root, &portables, systemd, &mut diags, |att| {
             planner.add(&att);
             match writer.as_deref_mut() {
                 Some(writer) => {
-                    writer.write(planner.take_nodes());
+                    batch.append(&mut planner.take_nodes());
+                    if batch.len() >= WRITE_BATCH {
+                        writer.write(std::mem::take(&mut batch));
+                    }
                     if first_boot && !att.enable {
                         attachments.push(att);
                     }
@@ -119,6 +127,11 @@ fn stages(
                 None => attachments.push(att),
             }
         });
+        if let Some(writer) = writer
+            && !batch.is_empty()
+        {
+            writer.write(batch);
+        }
         planner.finish()
     });
     diags.extend(std::mem::take(&mut plan.diagnostics));
