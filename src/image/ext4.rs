@@ -1,4 +1,5 @@
-//! ext4 images, read in user space with the `ext4-view` crate.
+//! ext4 images: the superblock checked, then read by [`super::ext4_direct`], or, when the
+//! journal needs recovery, in user space with the `ext4-view` crate, which replays it.
 //!
 //! ext4-view resolves symlinks itself, so every lookup here goes through `symlink_metadata`
 //! first: that never follows the last component, and it yields the size that bounds what
@@ -12,12 +13,12 @@ use std::rc::Rc;
 
 use ext4_view::{Ext4, Ext4Error, Ext4Read, FileType, Metadata};
 
-use super::ext4_xattr;
 use super::source::Source;
 use super::{
     DirEntry, FileKind, Fs, FsError, MAX_DIR_BYTES, MAX_DIR_ENTRIES, MAX_LINK_BYTES, PANICKED,
     guarded,
 };
+use super::{ext4_direct, ext4_xattr};
 
 /// Most block groups accepted. ext4-view reserves memory for every descriptor before
 /// reading one; 2^18 groups is 32 TiB at 4 KiB blocks, far beyond any portable image.
@@ -44,6 +45,11 @@ pub fn open(src: Source) -> Result<Box<dyn Fs>, FsError> {
 
 fn open_with_budget(src: Source, per_call: u64) -> Result<Box<dyn Fs>, FsError> {
     check_superblock(&src)?;
+    // An image whose journal holds nothing to replay is read directly, its blocks being
+    // all there is; ext4-view, which replays journals, reads the others.
+    if !needs_recovery(&src) {
+        return Ok(Box::new(ext4_direct::Direct::open(src, per_call)?));
+    }
     let budget = Rc::new(Cell::new(per_call));
     let load = |superblock: Option<Box<[u8; SUPERBLOCK_LEN]>>| {
         let reader = SourceRead {
@@ -93,6 +99,14 @@ struct SourceRead {
     superblock: Option<Box<[u8; SUPERBLOCK_LEN]>>,
 }
 
+/// Whether the image's journal is marked for recovery: the file system is mounted, or was
+/// not unmounted cleanly.
+fn needs_recovery(src: &Source) -> bool {
+    let mut incompat = [0u8; 4];
+    src.read_exact_at(&mut incompat, SUPERBLOCK_OFFSET + 0x60)
+        .is_ok_and(|()| u32::from_le_bytes(incompat) & INCOMPAT_RECOVER != 0)
+}
+
 /// The image's superblock with the journal's "needs recovery" flag cleared (and its
 /// checksum made right again), when that flag is set: reading through it ignores the
 /// journal, as `e2fsck -n` and `debugfs` do.
@@ -113,8 +127,9 @@ fn without_recovery(src: &Source) -> Option<Box<[u8; SUPERBLOCK_LEN]>> {
     Some(sb)
 }
 
+/// The error of a call that read more than its budget.
 #[derive(Debug)]
-struct BudgetSpent;
+pub(super) struct BudgetSpent;
 
 impl fmt::Display for BudgetSpent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -172,6 +172,19 @@ impl Raw {
         self.block_get(&inode, index, suffix, limit)
     }
 
+    /// The attribute `name` of the inode whose raw bytes (checked by the caller) are
+    /// `inode`.
+    pub fn get(&self, inode: &[u8], name: &str, limit: u64) -> Result<Option<Vec<u8>>, FsError> {
+        let Some((index, suffix)) = split_name(name)? else {
+            return Ok(None);
+        };
+        let inode = Inode(inode.to_vec());
+        if let Some(v) = self.ibody_get(&inode, index, suffix, limit)? {
+            return Ok(Some(v));
+        }
+        self.block_get(&inode, index, suffix, limit)
+    }
+
     fn read(&self, buf: &mut [u8], at: u64) -> Result<(), FsError> {
         let left = self
             .budget

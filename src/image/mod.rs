@@ -10,6 +10,7 @@ pub mod chase;
 pub mod dir;
 pub mod erofs;
 pub mod ext4;
+pub mod ext4_direct;
 pub mod ext4_xattr;
 #[cfg(test)]
 pub(crate) mod fixture;
