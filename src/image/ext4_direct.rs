@@ -23,14 +23,13 @@ use super::{
     guarded,
 };
 
-const SUPERBLOCK_OFFSET: u64 = 1024;
 const ROOT_INODE: u32 = 2;
 const INCOMPAT_FILETYPE: u32 = 0x2;
 const INCOMPAT_64BIT: u32 = 0x80;
 /// Every incompatible feature ext4-view knows of.
 const KNOWN_INCOMPAT: u32 = 0x1_f7df;
-/// Those it knows and does not read: compression, journal device, meta_bg, mmp, ea_inode,
-/// dirdata, large_dir, inline_data.
+/// Those it knows and does not read: compression, a journal device, `meta_bg`, `mmp`,
+/// `ea_inode`, `dirdata`, `large_dir`, `inline_data`.
 const UNREAD_INCOMPAT: u32 = 0x1 | 0x8 | 0x10 | 0x100 | 0x400 | 0x1000 | 0x4000 | 0x8000;
 const SUPERBLOCK_CHECKSUM_AT: usize = 0x3fc;
 const INCOMPAT_CSUM_SEED: u32 = 0x2000;
@@ -198,43 +197,43 @@ pub struct Direct {
 }
 
 impl Direct {
-    /// The ext4 file system occupying `src`, whose superblock [`super::ext4`] checked;
-    /// `per_call` bytes may be read for each call.
-    pub fn open(src: Source, per_call: u64) -> Result<Direct, FsError> {
-        let mut sb = [0u8; 1024];
-        src.read_exact_at(&mut sb, SUPERBLOCK_OFFSET)
-            .map_err(|_| corrupt("image too small for a superblock"))?;
-        let incompat = le32(&sb, 0x60);
-        check_features(&sb)?;
-        let block_size = 1024u64 << le32(&sb, 0x18).min(6);
+    /// The ext4 file system occupying `src`, whose superblock `sb` [`super::ext4`]
+    /// checked; `per_call` bytes may be read for each call.
+    pub fn open(src: Source, superblock: &[u8; 1024], per_call: u64) -> Result<Direct, FsError> {
+        let sb = &superblock[..];
+        let incompat = le32(sb, 0x60);
+        check_features(sb)?;
+        let block_size = 1024u64 << le32(sb, 0x18).min(6);
         let is_64bit = incompat & INCOMPAT_64BIT != 0;
         let desc_size = if is_64bit {
-            u64::from(le16(&sb, 0xfe))
+            u64::from(le16(sb, 0xfe))
         } else {
             32
         };
-        // ext4-view's rule: 64-bit descriptors hold the high halves, up to 0x40.
-        if is_64bit && desc_size < 64 {
+        // 64-bit descriptors hold the high halves, up to 0x40 (ext4-view's rule); the
+        // kernel's, a power of two up to 1 KiB, makes descriptors tile blocks, as both
+        // ext4-view and this reader find them.
+        if is_64bit && (desc_size < 64 || desc_size > 1024 || !desc_size.is_power_of_two()) {
             return Err(corrupt(format!("group descriptor size {desc_size}")));
         }
-        let csum_seed = (le32(&sb, 0x64) & RO_COMPAT_METADATA_CSUM != 0).then(|| {
+        let csum_seed = (le32(sb, 0x64) & RO_COMPAT_METADATA_CSUM != 0).then(|| {
             if incompat & INCOMPAT_CSUM_SEED != 0 {
-                le32(&sb, 0x270)
+                le32(sb, 0x270)
             } else {
                 crc32c(!0, &[&sb[0x68..0x78]])
             }
         });
         let budget = Rc::new(Cell::new(per_call));
-        let xattrs = ext4_xattr::Raw::new(src.clone(), budget.clone())?;
+        let xattrs = ext4_xattr::Raw::new(src.clone(), superblock, budget.clone())?;
         let fs = Direct {
             src,
             budget,
             per_call,
             block_size,
-            blocks_count: u64::from(le32(&sb, 0x4)) | u64::from(le32(&sb, 0x150)) << 32,
-            inode_size: usize::from(le16(&sb, 0x58)),
-            inodes_per_group: u64::from(le32(&sb, 0x28)),
-            inodes_count: u64::from(le32(&sb, 0x0)),
+            blocks_count: u64::from(le32(sb, 0x4)) | u64::from(le32(sb, 0x150)) << 32,
+            inode_size: usize::from(le16(sb, 0x58)),
+            inodes_per_group: u64::from(le32(sb, 0x28)),
+            inodes_count: u64::from(le32(sb, 0x0)),
             desc_size,
             desc_start: if block_size == 1024 { 2048 } else { block_size },
             is_64bit,
@@ -442,13 +441,13 @@ impl Direct {
             let logical = u64::from(le32(e, 0));
             if here == 0 {
                 let raw_len = u64::from(le16(e, 4));
-                // Longer than 32768: an extent allocated but not written, which reads as
-                // zeros, as a hole does.
-                let (len, written) = if raw_len > 32768 {
-                    (raw_len - 32768, false)
-                } else {
-                    (raw_len, true)
-                };
+                if raw_len > 32768 {
+                    // An extent allocated but not written, which reads as zeros: its
+                    // blocks stay holes, and not walking them keeps crafted trees of many
+                    // long unwritten extents from costing their length each.
+                    continue;
+                }
+                let len = raw_len;
                 let start = u64::from(le16(e, 6)) << 32 | u64::from(le32(e, 8));
                 if start
                     .checked_add(len)
@@ -463,9 +462,7 @@ impl Direct {
                     if slot.is_some() {
                         return Err(bad("overlapping extents"));
                     }
-                    if written {
-                        *slot = Some(start + (l - logical));
-                    }
+                    *slot = Some(start + (l - logical));
                 }
             } else {
                 *nodes += 1;
