@@ -716,7 +716,7 @@ mod tests {
     }
 
     /// What a call answered, errors by kind (their wording is each reader's own).
-    fn outcome<T: std::fmt::Debug>(r: Result<T, FsError>) -> String {
+    fn outcome<T: fmt::Debug>(r: Result<T, FsError>) -> String {
         match r {
             Ok(v) => format!("{v:?}"),
             Err(FsError::Corrupt(_)) => "Corrupt".into(),

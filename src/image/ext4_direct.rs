@@ -213,7 +213,7 @@ impl Direct {
         // 64-bit descriptors hold the high halves, up to 0x40 (ext4-view's rule); the
         // kernel's, a power of two up to 1 KiB, makes descriptors tile blocks, as both
         // ext4-view and this reader find them.
-        if is_64bit && (desc_size < 64 || desc_size > 1024 || !desc_size.is_power_of_two()) {
+        if is_64bit && (!(64..=1024).contains(&desc_size) || !desc_size.is_power_of_two()) {
             return Err(corrupt(format!("group descriptor size {desc_size}")));
         }
         let csum_seed = (le32(sb, 0x64) & RO_COMPAT_METADATA_CSUM != 0).then(|| {
