@@ -873,7 +873,7 @@ mod tests {
             );
         }
         match direct.lstat(Path::new("/usr/lib/os-release")) {
-            Err(FsError::Corrupt(m)) => assert!(m.contains("checksum of inode"), "{m}"),
+            Err(FsError::Corrupt(m)) => assert!(m.contains("invalid checksum for inode"), "{m}"),
             r => panic!("{r:?}"),
         }
     }

@@ -274,9 +274,11 @@ impl Direct {
             .checked_sub(buf.len() as u64)
             .ok_or_else(|| corrupt(super::ext4::BudgetSpent.to_string()))?;
         self.budget.set(left);
-        self.src
-            .read_exact_at(buf, at)
-            .map_err(|e| corrupt(e.to_string()))
+        // As for ext4-view: a read past the image's end is damage, any other error I/O.
+        self.src.read_exact_at(buf, at).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => corrupt(e.to_string()),
+            _ => FsError::Io(e),
+        })
     }
 
     fn block_at(&self, block: u64) -> Result<u64, FsError> {
@@ -311,7 +313,7 @@ impl Direct {
             let sum = crc32c(seed, &[&index, &desc[..0x1e], &[0, 0], &desc[0x20..]]);
             if sum & 0xffff != u32::from(le16(&desc, 0x1e)) {
                 return Err(corrupt(format!(
-                    "checksum of block group descriptor {group}"
+                    "invalid checksum for block group descriptor {group}"
                 )));
             }
         }
@@ -332,7 +334,11 @@ impl Direct {
         }
         let n = u64::from(ino);
         if n == 0 || n > self.inodes_count {
-            return Err(corrupt(format!("inode number {ino}")));
+            return Err(corrupt(format!(
+                "inode {ino} has an invalid block group index: block_group={}, num_block_groups={}",
+                n.saturating_sub(1) / self.inodes_per_group,
+                self.inodes_count / self.inodes_per_group
+            )));
         }
         let (group, index) = (
             (n - 1) / self.inodes_per_group,
@@ -365,14 +371,17 @@ impl Direct {
                 ],
             );
             if sum != expected {
-                return Err(corrupt(format!("checksum of inode {ino}")));
+                return Err(corrupt(format!("invalid checksum for inode {ino}")));
             }
         }
         if !matches!(
             le16(&raw, 0) & 0xf000,
             0x1000 | 0x2000 | 0x4000 | 0x6000 | 0x8000 | 0xa000 | 0xc000
         ) {
-            return Err(corrupt(format!("file type of inode {ino}")));
+            return Err(corrupt(format!(
+                "inode {ino} has invalid file type: mode=0x{:04x}",
+                le16(&raw, 0)
+            )));
         }
         let inode = Rc::new(Inode {
             ino,
@@ -422,9 +431,10 @@ impl Direct {
         out: &mut [Option<u64>],
         nodes: &mut usize,
     ) -> Result<(), FsError> {
-        let bad = |what: &str| corrupt(format!("{what} in the extent tree of inode {}", inode.ino));
+        // Worded as ext4-view words them.
+        let bad = |what: &str| corrupt(format!("extent in inode {} {what}", inode.ino));
         if node.len() < 12 || le16(node, 0) != EXTENT_MAGIC {
-            return Err(bad("bad magic"));
+            return Err(bad("has invalid magic"));
         }
         let (entries, max, here) = (
             usize::from(le16(node, 2)),
@@ -432,10 +442,13 @@ impl Direct {
             le16(node, 6),
         );
         if here > MAX_EXTENT_DEPTH || depth.is_some_and(|d| d != here) {
-            return Err(bad("wrong depth"));
+            return Err(bad("has an invalid depth"));
         }
         if entries > max || 12 + 12 * entries > node.len() {
-            return Err(bad("too many entries"));
+            return Err(corrupt(format!(
+                "extent data in inode {} is invalid",
+                inode.ino
+            )));
         }
         for e in node[12..12 + 12 * entries].chunks_exact(12) {
             let logical = u64::from(le32(e, 0));
@@ -453,21 +466,21 @@ impl Direct {
                     .checked_add(len)
                     .is_none_or(|end| end > self.blocks_count)
                 {
-                    return Err(bad("a block beyond the end"));
+                    return Err(bad("points to an invalid block"));
                 }
                 let end = logical.saturating_add(len).min(out.len() as u64);
                 for l in logical..end {
                     // Both below out.len(), a usize.
                     let slot = &mut out[usize::try_from(l).unwrap_or(usize::MAX)];
                     if slot.is_some() {
-                        return Err(bad("overlapping extents"));
+                        return Err(bad("overlaps another"));
                     }
                     *slot = Some(start + (l - logical));
                 }
             } else {
                 *nodes += 1;
                 if *nodes > MAX_EXTENT_NODES {
-                    return Err(bad("too many blocks"));
+                    return Err(bad("has too many tree blocks"));
                 }
                 let leaf = u64::from(le16(e, 8)) << 32 | u64::from(le32(e, 4));
                 let child = self.block(leaf)?;
@@ -476,7 +489,7 @@ impl Direct {
                     if at + 4 > child.len()
                         || crc32c(inode.csum_base, &[&child[..at]]) != le32(&child, at)
                     {
-                        return Err(bad("a bad checksum"));
+                        return Err(bad("has an invalid checksum"));
                     }
                 }
                 self.walk_extents(inode, &child, Some(here - 1), out, nodes)?;
@@ -591,8 +604,10 @@ impl Direct {
                 let end = limit_at + count * 8;
                 if end > len - 8 {
                     return Err(corrupt(format!(
-                        "htree node of directory inode {} overflows its block",
-                        dir.ino
+                        "htree internal node in inode {} has too large many entries: \
+                         num_bytes={}, count={count}",
+                        dir.ino,
+                        len - limit_at
                     )));
                 }
                 crc32c(
@@ -603,7 +618,7 @@ impl Direct {
         };
         if sum != expected {
             return Err(corrupt(format!(
-                "checksum of a block of directory inode {}",
+                "directory block in inode {} has an invalid checksum",
                 dir.ino
             )));
         }
@@ -650,7 +665,7 @@ fn check_features(sb: &[u8]) -> Result<(), FsError> {
     if le32(sb, 0x64) & RO_COMPAT_METADATA_CSUM != 0
         && crc32c(!0, &[&sb[..SUPERBLOCK_CHECKSUM_AT]]) != le32(sb, SUPERBLOCK_CHECKSUM_AT)
     {
-        return Err(corrupt("superblock checksum"));
+        return Err(corrupt("invalid superblock checksum"));
     }
     Ok(())
 }
@@ -659,11 +674,15 @@ fn check_features(sb: &[u8]) -> Result<(), FsError> {
 /// nodes, deleted entries, the checksum tail) are skipped, so an htree directory reads as
 /// a linear one, and so are `.` and `..`.
 fn parse_dir_block(block: &[u8], dir: u32, out: &mut Vec<Entry>) -> Result<(), FsError> {
-    let bad = |what: String| corrupt(format!("{what} in directory inode {dir}"));
+    // Worded as ext4-view words them.
+    let entry = |what: String| corrupt(format!("directory entry in inode {dir} {what}"));
     let mut off = 0;
     while off < block.len() {
         if off + 8 > block.len() {
-            return Err(bad("an entry past the end of its block".into()));
+            return Err(corrupt(format!(
+                "directory in inode {dir} is too small to contain header: {}",
+                block.len() - off
+            )));
         }
         let ino = le32(block, off);
         // ext4_rec_len_from_disk(): lengths of 64 KiB blocks do not fit 16 bits.
@@ -672,27 +691,39 @@ fn parse_dir_block(block: &[u8], dir: u32, out: &mut Vec<Entry>) -> Result<(), F
             n => (n & 65532) | (n & 3) << 16,
         };
         let name_len = usize::from(block[off + 6]);
+        if rec_len < 8 {
+            return Err(entry(format!("record length is too small: {rec_len}")));
+        }
         if rec_len < 12 || rec_len % 4 != 0 || off + rec_len > block.len() {
-            return Err(bad(format!("bad entry length {rec_len}")));
+            return Err(corrupt(format!("invalid directory entry in inode {dir}")));
         }
         if ino != 0 {
             if 8 + name_len > rec_len {
-                return Err(bad(format!("name length {name_len}")));
+                return Err(corrupt(format!(
+                    "name of directory entry in inode {dir} is too large: {name_len}"
+                )));
             }
             let name = &block[off + 8..off + 8 + name_len];
-            if name.is_empty()
-                || name.len() > MAX_NAME_BYTES
-                || name.contains(&0)
-                || name.contains(&b'/')
-            {
-                return Err(bad("an invalid name".into()));
+            let invalid = if name.is_empty() {
+                Some("direntry name is empty")
+            } else if name.len() > MAX_NAME_BYTES {
+                Some("directory entry name is longer than 255 bytes")
+            } else if name.contains(&0) {
+                Some("directory entry name contains a null byte")
+            } else if name.contains(&b'/') {
+                Some("directory entry name contains a path separator")
+            } else {
+                None
+            };
+            if let Some(why) = invalid {
+                return Err(entry(format!("has invalid name: {why}")));
             }
             let kind = match block[off + 7] {
                 1 => FileKind::File,
                 2 => FileKind::Dir,
                 7 => FileKind::Symlink,
                 3..=6 => FileKind::Other,
-                t => return Err(bad(format!("file type {t}"))),
+                t => return Err(entry(format!("has invalid file type: {t}"))),
             };
             if name != b"." && name != b".." {
                 if out.len() == MAX_DIR_ENTRIES {
@@ -783,14 +814,20 @@ impl Fs for Direct {
             let len = usize::try_from(size).unwrap_or(0);
             // As ext4-view reads them: up to 59 bytes in the inode itself, else as data.
             let target = if len == 0 {
-                return Err(corrupt(format!("empty symlink inode {}", link.ino)));
+                return Err(corrupt(format!(
+                    "inode {} has an invalid symlink path",
+                    link.ino
+                )));
             } else if len < 60 {
                 link.i_block()[..len].to_vec()
             } else {
                 self.data(&link, len)?
             };
             if target.contains(&0) {
-                return Err(corrupt(format!("symlink inode {} holds a NUL", link.ino)));
+                return Err(corrupt(format!(
+                    "inode {} has an invalid symlink path",
+                    link.ino
+                )));
             }
             Ok(target)
         })
