@@ -11,7 +11,7 @@
 //! does; the superblock was checked by [`super::ext4`] before.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
 use std::rc::Rc;
@@ -51,6 +51,12 @@ const CHECKSUM_HI_AT: usize = 0x82;
 /// Inodes and directory entries remembered per image, counted in bytes; past it they are
 /// forgotten and read again (ARCHITECTURE.md, "Limits").
 pub const MAX_REMEMBERED_BYTES: usize = 256 * 1024;
+/// Bytes read at once for a small read: mkfs lays a small image's inodes, directories and
+/// files out close together, so one read finds the next few a lookup needs, as ext4-view's
+/// read-ahead did.
+const CHUNK: u64 = 16 * 1024;
+/// Chunks kept per image.
+const CHUNKS: usize = 4;
 /// The longest name a directory entry can hold.
 const MAX_NAME_BYTES: usize = 255;
 
@@ -153,6 +159,12 @@ impl Listing {
     }
 }
 
+/// Bytes of the image from `at`, aligned to [`CHUNK`] (shorter at the image's end).
+struct Chunk {
+    at: u64,
+    data: Box<[u8]>,
+}
+
 /// What has been read and checked of one image.
 #[derive(Default)]
 struct Remembered {
@@ -191,6 +203,8 @@ pub struct Direct {
     /// The checksum seed, when the file system has metadata checksums.
     csum_seed: Option<u32>,
     known: RefCell<Remembered>,
+    /// The last [`CHUNKS`] chunks of the image read, most recent first.
+    chunks: RefCell<VecDeque<Chunk>>,
     xattrs: ext4_xattr::Raw,
     /// Set once a call panicked: what is remembered may be half updated.
     poisoned: Cell<bool>,
@@ -239,6 +253,7 @@ impl Direct {
             is_64bit,
             csum_seed,
             known: RefCell::default(),
+            chunks: RefCell::default(),
             xattrs,
             poisoned: Cell::new(false),
         };
@@ -281,6 +296,43 @@ impl Direct {
         })
     }
 
+    /// Read `buf` at byte `at` through the last chunks read; a read crossing a chunk's
+    /// end is made directly.
+    fn read_small(&self, buf: &mut [u8], at: u64) -> Result<(), FsError> {
+        let start = at - at % CHUNK;
+        let end = at.saturating_add(buf.len() as u64);
+        if end > start + CHUNK {
+            return self.read(buf, at);
+        }
+        let copy = |chunk: &Chunk, buf: &mut [u8]| {
+            // Both within the chunk, which is in memory.
+            let from = usize::try_from(at - chunk.at).unwrap_or(usize::MAX);
+            let to = usize::try_from(end - chunk.at).unwrap_or(usize::MAX);
+            chunk.data.get(from..to).map(|d| buf.copy_from_slice(d))
+        };
+        let mut chunks = self.chunks.borrow_mut();
+        if let Some(i) = chunks.iter().position(|c| c.at == start) {
+            if copy(&chunks[i], buf).is_none() {
+                // Past the image's end: the direct read says so.
+                return self.read(buf, at);
+            }
+            if let Some(chunk) = chunks.remove(i) {
+                chunks.push_front(chunk);
+            }
+            return Ok(());
+        }
+        let len = CHUNK.min(self.src.len().saturating_sub(start));
+        let mut data = vec![0u8; usize::try_from(len).unwrap_or(0)].into_boxed_slice();
+        self.read(&mut data, start)?;
+        let chunk = Chunk { at: start, data };
+        if copy(&chunk, buf).is_none() {
+            return self.read(buf, at);
+        }
+        chunks.push_front(chunk);
+        chunks.truncate(CHUNKS);
+        Ok(())
+    }
+
     fn block_at(&self, block: u64) -> Result<u64, FsError> {
         if block >= self.blocks_count {
             return Err(corrupt(format!("block {block} beyond the end")));
@@ -291,7 +343,7 @@ impl Direct {
     fn block(&self, block: u64) -> Result<Vec<u8>, FsError> {
         let at = self.block_at(block)?;
         let mut buf = vec![0u8; self.block_len()];
-        self.read(&mut buf, at)?;
+        self.read_small(&mut buf, at)?;
         Ok(buf)
     }
 
@@ -307,7 +359,7 @@ impl Direct {
         }
         // The superblock check bounded the groups so that every descriptor is in the image.
         let mut desc = vec![0u8; usize::try_from(self.desc_size).unwrap_or(0)];
-        self.read(&mut desc, self.desc_start + group * self.desc_size)?;
+        self.read_small(&mut desc, self.desc_start + group * self.desc_size)?;
         if let Some(seed) = self.csum_seed {
             let index = u32::try_from(group).unwrap_or(u32::MAX).to_le_bytes();
             let sum = crc32c(seed, &[&index, &desc[..0x1e], &[0, 0], &desc[0x20..]]);
@@ -350,7 +402,7 @@ impl Direct {
             .and_then(|t| t.checked_add(index * self.inode_size as u64))
             .ok_or_else(|| corrupt(format!("inode table of group {group} beyond the end")))?;
         let mut raw = vec![0u8; self.inode_size].into_boxed_slice();
-        self.read(&mut raw, at)?;
+        self.read_small(&mut raw, at)?;
         let generation = le32(&raw, 0x64).to_le_bytes();
         let csum_base = match self.csum_seed {
             Some(seed) => crc32c(seed, &[&ino.to_le_bytes(), &generation]),
@@ -545,7 +597,7 @@ impl Direct {
             }
             let from = i * bs;
             let to = ((i + run) * bs).min(len);
-            self.read(&mut buf[from..to], self.block_at(first)?)?;
+            self.read_small(&mut buf[from..to], self.block_at(first)?)?;
             i += run;
         }
         Ok(buf)
