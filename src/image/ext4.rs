@@ -1,9 +1,9 @@
 //! ext4 images: the superblock checked, then read by [`super::ext4_direct`], or, when the
 //! journal needs recovery, in user space with the `ext4-view` crate, which replays it.
 //!
-//! ext4-view resolves symlinks itself, so every lookup here goes through `symlink_metadata`
-//! first: that never follows the last component, and it yields the size that bounds what
-//! a later read may allocate.
+//! ext4-view resolves symlinks itself, so every lookup through it goes through
+//! `symlink_metadata` first: that never follows the last component, and it yields the size
+//! that bounds what a later read may allocate.
 
 use std::cell::Cell;
 use std::fmt;

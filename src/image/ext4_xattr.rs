@@ -5,7 +5,9 @@
 //! map), then the attribute in the inode's own xattr area after `i_extra_isize` and in the
 //! xattr block `i_file_acl`, laid out and checked as in the kernel's fs/ext4/xattr.c.
 //! Paths come from [`super::chase::Tree`] and were looked up through ext4-view first, so
-//! this walk only has to find inodes, not judge paths. Checksums are not verified.
+//! this walk only has to find inodes, not judge paths. Checksums are not verified. The
+//! direct reader ([`super::ext4_direct`]) finds and checks the inode itself and asks
+//! [`Raw::get`] only for the attribute.
 
 use std::cell::Cell;
 use std::path::{Component, Path};
