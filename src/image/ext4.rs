@@ -1,8 +1,9 @@
-//! ext4 images, read in user space with the `ext4-view` crate.
+//! ext4 images: the superblock checked, then read by [`super::ext4_direct`], or, when the
+//! journal needs recovery, in user space with the `ext4-view` crate, which replays it.
 //!
-//! ext4-view resolves symlinks itself, so every lookup here goes through `symlink_metadata`
-//! first: that never follows the last component, and it yields the size that bounds what
-//! a later read may allocate.
+//! ext4-view resolves symlinks itself, so every lookup through it goes through
+//! `symlink_metadata` first: that never follows the last component, and it yields the size
+//! that bounds what a later read may allocate.
 
 use std::cell::Cell;
 use std::fmt;
@@ -12,12 +13,12 @@ use std::rc::Rc;
 
 use ext4_view::{Ext4, Ext4Error, Ext4Read, FileType, Metadata};
 
-use super::ext4_xattr;
 use super::source::Source;
 use super::{
     DirEntry, FileKind, Fs, FsError, MAX_DIR_BYTES, MAX_DIR_ENTRIES, MAX_LINK_BYTES, PANICKED,
     guarded,
 };
+use super::{ext4_direct, ext4_xattr};
 
 /// Most block groups accepted. ext4-view reserves memory for every descriptor before
 /// reading one; 2^18 groups is 32 TiB at 4 KiB blocks, far beyond any portable image.
@@ -43,7 +44,21 @@ pub fn open(src: Source) -> Result<Box<dyn Fs>, FsError> {
 }
 
 fn open_with_budget(src: Source, per_call: u64) -> Result<Box<dyn Fs>, FsError> {
-    check_superblock(&src)?;
+    let sb = check_superblock(&src)?;
+    // An image whose journal holds nothing to replay is read directly, its blocks being
+    // all there is; ext4-view, which replays journals, reads the others.
+    if le32(&sb, 0x60) & INCOMPAT_RECOVER == 0 {
+        return Ok(Box::new(ext4_direct::Direct::open(src, &sb, per_call)?));
+    }
+    open_view(src, &sb, per_call)
+}
+
+/// Open with ext4-view the file system in `src`, whose superblock `sb` was checked.
+fn open_view(
+    src: Source,
+    sb: &[u8; SUPERBLOCK_LEN],
+    per_call: u64,
+) -> Result<Box<dyn Fs>, FsError> {
     let budget = Rc::new(Cell::new(per_call));
     let load = |superblock: Option<Box<[u8; SUPERBLOCK_LEN]>>| {
         let reader = SourceRead {
@@ -71,7 +86,7 @@ fn open_with_budget(src: Source, per_call: u64) -> Result<Box<dyn Fs>, FsError> 
     };
     // Extended attributes are read from the image's own superblock: the recovery flag
     // does not change where they are.
-    let xattrs = ext4_xattr::Raw::new(src, budget.clone())?;
+    let xattrs = ext4_xattr::Raw::new(src, sb, budget.clone())?;
     let fs = Ext4Fs {
         fs,
         xattrs,
@@ -113,8 +128,9 @@ fn without_recovery(src: &Source) -> Option<Box<[u8; SUPERBLOCK_LEN]>> {
     Some(sb)
 }
 
+/// The error of a call that read more than its budget.
 #[derive(Debug)]
-struct BudgetSpent;
+pub(super) struct BudgetSpent;
 
 impl fmt::Display for BudgetSpent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -174,8 +190,8 @@ fn le32(b: &[u8], at: usize) -> u32 {
 
 /// Refuse, before ext4-view sees them, superblocks that would make it allocate in
 /// proportion to a number nobody checked, and features it cannot read, with a message
-/// that says what to change when building the image.
-fn check_superblock(src: &Source) -> Result<(), FsError> {
+/// that says what to change when building the image. Gives the superblock.
+fn check_superblock(src: &Source) -> Result<[u8; SUPERBLOCK_LEN], FsError> {
     let mut sb = [0u8; SUPERBLOCK_LEN];
     src.read_exact_at(&mut sb, SUPERBLOCK_OFFSET)
         .map_err(|_| FsError::Corrupt("image too small for a superblock".into()))?;
@@ -255,7 +271,7 @@ fn check_superblock(src: &Source) -> Result<(), FsError> {
     if groups * desc_size > src.len() {
         return Err(FsError::Corrupt("group descriptors beyond the end".into()));
     }
-    Ok(())
+    Ok(sb)
 }
 
 struct Ext4Fs {
@@ -457,6 +473,7 @@ mod tests {
     use crate::image::MAX_FILE_BYTES;
     use crate::image::fixture::{self, Built};
     use crate::image::xattr_fixture;
+    use std::os::unix::ffi::OsStrExt;
 
     fn mkfs(extra: &[&str]) -> Option<Built> {
         let mut args = vec!["-q", "-d", "{tree}", "-E", "root_owner=0:0"];
@@ -696,6 +713,169 @@ mod tests {
             fs.lstat(Path::new("/usr/lib")).unwrap(),
             Some(FileKind::Dir)
         );
+    }
+
+    /// What a call answered, errors by kind (their wording is each reader's own).
+    fn outcome<T: fmt::Debug>(r: Result<T, FsError>) -> String {
+        match r {
+            Ok(v) => format!("{v:?}"),
+            Err(FsError::Corrupt(_)) => "Corrupt".into(),
+            Err(FsError::Unsupported(_)) => "Unsupported".into(),
+            Err(FsError::Io(_)) => "Io".into(),
+            Err(e) => format!("{e:?}"),
+        }
+    }
+
+    /// Every answer a reader gives about the tree below `dir`, in order.
+    fn answers(fs: &dyn Fs, dir: &Path, depth: usize, out: &mut Vec<String>) {
+        let mut entries = match fs.read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) => return out.push(format!("{}: {}", dir.display(), outcome::<()>(Err(e)))),
+        };
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        out.push(format!("{}: {entries:?}", dir.display()));
+        for name in [&b"absent"[..], b"absent/below"] {
+            let path = dir.join(std::ffi::OsStr::from_bytes(name));
+            out.push(format!("{}: {}", path.display(), outcome(fs.lstat(&path))));
+        }
+        for e in entries {
+            let path = dir.join(std::ffi::OsStr::from_bytes(&e.name));
+            out.push(format!(
+                "{}: {} {} {} {} {}",
+                path.display(),
+                outcome(fs.lstat(&path)),
+                outcome(fs.read_link(&path)),
+                outcome(fs.read_file(&path, MAX_FILE_BYTES)),
+                outcome(fs.xattr(&path, xattr_fixture::STRICT, 99)),
+                outcome(fs.xattr(&path, "security.selinux", 99)),
+            ));
+            if e.kind == FileKind::Dir && depth < 8 {
+                answers(fs, &path, depth + 1, out);
+            }
+        }
+    }
+
+    /// ext4-view and the direct reader say the same of every entry, in each layout
+    /// mkfs makes: checksums or not, 1 and 4 KiB blocks, 32 and 64-bit descriptors,
+    /// 128-byte inodes, ext2's and ext3's block maps, hashed directories.
+    #[test]
+    fn both_readers_agree() {
+        for extra in [
+            &[][..],
+            &["-b", "4096"],
+            &["-b", "4096", "-O", "^64bit,^metadata_csum,^has_journal"],
+            &["-I", "128", "-O", "^metadata_csum"],
+            &["-t", "ext2"],
+            &["-t", "ext3", "-I", "256"],
+        ] {
+            let Some(built) = mkfs_xattrs(extra) else {
+                return;
+            };
+            let tree = xattr_fixture::add_fillers(&built, "/usr/lib/extension-release.d", 300);
+            let img = built.dir.path().join("many.ext4");
+            let out = std::process::Command::new(fixture::tool("mkfs.ext4").unwrap())
+                .args(["-q", "-E", "root_owner=0:0", "-d"])
+                .arg(&tree)
+                .args(extra)
+                .arg(&img)
+                .arg("8M")
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            if let Some(e2fsck) = fixture::tool("e2fsck") {
+                // Index the large directory, as a long-lived file system has it.
+                let out = std::process::Command::new(e2fsck)
+                    .arg("-fyD")
+                    .arg(&img)
+                    .output()
+                    .unwrap();
+                assert!(matches!(out.status.code(), Some(0 | 1)), "{out:?}");
+            }
+            for img in [&built.img, &img] {
+                let src = fixture::source(img);
+                let sb = check_superblock(&src).unwrap();
+                let view = open_view(src.clone(), &sb, READ_BUDGET).unwrap();
+                let direct = ext4_direct::Direct::open(src, &sb, READ_BUDGET).unwrap();
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                answers(&*view, Path::new("/"), 0, &mut a);
+                answers(&direct, Path::new("/"), 0, &mut b);
+                assert!(a.len() > 20, "{a:?}");
+                for (a, b) in a.iter().zip(&b) {
+                    assert_eq!(a, b, "{extra:?}");
+                }
+                assert_eq!(a.len(), b.len());
+            }
+        }
+    }
+
+    /// Without metadata checksums a flipped byte is not caught by a checksum: it reaches
+    /// the parsers of directories, extents and block maps.
+    #[test]
+    fn damaged_images_without_checksums_do_not_panic() {
+        for extra in [&["-O", "^metadata_csum"][..], &["-t", "ext2"]] {
+            let Some(built) = mkfs(extra) else { return };
+            fixture::check_corrupt(&built, open);
+        }
+    }
+
+    /// Where debugfs says `what` (an inode, `imap`; a directory's blocks, `blocks`) is.
+    fn debugfs(img: &Path, request: &str) -> Option<String> {
+        let out = std::process::Command::new(fixture::tool("debugfs")?)
+            .args(["-R", request])
+            .arg(img)
+            .output()
+            .ok()?;
+        Some(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn flip(img: &Path, at: u64) {
+        let mut data = std::fs::read(img).unwrap();
+        let at = usize::try_from(at).unwrap();
+        data[at] ^= 0x20;
+        std::fs::write(img, data).unwrap();
+    }
+
+    /// A byte changed in an inode or a directory block is caught by its checksum, by the
+    /// direct reader as by ext4-view.
+    #[test]
+    fn checksums_are_verified() {
+        let Some(built) = mkfs(&[]) else { return };
+        let Some(blocks) = debugfs(&built.img, &format!("blocks {}", fixture::UNITS)) else {
+            eprintln!("debugfs is not installed; skipping");
+            return;
+        };
+        let block: u64 = blocks.split_whitespace().next().unwrap().parse().unwrap();
+        let imap = debugfs(&built.img, "imap /usr/lib/os-release").unwrap();
+        // "Inode 14 is part of block group 0\n\tlocated at block 37, offset 0x0d00"
+        let words: Vec<&str> = imap.split_whitespace().collect();
+        let at = words.iter().rposition(|w| *w == "block").unwrap();
+        let inode_block: u64 = words[at + 1].trim_end_matches(',').parse().unwrap();
+        let offset = u64::from_str_radix(words[at + 3].trim_start_matches("0x"), 16).unwrap();
+        // 1 KiB blocks (8 MiB image); the entry after "." and ".." holds a name from 32.
+        flip(&built.img, block * 1024 + 33);
+        flip(&built.img, inode_block * 1024 + offset + 0x10);
+        let src = fixture::source(&built.img);
+        let sb = check_superblock(&src).unwrap();
+        let direct = ext4_direct::Direct::open(src.clone(), &sb, READ_BUDGET).unwrap();
+        let view = open_view(src, &sb, READ_BUDGET).unwrap();
+        for fs in [&direct as &dyn Fs, &*view] {
+            assert!(matches!(
+                fs.read_dir(Path::new(fixture::UNITS)),
+                Err(FsError::Corrupt(_))
+            ));
+            assert!(matches!(
+                fs.lstat(Path::new("/usr/lib/os-release")),
+                Err(FsError::Corrupt(_))
+            ));
+            assert_eq!(
+                fs.lstat(Path::new("/usr/lib")).unwrap(),
+                Some(FileKind::Dir)
+            );
+        }
+        match direct.lstat(Path::new("/usr/lib/os-release")) {
+            Err(FsError::Corrupt(m)) => assert!(m.contains("invalid checksum for inode"), "{m}"),
+            r => panic!("{r:?}"),
+        }
     }
 
     /// A superblock claiming more blocks than the image holds: ext4-view would reserve

@@ -5,7 +5,9 @@
 //! map), then the attribute in the inode's own xattr area after `i_extra_isize` and in the
 //! xattr block `i_file_acl`, laid out and checked as in the kernel's fs/ext4/xattr.c.
 //! Paths come from [`super::chase::Tree`] and were looked up through ext4-view first, so
-//! this walk only has to find inodes, not judge paths. Checksums are not verified.
+//! this walk only has to find inodes, not judge paths. Checksums are not verified. The
+//! direct reader ([`super::ext4_direct`]) finds and checks the inode itself and asks
+//! [`Raw::get`] only for the attribute.
 
 use std::cell::Cell;
 use std::path::{Component, Path};
@@ -14,7 +16,6 @@ use std::rc::Rc;
 use super::source::Source;
 use super::{FileKind, FsError, MAX_DIR_BYTES, xattr_too_large};
 
-const SUPERBLOCK_OFFSET: u64 = 1024;
 const ROOT_INODE: u32 = 2;
 const INCOMPAT_RECOVER: u32 = 0x4;
 const INCOMPAT_64BIT: u32 = 0x80;
@@ -110,17 +111,14 @@ struct Extent {
 }
 
 impl Raw {
-    /// The ext4 file system occupying `src`, whose superblock [`super::ext4`] checked.
-    pub fn new(src: Source, budget: Rc<Cell<u64>>) -> Result<Raw, FsError> {
-        let mut sb = [0u8; 1024];
-        src.read_exact_at(&mut sb, SUPERBLOCK_OFFSET)
-            .map_err(|_| corrupt("image too small for a superblock"))?;
-        let incompat = le32(&sb, 0x60);
-        let block_size = 1024u64 << le32(&sb, 0x18).min(6);
+    /// The ext4 file system occupying `src`, whose superblock `sb` [`super::ext4`] checked.
+    pub fn new(src: Source, sb: &[u8; 1024], budget: Rc<Cell<u64>>) -> Result<Raw, FsError> {
+        let incompat = le32(sb, 0x60);
+        let block_size = 1024u64 << le32(sb, 0x18).min(6);
         let is_64bit = incompat & INCOMPAT_64BIT != 0;
         // As ext4-view reads them, so both readers see the same descriptors.
         let desc_size = if is_64bit {
-            u64::from(le16(&sb, 0xfe))
+            u64::from(le16(sb, 0xfe))
         } else {
             32
         };
@@ -131,9 +129,9 @@ impl Raw {
             src,
             budget,
             block_size,
-            inode_size: usize::from(le16(&sb, 0x58)),
-            inodes_per_group: u64::from(le32(&sb, 0x28)),
-            inodes_count: u64::from(le32(&sb, 0x0)),
+            inode_size: usize::from(le16(sb, 0x58)),
+            inodes_per_group: u64::from(le32(sb, 0x28)),
+            inodes_count: u64::from(le32(sb, 0x0)),
             desc_size,
             desc_start: if block_size == 1024 { 2048 } else { block_size },
             is_64bit,
@@ -166,6 +164,19 @@ impl Raw {
                 path.display()
             )));
         }
+        if let Some(v) = self.ibody_get(&inode, index, suffix, limit)? {
+            return Ok(Some(v));
+        }
+        self.block_get(&inode, index, suffix, limit)
+    }
+
+    /// The attribute `name` of the inode whose raw bytes (checked by the caller) are
+    /// `inode`.
+    pub fn get(&self, inode: &[u8], name: &str, limit: u64) -> Result<Option<Vec<u8>>, FsError> {
+        let Some((index, suffix)) = split_name(name)? else {
+            return Ok(None);
+        };
+        let inode = Inode(inode.to_vec());
         if let Some(v) = self.ibody_get(&inode, index, suffix, limit)? {
             return Ok(Some(v));
         }

@@ -10,6 +10,7 @@ pub mod chase;
 pub mod dir;
 pub mod erofs;
 pub mod ext4;
+pub mod ext4_direct;
 pub mod ext4_xattr;
 #[cfg(test)]
 pub(crate) mod fixture;
@@ -31,8 +32,8 @@ use std::path::{Path, PathBuf};
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 /// Most entries read from one directory of an image.
 pub const MAX_DIR_ENTRIES: usize = 65_536;
-/// Largest ext4 directory (its `i_size`) listed or looked into, by ext4-view and by the
-/// extended attribute reader alike. [`MAX_DIR_ENTRIES`] names of the longest kind take
+/// Largest ext4 directory (its `i_size`) listed or looked into, by either ext4 reader and
+/// by the extended attribute reader alike. [`MAX_DIR_ENTRIES`] names of the longest kind take
 /// about 17 MiB; ext4-view scans every block up to `i_size`, from its block cache when a
 /// crafted extent tree maps them all onto the same few blocks, where no read budget sees
 /// the work.
