@@ -92,11 +92,13 @@ fn read_in_order(
     systemd: u32,
     mut take: impl FnMut(&Portable, Result<Read, String>),
 ) {
+    // The calling thread reads too, whenever the next image is not read yet.
     let threads = std::thread::available_parallelism()
         .map_or(1, std::num::NonZero::get)
         .min(MAX_READERS)
-        .min(portables.len() / (THREADED_FROM / 2));
-    if threads < 2 || portables.len() < THREADED_FROM {
+        .min(portables.len() / (THREADED_FROM / 2))
+        .saturating_sub(1);
+    if threads == 0 || portables.len() < THREADED_FROM {
         for p in portables {
             take(p, read_portable(root, p, systemd));
         }

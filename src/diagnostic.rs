@@ -156,7 +156,20 @@ impl Diagnostic {
 
 /// Diagnostics in the order they arose.
 #[derive(Debug, Default, Clone)]
-pub struct Diagnostics(Vec<Diagnostic>, Keep);
+pub struct Diagnostics {
+    all: Vec<Diagnostic>,
+    /// In place of `all` where only the lines are kept ([`Keep::Logged`]).
+    lines: Vec<Line>,
+    keep: Keep,
+}
+
+/// A diagnostic as a run logs it: its level, whether it fails the run, and its line.
+#[derive(Debug, Clone)]
+pub struct Line {
+    level: Level,
+    fails: bool,
+    text: Box<str>,
+}
 
 /// What a list of diagnostics keeps of each one.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -187,56 +200,65 @@ impl Keep {
 impl Diagnostics {
     /// An empty list that keeps `keep` of each diagnostic.
     pub fn new(keep: Keep) -> Diagnostics {
-        Diagnostics(Vec::new(), keep)
+        Diagnostics {
+            all: Vec::new(),
+            lines: Vec::new(),
+            keep,
+        }
     }
 
     /// What it keeps of each diagnostic.
     pub fn keep(&self) -> Keep {
-        self.1
+        self.keep
     }
 
     /// Add `d` after the others.
-    pub fn push(&mut self, mut d: Diagnostic) {
-        match self.1 {
-            Keep::All => {}
+    pub fn push(&mut self, d: Diagnostic) {
+        match self.keep {
+            Keep::All => self.all.push(d),
             Keep::Logged { debug, dry_run } => {
                 if d.level == Level::Debug && !debug {
                     return;
                 }
-                if let Some(line) = d.dry_run_message.take()
-                    && dry_run
-                {
-                    d.message = line.0;
-                }
-                d.subject = Subject::Run;
-                d.reason = String::new();
+                let text = match d.dry_run_message {
+                    Some(line) if dry_run => line.0,
+                    _ => d.message,
+                };
+                self.lines.push(Line {
+                    level: d.level,
+                    fails: d.fails,
+                    text: text.into_boxed_str(),
+                });
             }
         }
-        self.0.push(d);
     }
 
     /// Whether any of them fails the run.
     pub fn failed(&self) -> bool {
-        self.0.iter().any(|d| d.fails)
+        self.all.iter().any(|d| d.fails) || self.lines.iter().any(|l| l.fails)
     }
 
     /// Log each one, in order: the one place diagnostics become log lines. A dry run says
     /// what it would do where a run says what it did.
     pub fn log(&self, dry_run: bool) {
-        for d in &self.0 {
+        for d in &self.all {
             let message: &str = match &d.dry_run_message {
                 Some(m) if dry_run => &m.0,
                 _ => &d.message,
             };
             log!(d.level, "{message}");
         }
+        for l in &self.lines {
+            log!(l.level, "{}", l.text);
+        }
     }
 }
 
+/// The diagnostics kept whole: none where only their lines are ([`Keep::Logged`]).
 impl std::ops::Deref for Diagnostics {
     type Target = [Diagnostic];
     fn deref(&self) -> &[Diagnostic] {
-        &self.0
+        &self.all
     }
 }
 
@@ -250,9 +272,16 @@ impl Extend<Diagnostic> for Diagnostics {
 
 impl IntoIterator for Diagnostics {
     type Item = Diagnostic;
-    type IntoIter = std::vec::IntoIter<Diagnostic>;
+    type IntoIter = std::iter::Chain<
+        std::vec::IntoIter<Diagnostic>,
+        std::iter::Map<std::vec::IntoIter<Line>, fn(Line) -> Diagnostic>,
+    >;
     fn into_iter(self) -> Self::IntoIter {
-        self.0.into_iter()
+        let line: fn(Line) -> Diagnostic = |l| {
+            let text = String::from(l.text);
+            Diagnostic::new(Subject::Run, l.level, String::new(), text).fails_if(l.fails)
+        };
+        self.all.into_iter().chain(self.lines.into_iter().map(line))
     }
 }
 
@@ -260,6 +289,6 @@ impl<'a> IntoIterator for &'a Diagnostics {
     type Item = &'a Diagnostic;
     type IntoIter = std::slice::Iter<'a, Diagnostic>;
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
+        self.all.iter()
     }
 }

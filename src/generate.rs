@@ -101,7 +101,12 @@ fn stages(
     let image_at = |p: &Path| discover::image_at(root, p);
     let portables = select::select(&images, &config, &image_at, &is_pending, &mut diags);
     // A run that writes as it goes only logs: it lists nothing found.
-    let images = if writer.is_some() { Vec::new() } else { images };
+    let images = if writer.is_some() {
+        drop(images);
+        Vec::new()
+    } else {
+        images
+    };
     if let Some(writer) = writer.as_deref_mut()
         && portables.len() >= WRITER_THREAD_FROM
         && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1)
