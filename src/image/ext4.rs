@@ -180,12 +180,20 @@ fn overlay(dst: &mut [u8], dst_at: u64, patch: &[u8], patch_at: u64) {
     dst[d..d + n].copy_from_slice(&patch[p..p + n]);
 }
 
-fn le16(b: &[u8], at: usize) -> u16 {
+/// The little-endian fields of ext4's on-disk structures, for every ext4 module; `at` is
+/// checked by the caller.
+pub(super) fn le16(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([b[at], b[at + 1]])
 }
 
-fn le32(b: &[u8], at: usize) -> u32 {
+/// See [`le16`].
+pub(super) fn le32(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// A damaged file system, and why.
+pub(super) fn corrupt(why: impl Into<String>) -> FsError {
+    FsError::Corrupt(why.into())
 }
 
 /// Refuse, before ext4-view sees them, superblocks that would make it allocate in
@@ -555,19 +563,24 @@ mod tests {
         xattr_fixture::build("img.ext4", "mkfs.ext4", &args)
     }
 
-    /// In the inode and in the xattr block, with every block size, 32 and 64-bit group
-    /// descriptors, 128-byte inodes (no room in the inode: all in the block), and ext2's
-    /// block map.
+    /// The layouts mkfs makes that the readers are tried on: checksums or not, 1 and 4 KiB
+    /// blocks, 32 and 64-bit group descriptors, with and without a journal, 128-byte inodes
+    /// (no room in the inode for xattrs: all in the block), ext2's and ext3's block maps.
+    const LAYOUTS: [&[&str]; 8] = [
+        &[],
+        &["-b", "1024"],
+        &["-b", "4096"],
+        &["-b", "4096", "-O", "^64bit,^metadata_csum"],
+        &["-b", "4096", "-O", "^64bit,^metadata_csum,^has_journal"],
+        &["-I", "128", "-O", "^metadata_csum"],
+        &["-t", "ext2"],
+        &["-t", "ext3", "-I", "256"],
+    ];
+
+    /// In the inode and in the xattr block, in every layout.
     #[test]
     fn reads_xattrs() {
-        for extra in [
-            &[][..],
-            &["-b", "1024"],
-            &["-b", "4096", "-O", "^64bit,^metadata_csum"],
-            &["-I", "128", "-O", "^metadata_csum"],
-            &["-t", "ext2"],
-            &["-t", "ext3", "-I", "256"],
-        ] {
+        for extra in LAYOUTS {
             let Some(built) = mkfs_xattrs(extra) else {
                 return;
             };
@@ -755,19 +768,11 @@ mod tests {
         }
     }
 
-    /// ext4-view and the direct reader say the same of every entry, in each layout
-    /// mkfs makes: checksums or not, 1 and 4 KiB blocks, 32 and 64-bit descriptors,
-    /// 128-byte inodes, ext2's and ext3's block maps, hashed directories.
+    /// ext4-view and the direct reader say the same of every entry, in every layout, with
+    /// hashed directories.
     #[test]
     fn both_readers_agree() {
-        for extra in [
-            &[][..],
-            &["-b", "4096"],
-            &["-b", "4096", "-O", "^64bit,^metadata_csum,^has_journal"],
-            &["-I", "128", "-O", "^metadata_csum"],
-            &["-t", "ext2"],
-            &["-t", "ext3", "-I", "256"],
-        ] {
+        for extra in LAYOUTS {
             let Some(built) = mkfs_xattrs(extra) else {
                 return;
             };

@@ -16,6 +16,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
 use std::rc::Rc;
 
+use super::ext4::{corrupt, le16, le32};
 use super::ext4_xattr;
 use super::source::Source;
 use super::{
@@ -71,18 +72,6 @@ fn crc32c(seed: u32, parts: &[&[u8]]) -> u32 {
         digest.update(part);
     }
     digest.finalize() ^ !0
-}
-
-fn le16(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
-}
-
-fn le32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn corrupt(why: impl Into<String>) -> FsError {
-    FsError::Corrupt(why.into())
 }
 
 /// One inode, its checksum verified.

@@ -13,6 +13,7 @@ use std::cell::Cell;
 use std::path::{Component, Path};
 use std::rc::Rc;
 
+use super::ext4::{corrupt, le16, le32};
 use super::source::Source;
 use super::{FileKind, FsError, MAX_DIR_BYTES, xattr_too_large};
 
@@ -34,18 +35,6 @@ const ENTRY_HEAD: usize = 16;
 /// Size of the `ext4_xattr_header` at the start of an xattr block.
 const BLOCK_HEADER: usize = 32;
 const OLD_INODE_SIZE: usize = 128;
-
-fn le16(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
-}
-
-fn le32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn corrupt(why: impl Into<String>) -> FsError {
-    FsError::Corrupt(why.into())
-}
 
 /// What the attribute `name` is stored as: its name index and the rest of the name.
 /// `None` for names no ext4 handler serves, which the kernel never finds.
