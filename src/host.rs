@@ -30,14 +30,13 @@ pub const HOST_UNIT_DIRS: [&str; 10] = [
 pub fn host_unit(root: &Root, unit: &str) -> Option<PathBuf> {
     let one_name = !unit.is_empty() && unit != "." && unit != ".." && !unit.contains('/');
     HOST_UNIT_DIRS.iter().find_map(|dir| {
-        let path = PathBuf::from(dir).join(unit);
         let kind = match root.entries(Path::new(dir)) {
             None => return None,
             Some(listing) if one_name && listing.complete => *listing.kinds.get(unit.as_bytes())?,
             // A directory too large to list, or a name that is not one entry: looked up.
-            Some(_) => root.lstat(&path).ok()??,
+            Some(_) => root.lstat(&Path::new(dir).join(unit)).ok()??,
         };
-        (kind != FileKind::Dir).then_some(path)
+        (kind != FileKind::Dir).then(|| Path::new(dir).join(unit))
     })
 }
 

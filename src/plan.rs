@@ -482,17 +482,20 @@ fn place_units<'a>(
             log.plan.full = true;
             break;
         }
-        let profile_line = match &profile {
+        // Debug lines are made only where they are kept: a run at info level drops them.
+        let profile_line = log.plan.diagnostics.keep().debug().then(|| match &profile {
             Some(path) => format!("profile {} from {}", att.profile, path.display()),
             None => format!(
                 "no profile drop-in (profile {} has none for it)",
                 att.profile
             ),
-        };
+        });
         match place_unit(log.plan, att, unit, &placement, profile, host) {
             Ok(()) => {
-                let message = format!("Unit {} of image {label}: {profile_line}.", unit.name);
-                log.say_unit(&unit.name, Level::Debug, false, profile_line, message);
+                if let Some(profile_line) = profile_line {
+                    let message = format!("Unit {} of image {label}: {profile_line}.", unit.name);
+                    log.say_unit(&unit.name, Level::Debug, false, profile_line, message);
+                }
                 if let Placement::DropinsOnly(copy) = &placement {
                     let reason = format!(
                         "the administrator's {} is used in its place, with the image's root and profile",
