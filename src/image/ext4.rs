@@ -563,6 +563,32 @@ mod tests {
         xattr_fixture::build("img.ext4", "mkfs.ext4", &args)
     }
 
+    /// `tree` made into an 8 MiB ext4 image at `img` with mkfs's `args`, then its large
+    /// directories indexed by `e2fsck -D` (mkfs.ext4 -d writes linear ones): false where
+    /// e2fsck is not installed and they stay linear.
+    fn mkfs_indexed(tree: &Path, img: &Path, args: &[&str]) -> bool {
+        let out = std::process::Command::new(fixture::tool("mkfs.ext4").unwrap())
+            .arg("-q")
+            .args(args)
+            .arg("-d")
+            .arg(tree)
+            .arg(img)
+            .arg("8M")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let Some(e2fsck) = fixture::tool("e2fsck") else {
+            return false;
+        };
+        let out = std::process::Command::new(e2fsck)
+            .arg("-fyD")
+            .arg(img)
+            .output()
+            .unwrap();
+        assert!(matches!(out.status.code(), Some(0 | 1)), "{out:?}");
+        true
+    }
+
     /// The layouts mkfs makes that the readers are tried on: checksums or not, 1 and 4 KiB
     /// blocks, 32 and 64-bit group descriptors, with and without a journal, 128-byte inodes
     /// (no room in the inode for xattrs: all in the block), ext2's and ext3's block maps.
@@ -606,26 +632,13 @@ mod tests {
         };
         let tree = xattr_fixture::add_fillers(&built, "/usr/lib/extension-release.d", 600);
         let img = built.dir.path().join("many.ext4");
-        let out = std::process::Command::new(fixture::tool("mkfs.ext4").unwrap())
-            .args(["-q", "-b", "1024", "-d"])
-            .arg(&tree)
-            .arg(&img)
-            .arg("8M")
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        // mkfs.ext4 -d writes linear directories; e2fsck -D indexes the large ones.
-        let (Some(e2fsck), Some(debugfs)) = (fixture::tool("e2fsck"), fixture::tool("debugfs"))
-        else {
+        let (true, Some(debugfs)) = (
+            mkfs_indexed(&tree, &img, &["-b", "1024"]),
+            fixture::tool("debugfs"),
+        ) else {
             eprintln!("e2fsck or debugfs is not installed; skipping");
             return;
         };
-        let out = std::process::Command::new(e2fsck)
-            .arg("-fyD")
-            .arg(&img)
-            .output()
-            .unwrap();
-        assert!(matches!(out.status.code(), Some(0 | 1)), "{out:?}");
         let out = std::process::Command::new(debugfs)
             .args(["-R", "htree /usr/lib/extension-release.d"])
             .arg(&img)
@@ -778,24 +791,10 @@ mod tests {
             };
             let tree = xattr_fixture::add_fillers(&built, "/usr/lib/extension-release.d", 300);
             let img = built.dir.path().join("many.ext4");
-            let out = std::process::Command::new(fixture::tool("mkfs.ext4").unwrap())
-                .args(["-q", "-E", "root_owner=0:0", "-d"])
-                .arg(&tree)
-                .args(extra)
-                .arg(&img)
-                .arg("8M")
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{out:?}");
-            if let Some(e2fsck) = fixture::tool("e2fsck") {
-                // Index the large directory, as a long-lived file system has it.
-                let out = std::process::Command::new(e2fsck)
-                    .arg("-fyD")
-                    .arg(&img)
-                    .output()
-                    .unwrap();
-                assert!(matches!(out.status.code(), Some(0 | 1)), "{out:?}");
-            }
+            let mut args = vec!["-E", "root_owner=0:0"];
+            args.extend_from_slice(extra);
+            // Indexed where e2fsck is installed, as a long-lived file system has it.
+            mkfs_indexed(&tree, &img, &args);
             for img in [&built.img, &img] {
                 let src = fixture::source(img);
                 let sb = check_superblock(&src).unwrap();
