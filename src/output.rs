@@ -303,19 +303,15 @@ impl OutDirs {
                     ),
                 )
             };
+            // Made first: nearly every directory is new (`UNIT.d/`), and one already there
+            // (made by another generator, or here before its descriptor was let go) is
+            // then opened as it is, never followed if it is a link.
+            match rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o755)) {
+                Ok(()) | Err(Errno::EXIST) => {}
+                Err(e) => return Err(e.into()),
+            }
             let fd = match rustix::fs::openat(parent, name, DIR_FLAGS, Mode::empty()) {
                 Ok(fd) => fd,
-                Err(Errno::NOENT) => {
-                    match rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o755)) {
-                        Ok(()) | Err(Errno::EXIST) => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                    match rustix::fs::openat(parent, name, DIR_FLAGS, Mode::empty()) {
-                        Ok(fd) => fd,
-                        Err(Errno::NOTDIR | Errno::LOOP) => return Err(not_a_dir()),
-                        Err(e) => return Err(e.into()),
-                    }
-                }
                 Err(Errno::NOTDIR | Errno::LOOP) => return Err(not_a_dir()),
                 Err(e) => return Err(e.into()),
             };

@@ -18,8 +18,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::pin::pin;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use erofs_rs::r#async::EroFS;
@@ -37,7 +37,8 @@ use super::{
 const MAX_CACHED_ENTRIES: usize = 4 * MAX_DIR_ENTRIES;
 
 /// Bytes read from the image for one call (open, lstat, ...). The asynchronous API has
-/// no cache, so every block a request walks is a read here: a directory whose inode
+/// no cache, so every block a request walks is asked for again and counted here (whether
+/// [`SourceImage`]'s few blocks hold it or not): a directory whose inode
 /// claims a huge size, or whose chunk index maps one block again and again, is cut off
 /// instead of hanging the generator. Real requests read kilobytes; a full listing of
 /// [`MAX_DIR_ENTRIES`] entries some 20 MiB.
@@ -53,6 +54,7 @@ fn open_with_budget(src: Source, per_call: u64) -> Result<Box<dyn Fs>, FsError> 
     let image = SourceImage {
         src,
         budget: budget.clone(),
+        blocks: Mutex::default(),
     };
     let fs = guarded(|| block_on(async { EroFS::new(image).await.map_err(map_err) }))?;
     Ok(Box::new(ErofsFs {
@@ -65,12 +67,70 @@ fn open_with_budget(src: Source, per_call: u64) -> Result<Box<dyn Fs>, FsError> 
     }))
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct SourceImage {
     src: Source,
     /// Bytes left for the current call; [`ErofsFs`] refills it. Atomic only because
     /// erofs-rs wants images that are `Sync`.
     budget: Arc<AtomicU64>,
+    /// The blocks read last. erofs-rs reads an inode, a directory entry or a name at a
+    /// time, some 150 reads of a few bytes for one image's units, nearly all in the same
+    /// few blocks: one `pread` per block instead. A `Mutex` (never contended: one thread
+    /// reads an image) only because the image must be `Sync`.
+    blocks: Mutex<Blocks>,
+}
+
+/// Size of a cached block, and the largest read that goes through the cache (larger ones,
+/// file contents mostly, are read directly).
+const CACHE_BLOCK: u64 = 4096;
+/// Blocks kept: the superblock's, the root directory's, those on the way to the unit
+/// directories and a unit's inode. Memory stays at 32 KiB per image however it is read.
+const CACHE_BLOCKS: usize = 8;
+
+#[derive(Debug, Default)]
+struct Blocks {
+    /// (block number, its bytes: a whole block, or what the image has of its last one);
+    /// the most recently used last.
+    kept: Vec<(u64, Box<[u8]>)>,
+}
+
+impl Blocks {
+    /// Fill `buf` from `offset` of `src` (whole, checked by the caller), block by block.
+    fn read(&mut self, src: &Source, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let mut done = 0;
+        while done < buf.len() {
+            let at = offset + done as u64;
+            let (number, within) = (at / CACHE_BLOCK, at % CACHE_BLOCK);
+            let block = self.block(src, number)?;
+            // `within` < CACHE_BLOCK: it fits a usize.
+            let within = usize::try_from(within).unwrap_or(usize::MAX);
+            let have = block.get(within..).unwrap_or_default();
+            if have.is_empty() {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            let n = have.len().min(buf.len() - done);
+            buf[done..done + n].copy_from_slice(&have[..n]);
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn block(&mut self, src: &Source, number: u64) -> io::Result<&[u8]> {
+        if let Some(i) = self.kept.iter().position(|(n, _)| *n == number) {
+            let hit = self.kept.remove(i);
+            self.kept.push(hit);
+        } else {
+            let start = number * CACHE_BLOCK;
+            let len = CACHE_BLOCK.min(src.len().saturating_sub(start));
+            let mut bytes = vec![0; usize::try_from(len).unwrap_or(0)].into_boxed_slice();
+            src.read_exact_at(&mut bytes, start)?;
+            if self.kept.len() == CACHE_BLOCKS {
+                self.kept.remove(0);
+            }
+            self.kept.push((number, bytes));
+        }
+        Ok(self.kept.last().map(|(_, b)| &b[..]).unwrap_or_default())
+    }
 }
 
 impl AsyncImage for SourceImage {
@@ -86,7 +146,13 @@ impl AsyncImage for SourceImage {
             ))
         })?;
         self.budget.store(left, Ordering::Relaxed);
-        Ok(self.src.read_exact_at(buf, offset)?)
+        let end = offset.checked_add(buf.len() as u64);
+        if buf.len() as u64 > CACHE_BLOCK || end.is_none_or(|end| end > self.src.len()) {
+            // Large, or past the end: read (and refused) as without a cache.
+            return Ok(self.src.read_exact_at(buf, offset)?);
+        }
+        let mut blocks = self.blocks.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(blocks.read(&self.src, buf, offset)?)
     }
 }
 
@@ -495,6 +561,28 @@ mod tests {
                 None
             ]
         );
+    }
+
+    /// Reads through the kept blocks give what reading the image directly gives, across
+    /// block boundaries, with blocks evicted, up to the last byte and past it.
+    #[test]
+    fn kept_blocks_read_what_the_image_holds() {
+        let len = CACHE_BLOCK as usize * (CACHE_BLOCKS + 3) + 123;
+        let bytes: Vec<u8> = (0..len).map(|i| (i * 7 + i / 251) as u8).collect();
+        let src = Source::from_bytes(bytes.clone());
+        let mut blocks = Blocks::default();
+        let step = CACHE_BLOCK as usize / 3 + 1;
+        for start in (0..len).step_by(step).chain([len - 1, len - 5]) {
+            for n in [1, 12, CACHE_BLOCK as usize, 2 * CACHE_BLOCK as usize] {
+                let mut got = vec![0; n];
+                let r = blocks.read(&src, &mut got, start as u64);
+                match bytes.get(start..start + n) {
+                    Some(want) => assert_eq!((r.is_ok(), &got[..]), (true, want), "{start}+{n}"),
+                    None => assert!(r.is_err(), "{start}+{n} is past the end"),
+                }
+            }
+        }
+        assert!(blocks.kept.len() <= CACHE_BLOCKS);
     }
 
     #[test]
