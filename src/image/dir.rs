@@ -6,12 +6,15 @@
 //! way out of the image.
 //!
 //! The directories walked to stay open (a few dozen at most): a unit file is then one
-//! `openat` below its directory's descriptor instead of a walk from the image root, and
-//! where root must not follow what others can change, one `fstat` per directory on the way
-//! tells their owners as they are now. A directory renamed or swapped after it was opened
-//! is still the one that was checked, so it can only lead to what was inside the image.
+//! `openat` below its directory's descriptor instead of a walk from the image root. Where
+//! root must not follow what others can change, each directory's owner and mode are checked
+//! once, by `fstat` when it is opened, for the life of the reader (one image in one run).
+//! That is enough: a directory that passed is root's and writable by root alone, so no one
+//! else can change its mode, owner or entries afterwards; and a directory renamed or
+//! swapped after it was opened is still the one that was checked, so it can only lead to
+//! what was inside the image.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::File;
@@ -48,12 +51,10 @@ const MAX_OPEN_DIRS: usize = 32;
 /// The directory holding an entry, reached from the base.
 struct Parent {
     fd: OwnedFd,
-    /// As of the last lookup through it.
-    owner: Cell<Owner>,
+    /// As of when it was opened.
+    owner: Owner,
     /// Its path inside the image, for messages.
     path: PathBuf,
-    /// The directory it was reached from (`None` for the image root).
-    up: Option<Rc<Parent>>,
 }
 
 fn components(path: &Path) -> Result<Vec<&[u8]>, FsError> {
@@ -117,7 +118,7 @@ impl DirFs {
         if !self.owned_by_root {
             return Ok(());
         }
-        match ownership::unsafe_lookup(dir.owner.get(), entry) {
+        match ownership::unsafe_lookup(dir.owner, entry) {
             Some(why) => Err(FsError::WritableByOthers {
                 path: Some(dir.path.clone()),
                 why,
@@ -129,69 +130,51 @@ impl DirFs {
     /// Walk from the base through every component of `dirs`, each a directory, starting
     /// from the deepest one on the way already open.
     fn walk(&self, dirs: &[&[u8]]) -> Result<Rc<Parent>, FsError> {
-        let mut paths = Vec::with_capacity(dirs.len() + 1);
-        paths.push(PathBuf::from("/"));
+        // The path of each directory on the way is a prefix of the last one's: one buffer,
+        // and `ends[i]` where the path of the i-th ("/" the image root) ends in it.
+        let mut full = Vec::with_capacity(dirs.iter().map(|d| d.len() + 1).sum::<usize>() + 1);
+        let mut ends = Vec::with_capacity(dirs.len() + 1);
+        full.push(b'/');
+        ends.push(1);
         for name in dirs {
-            let next = paths[paths.len() - 1].join(OsStr::from_bytes(name));
-            paths.push(next);
+            if full.len() > 1 {
+                full.push(b'/');
+            }
+            full.extend_from_slice(name);
+            ends.push(full.len());
         }
+        let path = |i: usize| Path::new(OsStr::from_bytes(&full[..ends[i]]));
         let open = self.open_dirs.borrow();
-        let found = (0..paths.len())
+        let found = (0..ends.len())
             .rev()
-            .find_map(|i| open.get(&paths[i]).map(|p| (i, p.clone())));
+            .find_map(|i| open.get(path(i)).map(|p| (i, p.clone())));
         drop(open);
         let (done, mut here) = match found {
-            Some((done, here)) => {
-                self.recheck(&here)?;
-                (done, here)
-            }
+            Some(found) => found,
             None => {
                 let fd = self.base()?.try_clone_to_owned().map_err(FsError::Io)?;
                 let root = Rc::new(Parent {
-                    owner: Cell::new(Owner::of_stat(&at::fstat(b(&fd)).map_err(at::io)?)),
+                    owner: Owner::of_stat(&at::fstat(b(&fd)).map_err(at::io)?),
                     fd,
                     path: PathBuf::from("/"),
-                    up: None,
                 });
                 self.keep(&root);
                 (0, root)
             }
         };
-        for (name, path) in dirs[done..].iter().zip(&paths[done + 1..]) {
+        for (i, name) in dirs.iter().enumerate().skip(done) {
+            let path = path(i + 1);
             let fd = at::step_dir(b(&here.fd), name, path)?;
             let owner = Owner::of_stat(&at::fstat(b(&fd)).map_err(at::io)?);
             self.check_lookup(&here, owner)?;
             here = Rc::new(Parent {
                 fd,
-                owner: Cell::new(owner),
-                path: path.clone(),
-                up: Some(here),
+                owner,
+                path: path.to_path_buf(),
             });
             self.keep(&here);
         }
         Ok(here)
-    }
-
-    /// Check again, as a walk from the base would, every lookup on the way to the open
-    /// directory `dir`: their modes may have changed since it was opened.
-    fn recheck(&self, dir: &Rc<Parent>) -> Result<(), FsError> {
-        if !self.owned_by_root {
-            return Ok(());
-        }
-        let mut chain = vec![dir];
-        let mut d = dir;
-        while let Some(up) = &d.up {
-            chain.push(up);
-            d = up;
-        }
-        for d in &chain {
-            d.owner
-                .set(Owner::of_stat(&at::fstat(b(&d.fd)).map_err(at::io)?));
-        }
-        for pair in chain.windows(2).rev() {
-            self.check_lookup(pair[1], pair[0].owner.get())?;
-        }
-        Ok(())
     }
 
     /// Keep `dir` open for the lookups below it. Once [`MAX_OPEN_DIRS`] are, no more are
@@ -260,7 +243,7 @@ impl Fs for DirFs {
         // Whoever can add an entry here decides what is found: no exception for sticky
         // directories when listing.
         if self.owned_by_root
-            && let Some(why) = ownership::writable_by(dir.owner.get())
+            && let Some(why) = ownership::writable_by(dir.owner)
         {
             return Err(FsError::WritableByOthers {
                 path: Some(dir.path.clone()),
@@ -464,27 +447,37 @@ mod tests {
         let img = tmp.path().join("img");
         std::fs::create_dir_all(img.join("usr/lib/systemd/system")).unwrap();
         std::fs::write(img.join("usr/lib/systemd/system/a.service"), b"x").unwrap();
-        let tree = Tree::new(Box::new(DirFs::new(&img).owned_by_root()));
+        // Each run reads an image with a reader of its own, which checks each directory
+        // once, when it opens it.
+        let reader = || Tree::new(Box::new(DirFs::new(&img).owned_by_root()));
         let unit = Path::new("/usr/lib/systemd/system/a.service");
         if std::fs::metadata(&img).is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) != 0) {
             return; // Only root's files are trusted: the rest needs root.
         }
-        assert!(tree.read_file(unit, 10).is_ok());
+        assert!(reader().read_file(unit, 10).is_ok());
         let chmod = |p: &str, mode| {
             std::fs::set_permissions(img.join(p), std::fs::Permissions::from_mode(mode)).unwrap();
         };
         chmod("usr/lib", 0o777);
-        let e = tree.read_file(unit, 10).unwrap_err().to_string();
+        let e = reader().read_file(unit, 10).unwrap_err().to_string();
         assert!(
             e.starts_with("/usr/lib is writable by every user (mode 0777): root must not"),
             "{e}"
         );
+        // Found by a listing too, and by a lookup below a directory already open.
+        let tree = reader();
+        assert!(tree.resolve(Path::new("/usr"), true).is_ok());
+        let e = tree
+            .read_dir(Path::new("/usr/lib/systemd/system"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("/usr/lib is writable by every user"), "{e}");
         // Sticky, as /tmp: others cannot replace root's entries in it.
         chmod("usr/lib", 0o1777);
-        assert!(tree.read_file(unit, 10).is_ok());
+        assert!(reader().read_file(unit, 10).is_ok());
         // But whoever can add to the unit directory adds units: listing it is refused.
         chmod("usr/lib/systemd/system", 0o1777);
-        let e = tree
+        let e = reader()
             .read_dir(Path::new("/usr/lib/systemd/system"))
             .unwrap_err()
             .to_string();
