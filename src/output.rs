@@ -44,7 +44,7 @@ pub struct Writer {
 }
 
 /// Most parts of a plan waiting for the thread that writes them.
-const MAX_WAITING_PARTS: usize = 16;
+const MAX_WAITING_PARTS: usize = 8;
 
 impl Writer {
     /// The output directory `out`, ready to be written; else the one line saying why not.
