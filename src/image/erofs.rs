@@ -567,13 +567,15 @@ mod tests {
     /// block boundaries, with blocks evicted, up to the last byte and past it.
     #[test]
     fn kept_blocks_read_what_the_image_holds() {
-        let len = CACHE_BLOCK as usize * (CACHE_BLOCKS + 3) + 123;
-        let bytes: Vec<u8> = (0..len).map(|i| (i * 7 + i / 251) as u8).collect();
+        let block = usize::try_from(CACHE_BLOCK).unwrap();
+        let len = block * (CACHE_BLOCKS + 3) + 123;
+        let bytes: Vec<u8> = (0..len)
+            .map(|i| (i * 7 + i / 251).to_le_bytes()[0])
+            .collect();
         let src = Source::from_bytes(bytes.clone());
         let mut blocks = Blocks::default();
-        let step = CACHE_BLOCK as usize / 3 + 1;
-        for start in (0..len).step_by(step).chain([len - 1, len - 5]) {
-            for n in [1, 12, CACHE_BLOCK as usize, 2 * CACHE_BLOCK as usize] {
+        for start in (0..len).step_by(block / 3 + 1).chain([len - 1, len - 5]) {
+            for n in [1, 12, block, 2 * block] {
                 let mut got = vec![0; n];
                 let r = blocks.read(&src, &mut got, start as u64);
                 match bytes.get(start..start + n) {
