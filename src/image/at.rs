@@ -88,6 +88,32 @@ pub fn step_dir(dir: BorrowedFd<'_>, name: &[u8], shown: &Path) -> Result<OwnedF
     }
 }
 
+/// What [`try_dir`] found.
+pub enum Found {
+    /// A directory, now open `O_PATH`.
+    Dir(OwnedFd),
+    /// An entry of another kind, a link included (not followed).
+    Other,
+    /// No such entry.
+    Absent,
+}
+
+/// Open `name` in `dir` if it is a directory, never following a link: one call where an
+/// `lstat` and then an `openat` would be two, for the directories a lookup goes through.
+pub fn try_dir(dir: BorrowedFd<'_>, name: &[u8]) -> Result<Found, Errno> {
+    match rustix::fs::openat(
+        dir,
+        OsStr::from_bytes(name),
+        PATH_FLAGS.union(OFlags::DIRECTORY),
+        Mode::empty(),
+    ) {
+        Ok(fd) => Ok(Found::Dir(fd)),
+        Err(Errno::NOENT) => Ok(Found::Absent),
+        Err(Errno::NOTDIR | Errno::LOOP) => Ok(Found::Other),
+        Err(e) => Err(e),
+    }
+}
+
 /// A directory entry found different from what path resolution saw a moment before.
 pub fn changed(shown: &Path, now: &str) -> FsError {
     FsError::Changed(format!(

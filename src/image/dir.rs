@@ -235,7 +235,22 @@ impl Fs for DirFs {
         let Some(name) = name else {
             return Ok(Some(FileKind::Dir));
         };
-        Ok(self.entry(&dir, name)?.map(|st| at::kind_of(&st)))
+        // Most lookups are of directories on the way somewhere: opened now, and kept, the
+        // walk below them starts there.
+        match at::try_dir(b(&dir.fd), name).map_err(at::io)? {
+            at::Found::Absent => Ok(None),
+            at::Found::Other => Ok(self.entry(&dir, name)?.map(|st| at::kind_of(&st))),
+            at::Found::Dir(fd) => {
+                let owner = Owner::of_stat(&at::fstat(b(&fd)).map_err(at::io)?);
+                self.check_lookup(&dir, owner)?;
+                self.keep(&Rc::new(Parent {
+                    fd,
+                    owner,
+                    path: dir.path.join(OsStr::from_bytes(name)),
+                }));
+                Ok(Some(FileKind::Dir))
+            }
+        }
     }
 
     fn read_dir(&self, path: &Path) -> Result<Vec<DirEntry>, FsError> {
@@ -290,9 +305,17 @@ impl Fs for DirFs {
                 limit,
             });
         }
-        // At most `limit`, checked above; the capacity is only a hint.
-        let mut data = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-        file.take(limit + 1).read_to_end(&mut data)?;
+        // One byte more than the size: a read that comes back with the size and no more has
+        // met the end, with no second read to be told so. The size (at most `limit`, checked
+        // above) is only a hint: a file that grew or shrank since is read to its end.
+        let size = usize::try_from(meta.len()).unwrap_or(0);
+        let mut data = vec![0; size + 1];
+        let got = read_some(&file, &mut data)?;
+        data.truncate(got);
+        if got != size {
+            let left = (limit + 1).saturating_sub(got as u64);
+            (&file).take(left).read_to_end(&mut data)?;
+        }
         if data.len() as u64 > limit {
             return Err(FsError::TooLarge {
                 what: "file",
@@ -341,6 +364,16 @@ impl Fs for DirFs {
                 Err(xattr_too_large(size.map_or(u64::MAX, |n| n as u64), limit))
             }
             Err((e, _)) => Err(at::io(e)),
+        }
+    }
+}
+
+/// One `read` into `buf`, again if a signal interrupted it.
+fn read_some(mut file: &File, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match file.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            r => return r,
         }
     }
 }

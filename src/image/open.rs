@@ -67,11 +67,14 @@ impl Opened {
 pub fn open_image(path: &Path, kind: ImageKind, trust_others: bool) -> Result<Opened, String> {
     match kind {
         ImageKind::Directory => {
-            let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
-            if !meta.is_dir() {
-                return Err("not a directory".into());
-            }
-            let fs = DirFs::new(path);
+            // Opened as a directory (the path's own links followed, as discovery did): no
+            // `stat` by path before, which would walk the path a second time.
+            let fd = match super::at::open_base(path) {
+                Ok(fd) => fd,
+                Err(rustix::io::Errno::NOTDIR) => return Err("not a directory".into()),
+                Err(e) => return Err(std::io::Error::from(e).to_string()),
+            };
+            let fs = DirFs::from_fd(fd);
             Ok(Opened::Directory(Tree::new(Box::new(if trust_others {
                 fs
             } else {
