@@ -9,10 +9,11 @@
 //! whose lookup walks from the root (ext4, erofs), this turns the O(depth²) lookups of one
 //! path into one per new component.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use super::{
@@ -44,10 +45,11 @@ pub struct Tree {
 /// out, while a link or an absent entry is asked about again.
 #[derive(Default)]
 struct Known {
-    /// `None`: no such entry.
-    kinds: HashMap<PathBuf, Option<FileKind>>,
+    /// `None`: no such entry. Keyed by the path's bytes: hashing a `Path` goes component
+    /// by component, several times slower, and these paths come resolved.
+    kinds: HashMap<Vec<u8>, Option<FileKind>>,
     /// Targets of the links read.
-    links: HashMap<PathBuf, Vec<u8>>,
+    links: HashMap<Vec<u8>, Vec<u8>>,
     /// Bytes held, as counted against [`MAX_KNOWN_BYTES`].
     bytes: usize,
 }
@@ -63,13 +65,13 @@ impl Known {
         self.bytes += cost;
     }
 
-    fn kind(&mut self, path: PathBuf, kind: Option<FileKind>) {
-        self.room(path.as_os_str().len() + KNOWN_ENTRY_BYTES);
+    fn kind(&mut self, path: Vec<u8>, kind: Option<FileKind>) {
+        self.room(path.len() + KNOWN_ENTRY_BYTES);
         self.kinds.insert(path, kind);
     }
 
-    fn link(&mut self, path: PathBuf, target: Vec<u8>) {
-        self.room(path.as_os_str().len() + target.len() + KNOWN_ENTRY_BYTES);
+    fn link(&mut self, path: Vec<u8>, target: Vec<u8>) {
+        self.room(path.len() + target.len() + KNOWN_ENTRY_BYTES);
         self.links.insert(path, target);
     }
 }
@@ -88,12 +90,11 @@ fn components(path: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|c| !c.is_empty() && *c != b".")
 }
 
-fn join(parts: &[Vec<u8>]) -> PathBuf {
-    let mut p = PathBuf::from("/");
-    for c in parts {
-        p.push(OsStr::from_bytes(c));
+/// Drop the last component of `here`, whose components begin at `starts` (none: the root).
+fn up(here: &mut Vec<u8>, starts: &mut Vec<usize>) {
+    if let Some(start) = starts.pop() {
+        here.truncate(start.max(1));
     }
-    p
 }
 
 impl Tree {
@@ -110,25 +111,27 @@ impl Tree {
     /// The kind of the entry at the resolved path `path`, as the reader's `lstat` says,
     /// asked once.
     fn lstat(&self, path: &Path) -> Result<Option<FileKind>, FsError> {
-        if let Some(kind) = self.known.borrow().kinds.get(path) {
+        let key = path.as_os_str().as_bytes();
+        if let Some(kind) = self.known.borrow().kinds.get(key) {
             return Ok(*kind);
         }
         let kind = self.fs.lstat(path)?;
         if self.remembered(kind) {
-            self.known.borrow_mut().kind(path.to_path_buf(), kind);
+            self.known.borrow_mut().kind(key.to_vec(), kind);
         }
         Ok(kind)
     }
 
     /// The target of the link at the resolved path `path`, read once.
     fn link_target(&self, path: &Path) -> Result<Vec<u8>, FsError> {
-        if let Some(target) = self.known.borrow().links.get(path) {
+        let key = path.as_os_str().as_bytes();
+        if let Some(target) = self.known.borrow().links.get(key) {
             return Ok(target.clone());
         }
         let target = self.fs.read_link(path)?;
         if !self.may_change {
             let mut known = self.known.borrow_mut();
-            known.link(path.to_path_buf(), target.clone());
+            known.link(key.to_vec(), target.clone());
         }
         Ok(target)
     }
@@ -157,24 +160,39 @@ impl Tree {
             .filter(plain)
             .filter(|e| self.remembered(Some(e.kind)))
         {
-            known.kind(dir.join(OsStr::from_bytes(&e.name)), Some(e.kind));
+            known.kind(
+                dir.join(OsStr::from_bytes(&e.name))
+                    .into_os_string()
+                    .into_vec(),
+                Some(e.kind),
+            );
         }
     }
 
     /// Resolve `path` (taken relative to the image root even when absolute). With
     /// `follow_last` false a final symlink is returned as such.
     pub fn resolve(&self, path: &Path, follow_last: bool) -> Result<Resolved, FsError> {
-        let mut todo: VecDeque<Vec<u8>> = components(path.as_os_str().as_bytes())
-            .map(<[u8]>::to_vec)
-            .collect();
-        let mut done: Vec<Vec<u8>> = Vec::new();
+        let mut rest = components(path.as_os_str().as_bytes()).peekable();
+        // Components of link targets still to walk, before the rest of `path`.
+        let mut todo: VecDeque<Vec<u8>> = VecDeque::new();
+        // The path walked so far ("/" the image root), and where each component begins.
+        let mut here: Vec<u8> = Vec::with_capacity(path.as_os_str().len() + 1);
+        here.push(b'/');
+        let mut starts: Vec<usize> = Vec::new();
         let mut links = 0usize;
         let mut steps = 0usize;
         let mut kind = FileKind::Dir;
 
-        while let Some(c) = todo.pop_front() {
+        loop {
+            let c = match todo.pop_front() {
+                Some(c) => Cow::Owned(c),
+                None => match rest.next() {
+                    Some(c) => Cow::Borrowed(c),
+                    None => break,
+                },
+            };
             steps += 1;
-            if steps > MAX_PATH_STEPS || done.len() >= MAX_PATH_DEPTH {
+            if steps > MAX_PATH_STEPS || starts.len() >= MAX_PATH_DEPTH {
                 return Err(FsError::Corrupt(format!(
                     "a path deeper than {MAX_PATH_DEPTH} levels or of more than {MAX_PATH_STEPS} steps"
                 )));
@@ -182,22 +200,28 @@ impl Tree {
             if kind != FileKind::Dir {
                 return Err(FsError::NotADirectory);
             }
-            if c == b".." {
-                done.pop();
+            if *c == *b".." {
+                up(&mut here, &mut starts);
                 continue;
             }
-            done.push(c);
-            let here = join(&done);
-            kind = self.lstat(&here)?.ok_or(FsError::NotFound)?;
-            if kind == FileKind::Symlink && (follow_last || !todo.is_empty()) {
+            starts.push(here.len());
+            if here.len() > 1 {
+                here.push(b'/');
+            }
+            here.extend_from_slice(&c);
+            let at = Path::new(OsStr::from_bytes(&here));
+            kind = self.lstat(at)?.ok_or(FsError::NotFound)?;
+            let more = !todo.is_empty() || rest.peek().is_some();
+            if kind == FileKind::Symlink && (follow_last || more) {
                 links += 1;
                 if links > MAX_SYMLINKS {
                     return Err(FsError::SymlinkLoop);
                 }
-                let target = self.link_target(&here)?;
-                done.pop();
+                let target = self.link_target(at)?;
+                up(&mut here, &mut starts);
                 if target.first() == Some(&b'/') {
-                    done.clear();
+                    here.truncate(1);
+                    starts.clear();
                 }
                 for c in components(&target).collect::<Vec<_>>().into_iter().rev() {
                     todo.push_front(c.to_vec());
@@ -207,7 +231,7 @@ impl Tree {
             }
         }
         Ok(Resolved {
-            path: join(&done),
+            path: PathBuf::from(OsString::from_vec(here)),
             kind,
         })
     }
