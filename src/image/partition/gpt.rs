@@ -2,7 +2,6 @@
 //! 512- and 4096-byte sectors. Everything read is untrusted: sizes and offsets are checked
 //! against the image before use, and nothing is allocated from an unchecked size field.
 
-
 use super::field::{bytes, le16, le32, le64, read_err};
 use super::types::{PartType, guid_text, part_type};
 use crate::image::source::Source;
