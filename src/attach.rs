@@ -93,7 +93,7 @@ fn read_in_order(
     mut take: impl FnMut(&Portable, Result<Read, String>),
 ) {
     // The calling thread reads too, whenever the next image is not read yet. Few portables
-    // are read here without asking how many processors there are: the answer costs 18
+    // are read here without asking how many processors there are: the answer costs 21
     // system calls (the cgroup's CPU quota), a sixth of those of a run with no image.
     let threads = if portables.len() < THREADED_FROM {
         0
