@@ -22,7 +22,7 @@ use std::path::Path;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
 
-use super::{DirEntry, FileKind, FsError, MAX_DIR_ENTRIES, MAX_LINK_BYTES};
+use super::{DirEntry, FileKind, FsError, MAX_DIR_ENTRIES, MAX_LINK_BYTES, too_many_entries};
 
 /// Flags of a descriptor used only to look further or to stat: nothing is read through it,
 /// and opening it has no side effect even on a device or FIFO.
@@ -166,11 +166,7 @@ pub fn list(dir: BorrowedFd<'_>, listing: OwnedFd) -> Result<Vec<DirEntry>, FsEr
             continue;
         }
         if out.len() >= MAX_DIR_ENTRIES {
-            return Err(FsError::TooLarge {
-                what: "directory",
-                size: out.len() as u64 + 1,
-                limit: MAX_DIR_ENTRIES as u64,
-            });
+            return Err(too_many_entries(out.len() + 1));
         }
         let kind = match entry.file_type() {
             FileType::Unknown => match lstat(dir, name) {

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use super::{
     DirEntry, FileKind, Fs, FsError, MAX_DIR_ENTRIES, MAX_PATH_DEPTH, MAX_PATH_STEPS, MAX_SYMLINKS,
-    MAX_XATTR_BYTES,
+    MAX_XATTR_BYTES, too_many_entries,
 };
 
 /// Bytes of paths and link targets remembered by one [`Tree`] (each entry counted with
@@ -244,11 +244,7 @@ impl Tree {
         }
         let mut entries = self.fs.read_dir(&dir.path)?;
         if entries.len() > MAX_DIR_ENTRIES {
-            return Err(FsError::TooLarge {
-                what: "directory",
-                size: entries.len() as u64,
-                limit: MAX_DIR_ENTRIES as u64,
-            });
+            return Err(too_many_entries(entries.len()));
         }
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         self.listed(&dir.path, &entries);

@@ -29,7 +29,7 @@ use erofs_rs::types::Inode;
 use super::source::Source;
 use super::{
     DirEntry, FileKind, Fs, FsError, MAX_DIR_ENTRIES, MAX_LINK_BYTES, PANICKED, guarded,
-    xattr_too_large,
+    too_many_entries, xattr_too_large,
 };
 
 /// Entries kept in cached listings, all directories together; past it the cache starts
@@ -233,11 +233,7 @@ impl ErofsFs {
             while let Some(e) = walk.next_entry().await {
                 let e = e.map_err(map_err)?;
                 if out.len() == MAX_DIR_ENTRIES {
-                    return Err(FsError::TooLarge {
-                        what: "directory",
-                        size: out.len() as u64 + 1,
-                        limit: MAX_DIR_ENTRIES as u64,
-                    });
+                    return Err(too_many_entries(out.len() + 1));
                 }
                 let name = e.dir_entry.file_name().to_vec();
                 out.push(Entry {

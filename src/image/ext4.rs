@@ -16,7 +16,7 @@ use ext4_view::{Ext4, Ext4Error, Ext4Read, FileType, Metadata};
 use super::source::Source;
 use super::{
     DirEntry, FileKind, Fs, FsError, MAX_DIR_BYTES, MAX_DIR_ENTRIES, MAX_LINK_BYTES, PANICKED,
-    guarded,
+    dir_too_large, guarded, too_many_entries,
 };
 use super::{ext4_direct, ext4_xattr};
 
@@ -313,11 +313,7 @@ impl Ext4Fs {
 
     fn dir_size_ok(&self, m: &Metadata) -> Result<(), FsError> {
         if m.is_dir() && m.len() > MAX_DIR_BYTES {
-            return Err(FsError::TooLarge {
-                what: "directory",
-                size: m.len(),
-                limit: MAX_DIR_BYTES,
-            });
+            return Err(dir_too_large(m.len()));
         }
         Ok(())
     }
@@ -370,11 +366,7 @@ impl Fs for Ext4Fs {
                     continue;
                 }
                 if out.len() == MAX_DIR_ENTRIES {
-                    return Err(FsError::TooLarge {
-                        what: "directory",
-                        size: out.len() as u64 + 1,
-                        limit: MAX_DIR_ENTRIES as u64,
-                    });
+                    return Err(too_many_entries(out.len() + 1));
                 }
                 let kind = kind(entry.file_type().map_err(map_err)?);
                 out.push(DirEntry {

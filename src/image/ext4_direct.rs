@@ -21,7 +21,7 @@ use super::ext4_xattr;
 use super::source::Source;
 use super::{
     DirEntry, FileKind, Fs, FsError, MAX_DIR_BYTES, MAX_DIR_ENTRIES, MAX_LINK_BYTES, PANICKED,
-    guarded,
+    dir_too_large, guarded, too_many_entries,
 };
 
 const ROOT_INODE: u32 = 2;
@@ -768,11 +768,7 @@ fn parse_dir_block(block: &[u8], dir: u32, out: &mut Vec<Entry>) -> Result<(), F
             };
             if name != b"." && name != b".." {
                 if out.len() == MAX_DIR_ENTRIES {
-                    return Err(FsError::TooLarge {
-                        what: "directory",
-                        size: out.len() as u64 + 1,
-                        limit: MAX_DIR_ENTRIES as u64,
-                    });
+                    return Err(too_many_entries(out.len() + 1));
                 }
                 out.push(Entry {
                     name: name.into(),
@@ -788,11 +784,7 @@ fn parse_dir_block(block: &[u8], dir: u32, out: &mut Vec<Entry>) -> Result<(), F
 
 fn dir_size_ok(inode: &Inode) -> Result<(), FsError> {
     if inode.kind() == FileKind::Dir && inode.size() > MAX_DIR_BYTES {
-        return Err(FsError::TooLarge {
-            what: "directory",
-            size: inode.size(),
-            limit: MAX_DIR_BYTES,
-        });
+        return Err(dir_too_large(inode.size()));
     }
     Ok(())
 }

@@ -15,7 +15,7 @@ use std::rc::Rc;
 
 use super::ext4::{corrupt, le16, le32};
 use super::source::Source;
-use super::{FileKind, FsError, MAX_DIR_BYTES, xattr_too_large};
+use super::{FileKind, FsError, MAX_DIR_BYTES, dir_too_large, xattr_too_large};
 
 const ROOT_INODE: u32 = 2;
 const INCOMPAT_RECOVER: u32 = 0x4;
@@ -245,11 +245,7 @@ impl Raw {
     fn find_in_dir(&self, dir: &Inode, name: &[u8]) -> Result<Option<u32>, FsError> {
         let size = dir.size();
         if size > MAX_DIR_BYTES {
-            return Err(FsError::TooLarge {
-                what: "directory",
-                size,
-                limit: MAX_DIR_BYTES,
-            });
+            return Err(dir_too_large(size));
         }
         let blocks = size.div_ceil(self.block_size);
         let extents = if le32(&dir.0, 0x20) & EXTENTS_FL != 0 {

@@ -181,6 +181,25 @@ pub trait Fs {
     }
 }
 
+/// The `TooLarge` error of a directory listing of `count` entries, over
+/// [`MAX_DIR_ENTRIES`].
+pub fn too_many_entries(count: usize) -> FsError {
+    FsError::TooLarge {
+        what: "directory",
+        size: count as u64,
+        limit: MAX_DIR_ENTRIES as u64,
+    }
+}
+
+/// The `TooLarge` error of a directory of `bytes` bytes, over [`MAX_DIR_BYTES`].
+pub fn dir_too_large(bytes: u64) -> FsError {
+    FsError::TooLarge {
+        what: "directory",
+        size: bytes,
+        limit: MAX_DIR_BYTES,
+    }
+}
+
 /// The `TooLarge` error of an extended attribute value.
 pub fn xattr_too_large(size: u64, limit: u64) -> FsError {
     FsError::TooLarge {

@@ -8,7 +8,9 @@ use std::cmp::Ordering;
 
 use super::inode::DirRef;
 use super::metadata::{BLOCK, Meta, Stream, Table};
-use crate::image::{DirEntry, FileKind, FsError, MAX_DIR_BYTES, MAX_DIR_ENTRIES};
+use crate::image::{
+    DirEntry, FileKind, FsError, MAX_DIR_BYTES, MAX_DIR_ENTRIES, dir_too_large, too_many_entries,
+};
 
 /// Most entries under one header, and longest name (`SQUASHFS_DIR_COUNT`, `SQUASHFS_NAME_LEN`).
 const MAX_COUNT: u32 = 256;
@@ -49,11 +51,7 @@ impl<'m> Listing<'m> {
     ) -> Result<Listing<'m>, FsError> {
         let len = u64::from(dir.size.saturating_sub(3));
         if len > MAX_DIR_BYTES {
-            return Err(FsError::TooLarge {
-                what: "directory",
-                size: len,
-                limit: MAX_DIR_BYTES,
-            });
+            return Err(dir_too_large(len));
         }
         let at = table
             .start
@@ -151,11 +149,7 @@ pub fn list(meta: &Meta, table: Table, dir: DirRef) -> Result<Vec<DirEntry>, FsE
     let mut out = Vec::new();
     while let Some(e) = listing.next()? {
         if out.len() == MAX_DIR_ENTRIES {
-            return Err(FsError::TooLarge {
-                what: "directory",
-                size: out.len() as u64 + 1,
-                limit: MAX_DIR_ENTRIES as u64,
-            });
+            return Err(too_many_entries(out.len() + 1));
         }
         out.push(DirEntry {
             name: e.name,
