@@ -246,20 +246,27 @@ fn dropin_dir(unit: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// The output directory and the directories made in it, each opened once: a node is
-/// created by a call relative to its directory's descriptor, so nothing is looked up by
-/// path twice and nothing on the way can be swapped for a link to elsewhere.
+/// The output directory and the directories in it. Nothing on the way to a node can be
+/// swapped for a link to elsewhere: a directory found already there (another generator's,
+/// or anything in its place) is opened, never followed if it is a link, and kept open;
+/// a directory this run made is reached by its path below the nearest one opened (or the
+/// output directory), since only root could have replaced it. Opening each new `UNIT.d/`
+/// would cost an `openat` and a `close` more per unit.
 struct OutDirs {
     out: PathBuf,
     base: OwnedFd,
-    /// Directories entered or made, by relative path.
-    made: HashMap<PathBuf, OwnedFd>,
+    /// Directories found already there, opened, by relative path.
+    entered: HashMap<PathBuf, OwnedFd>,
+    /// Directories this run made, by relative path.
+    made: HashSet<PathBuf>,
 }
 
-/// Most directory descriptors kept open at once: nodes come in path order, so a directory
-/// is mostly used right after it is made, and a run of thousands of units must not run out
-/// of descriptors.
+/// Most directory descriptors kept open at once, and most directories made remembered: a
+/// run of thousands of units must not run out of descriptors or hold every name. Nodes
+/// come in path order, so a directory is mostly used right after it is made; one
+/// forgotten is found again (`EEXIST`) and opened.
 const MAX_OPEN_DIRS: usize = 64;
+const MAX_MADE_DIRS: usize = 256;
 
 /// Flags of a directory descriptor used only to create entries in it.
 const DIR_FLAGS: OFlags = OFlags::PATH
@@ -267,61 +274,98 @@ const DIR_FLAGS: OFlags = OFlags::PATH
     .union(OFlags::NOFOLLOW)
     .union(OFlags::CLOEXEC);
 
+/// The relative path `rel` up to its byte `end` (a component's end).
+fn prefix(rel: &Path, end: usize) -> &Path {
+    Path::new(OsStr::from_bytes(&rel.as_os_str().as_bytes()[..end]))
+}
+
 impl OutDirs {
     fn open(out: &Path) -> std::io::Result<OutDirs> {
         Ok(OutDirs {
             out: out.to_path_buf(),
             base: rustix::fs::open(out, DIR_FLAGS, Mode::empty())?,
-            made: HashMap::new(),
+            entered: HashMap::new(),
+            made: HashSet::new(),
         })
     }
 
-    /// The directory `rel` below the output directory, made (mode 0755) where missing.
-    /// Each must be a real directory: other generators share this directory, and nothing
-    /// may lead us out of it.
-    fn dir(&mut self, rel: &Path) -> std::io::Result<BorrowedFd<'_>> {
-        if self.made.len() >= MAX_OPEN_DIRS {
+    /// The directory `rel` below the output directory (its components joined by single
+    /// slashes, none `.` or `..`: [`is_plain`]),
+    /// made (mode 0755) where missing, as a descriptor and the path below it (empty for
+    /// the descriptor's own directory). Each must be a real directory: other generators
+    /// share this directory, and nothing may lead us out of it.
+    fn dir<'r>(&mut self, rel: &'r Path) -> std::io::Result<(BorrowedFd<'_>, &'r Path)> {
+        if self.entered.len() >= MAX_OPEN_DIRS {
+            self.entered.clear();
+        }
+        if self.made.len() >= MAX_MADE_DIRS {
             self.made.clear();
         }
-        let mut at = PathBuf::new();
-        for c in rel.components() {
-            let parent = match self.made.get(&at) {
-                Some(fd) => fd.as_fd(),
-                None => self.base.as_fd(),
-            };
-            at.push(c);
-            if self.made.contains_key(&at) {
+        debug_assert!(rel.as_os_str().is_empty() || is_plain(rel));
+        let bytes = rel.as_os_str().as_bytes();
+        // The byte where the path below the deepest directory opened starts.
+        let mut below = 0;
+        let ends = bytes
+            .iter()
+            .enumerate()
+            .filter(|&(_, &c)| c == b'/')
+            .map(|(i, _)| i)
+            .chain((!bytes.is_empty()).then_some(bytes.len()));
+        for end in ends {
+            let at = prefix(rel, end);
+            if self.entered.contains_key(at) {
+                below = end + 1;
                 continue;
             }
-            let name = c.as_os_str();
-            let not_a_dir = || {
-                std::io::Error::new(
-                    ErrorKind::AlreadyExists,
-                    format!(
-                        "{} exists and is not a directory",
-                        self.out.join(&at).display()
-                    ),
-                )
+            if self.made.contains(at) {
+                continue;
+            }
+            let anchor = match below {
+                0 => self.base.as_fd(),
+                b => self.entered[prefix(rel, b - 1)].as_fd(),
             };
-            // Made first: nearly every directory is new (`UNIT.d/`), and one already there
-            // (made by another generator, or here before its descriptor was let go) is
-            // then opened as it is, never followed if it is a link.
-            match rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o755)) {
-                Ok(()) | Err(Errno::EXIST) => {}
+            let sub = OsStr::from_bytes(&bytes[below..end]);
+            // Made first: nearly every directory is new (`UNIT.d/`). One already there
+            // (made by another generator, or here and forgotten) is opened as it is.
+            match rustix::fs::mkdirat(anchor, sub, Mode::from_raw_mode(0o755)) {
+                Ok(()) => {
+                    self.made.insert(at.to_path_buf());
+                    continue;
+                }
+                Err(Errno::EXIST) => {}
                 Err(e) => return Err(e.into()),
             }
-            let fd = match rustix::fs::openat(parent, name, DIR_FLAGS, Mode::empty()) {
+            let fd = match rustix::fs::openat(anchor, sub, DIR_FLAGS, Mode::empty()) {
                 Ok(fd) => fd,
-                Err(Errno::NOTDIR | Errno::LOOP) => return Err(not_a_dir()),
+                Err(Errno::NOTDIR | Errno::LOOP) => {
+                    return Err(std::io::Error::new(
+                        ErrorKind::AlreadyExists,
+                        format!(
+                            "{} exists and is not a directory",
+                            self.out.join(at).display()
+                        ),
+                    ));
+                }
                 Err(e) => return Err(e.into()),
             };
-            self.made.insert(at.clone(), fd);
+            self.entered.insert(at.to_path_buf(), fd);
+            below = end + 1;
         }
-        Ok(match self.made.get(rel) {
-            Some(fd) => fd.as_fd(),
-            None => self.base.as_fd(),
-        })
+        let fd = match below {
+            0 => self.base.as_fd(),
+            b => self.entered[prefix(rel, b - 1)].as_fd(),
+        };
+        let rest = bytes.get(below..).unwrap_or_default();
+        Ok((fd, Path::new(OsStr::from_bytes(rest))))
     }
+}
+
+/// Whether `rel` is components joined by single slashes, none of them `.` or `..`.
+fn is_plain(rel: &Path) -> bool {
+    rel.as_os_str()
+        .as_bytes()
+        .split(|&c| c == b'/')
+        .all(|c| !c.is_empty() && c != b"." && c != b"..")
 }
 
 fn write_node(dirs: &mut OutDirs, rel: &Path, node: &Node) -> std::io::Result<()> {
@@ -331,7 +375,23 @@ fn write_node(dirs: &mut OutDirs, rel: &Path, node: &Node) -> std::io::Result<()
             "path leaves the output directory",
         ));
     };
-    let dir = dirs.dir(rel.parent().unwrap_or(Path::new("")))?;
+    // Spelled with no `//`, `.` or trailing `/`: the directories on the way are named by
+    // their bytes ([`OutDirs::dir`]).
+    let normal;
+    let rel = if is_plain(rel) {
+        rel
+    } else {
+        normal = rel.components().collect::<PathBuf>();
+        normal.as_path()
+    };
+    let (dir, below) = dirs.dir(rel.parent().unwrap_or(Path::new("")))?;
+    let joined;
+    let name = if below.as_os_str().is_empty() {
+        Path::new(name)
+    } else {
+        joined = below.join(name);
+        joined.as_path()
+    };
     match node {
         Node::File(bytes) => {
             // The mode is final (the umask is set in write_nodes()); never through a link.
@@ -431,6 +491,44 @@ mod tests {
         assert_eq!(mode("foo.service.d"), 0o755);
         assert_eq!(mode("foo.service.d/20-portable.conf"), 0o644);
         assert_eq!(mode("multi-user.target.wants"), 0o755);
+    }
+
+    /// Directories made here are reached by path, those found there by descriptor: both
+    /// hold what they should, however the plan spells the path, and nothing lands outside.
+    #[test]
+    fn directories_made_and_found_are_both_written_into() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("multi-user.target.wants")).unwrap();
+        let plan = plan_of(&[
+            (
+                "foo.service.d//20-portable.conf",
+                Node::File(b"# x\n".to_vec()),
+            ),
+            (
+                "foo.service.d/./30-more.conf",
+                Node::File(b"# y\n".to_vec()),
+            ),
+            ("a/b/c/d.conf", Node::File(b"# z\n".to_vec())),
+            (
+                "multi-user.target.wants/x.d/y.conf",
+                Node::File(b"# w\n".to_vec()),
+            ),
+            (
+                "multi-user.target.wants/foo.service",
+                Node::Symlink("../foo.service".into()),
+            ),
+        ]);
+        assert!(write_nodes(&plan, dir.path()).is_empty());
+        for (p, want) in [
+            ("foo.service.d/20-portable.conf", &b"# x\n"[..]),
+            ("foo.service.d/30-more.conf", b"# y\n"),
+            ("a/b/c/d.conf", b"# z\n"),
+            ("multi-user.target.wants/x.d/y.conf", b"# w\n"),
+        ] {
+            assert_eq!(fs::read(dir.path().join(p)).unwrap(), want, "{p}");
+        }
+        let link = fs::read_link(dir.path().join("multi-user.target.wants/foo.service"));
+        assert_eq!(link.unwrap(), Path::new("../foo.service"));
     }
 
     /// Another generator wrote foo.service first: none of this unit's files may apply to it.
