@@ -33,16 +33,16 @@ const KNOWN_ENTRY_BYTES: usize = 64;
 pub struct Tree {
     fs: Box<dyn Fs>,
     known: RefCell<Known>,
-    /// The reader's [`Fs::may_change`]: then only directories and regular files are
-    /// remembered.
+    /// The reader's [`Fs::may_change`]: then links are not remembered.
     may_change: bool,
 }
 
 /// What earlier lookups found, by resolved path. An image file does not change while it is
 /// read (a reader takes a change for damage); in a directory tree, which can, only
-/// directories and regular files are remembered: its reader opens them without following
-/// links and keeps the directories open, so a swap since is caught there or cannot lead
-/// out, while a link or an absent entry is asked about again.
+/// directories, regular files and absent entries are remembered: its reader opens files
+/// and directories without following links and keeps the directories open, so a swap
+/// since is caught there or cannot lead out, and an entry that appears since is one not
+/// read, as if read a moment earlier; a link is asked about again.
 #[derive(Default)]
 struct Known {
     /// `None`: no such entry. Keyed by the path's bytes: hashing a `Path` goes component
@@ -138,7 +138,7 @@ impl Tree {
 
     /// Whether what a lookup found is remembered (see [`Known`]).
     fn remembered(&self, kind: Option<FileKind>) -> bool {
-        !self.may_change || matches!(kind, Some(FileKind::Dir | FileKind::File))
+        !self.may_change || matches!(kind, None | Some(FileKind::Dir | FileKind::File))
     }
 
     /// Remember the kinds a listing of the directory `dir` gave, unless it is so large

@@ -174,8 +174,8 @@ pub trait Fs {
     /// Whether entries can change while the image is read: a directory tree on the host
     /// can; an image file cannot, or a reader sees the change as damage. [`chase::Tree`]
     /// then remembers only the directories and regular files it found (a reader that may
-    /// change opens them without following links, so a swap is caught there), and asks
-    /// again about links and absent entries.
+    /// change opens them without following links, so a swap is caught there) and the
+    /// entries it did not, and asks again about links.
     fn may_change(&self) -> bool {
         false
     }
