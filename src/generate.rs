@@ -197,12 +197,14 @@ fn on_host<R>(
         profiles.borrow_mut().insert(key, found.clone());
         found
     };
+    let specifiers = crate::host_specifiers::HostSpecifiers::new(root, systemd);
     f(&Host {
         unit_file: &unit_file,
         instance_of: &instance_of,
         profile: &profile,
         os_release: host::host_os_release(root),
         systemd_version: systemd,
+        specifiers: &|c| specifiers.get(c),
         not_mounted,
         keep,
     })

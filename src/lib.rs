@@ -19,6 +19,7 @@ pub mod facts;
 pub mod generate;
 pub mod host;
 pub mod host_file;
+pub mod host_specifiers;
 pub mod image;
 pub mod inspect;
 pub mod install;

@@ -68,6 +68,8 @@ pub struct Host<'a> {
     pub os_release: &'a str,
     /// The systemd version whose `portablectl` output is written.
     pub systemd_version: u32,
+    /// The host's specifiers in `[Install]` (`%H`, `%m`, `%o`, …), from the root read.
+    pub specifiers: crate::install::HostSpecifiers<'a>,
     /// Mount points below which images may lie that are not mounted yet: one more reload,
     /// once they are, attaches those images.
     pub not_mounted: &'a [String],
@@ -292,11 +294,14 @@ impl<'h> Planner<'h> {
             return;
         }
         // Each unit file is parsed once: admission, activation and [Install] all read it.
-        let parsed: Vec<UnitParse> = att
+        let (parsed, syntax_warnings): (Vec<UnitParse>, Vec<Vec<unit_syntax::Warning>>) = att
             .units
             .iter()
-            .map(|u| unit_syntax::parse(&u.bytes).map(|(file, _warnings)| file))
-            .collect();
+            .map(|u| match unit_syntax::parse(&u.bytes) {
+                Ok((file, warnings)) => (Ok(file), warnings),
+                Err(e) => (Err(e), Vec::new()),
+            })
+            .unzip();
         let label = att.image.label();
         let mut log = ImageLog {
             plan,
@@ -309,6 +314,12 @@ impl<'h> Planner<'h> {
         drop_foreign_activators(&mut admitted, &mut log, &label);
         let attached = place_units(att, admitted, host, &mut log, &label);
         tell_attached(att, &attached, &mut log, &label);
+        // What systemd will say of each unit's lines when it loads it, said once here.
+        for &(unit, _) in &attached {
+            if let Some(i) = att.units.iter().position(|u| std::ptr::eq(u, unit)) {
+                tell_warnings(&mut log, &unit.name, &label, &syntax_warnings[i]);
+            }
+        }
         log.finish(&label);
         let image: Arc<Path> = Arc::from(att.image.path.as_path());
         for &(unit, _) in &attached {
@@ -323,6 +334,7 @@ impl<'h> Planner<'h> {
         if !att.enable {
             return;
         }
+        let first_later = self.later.len();
         for &(unit, file) in &attached {
             // A copy made from an alias link is the same unit as its target: enabling both
             // would start it twice under two names.
@@ -337,8 +349,22 @@ impl<'h> Planner<'h> {
                     label: &label,
                     file,
                 };
-                place_links(plan, &mut self.later, &unit);
+                place_links(plan, &mut self.later, &unit, host);
             }
+        }
+        let hidden = cap_lines(&mut self.later[first_later..]);
+        if hidden > 0 {
+            let reason = format!(
+                "{hidden} more lines about its units' [Install] sections (shown at debug level)"
+            );
+            let message = format!("Image {label}: {reason}.");
+            let d = Diagnostic::new(
+                Subject::Image(att.image.found_at.clone()),
+                Level::Warn,
+                reason,
+                message,
+            );
+            self.later.push(Later::Tell(d));
         }
     }
 
@@ -370,6 +396,25 @@ impl<'h> Planner<'h> {
         }
         self.plan
     }
+}
+
+/// At most [`MAX_LINES_PER_IMAGE`] of the notices of one image's links above debug level:
+/// the others are shown at debug level. Returns how many.
+fn cap_lines(later: &mut [Later]) -> usize {
+    let (mut shown, mut hidden) = (0, 0);
+    for l in later {
+        if let Later::Tell(d) = l
+            && d.level <= Level::Info
+        {
+            if shown >= MAX_LINES_PER_IMAGE {
+                d.level = Level::Debug;
+                hidden += 1;
+            } else {
+                shown += 1;
+            }
+        }
+    }
+    hidden
 }
 
 /// A unit placed, as its links need it.
@@ -834,7 +879,7 @@ fn place_unit(
 
 /// The `[Install]` links of `unit`: made now, but for its aliases, which wait in `later`
 /// with every notice about its links.
-fn place_links(plan: &mut Plan, later: &mut Vec<Later>, unit: &Linked) {
+fn place_links(plan: &mut Plan, later: &mut Vec<Later>, unit: &Linked, host: &Host) {
     let what = format!("Unit {} of image {}", unit.name, unit.label);
     let subject = || Subject::Unit {
         unit: unit.name.to_string(),
@@ -848,7 +893,7 @@ fn place_links(plan: &mut Plan, later: &mut Vec<Later>, unit: &Linked) {
             later.push(Later::Tell(d));
         };
     let mut en = match unit.file {
-        Ok(file) => enablement(unit.name, file),
+        Ok(file) => enablement(unit.name, file, host.systemd_version, host.specifiers),
         Err(e) => {
             let message = format!("{what} not enabled: cannot parse it: {e}.");
             tell(later, Level::Warn, true, message.clone(), message);
@@ -857,6 +902,23 @@ fn place_links(plan: &mut Plan, later: &mut Vec<Later>, unit: &Linked) {
     };
     // One line per problem, but never a flood: a crafted unit can hold thousands.
     const SHOWN: usize = 3;
+    for w in en.warnings.iter().take(SHOWN) {
+        let message = format!("{what}: line {}: {}.", w.line, w.message);
+        tell(later, Level::Warn, false, message.clone(), message);
+    }
+    if en.warnings.len() > SHOWN {
+        let message = format!(
+            "{what}: [Install] {} more lines ignored.",
+            en.warnings.len() - SHOWN
+        );
+        tell(later, Level::Warn, false, message.clone(), message);
+    }
+    if let Some(why) = &en.refused {
+        // systemctl enable refuses such a unit whole.
+        let message = format!("{what} not enabled: [Install] {why}.");
+        tell(later, Level::Warn, true, message.clone(), message);
+        return;
+    }
     for problem in en.problems.iter().take(SHOWN) {
         let message = format!("{what}: [Install] {problem}, ignoring.");
         tell(later, Level::Warn, true, message.clone(), message);
@@ -904,6 +966,21 @@ fn place_links(plan: &mut Plan, later: &mut Vec<Later>, unit: &Linked) {
         }
         // A link path can only repeat for the same unit (listed twice), which is harmless.
         plan.nodes.entry(path).or_insert(Node::Symlink(link.target));
+    }
+}
+
+/// The lines of a unit file systemd ignores, as it will say when it loads the unit: a few,
+/// then how many more.
+fn tell_warnings(log: &mut ImageLog, unit: &str, label: &str, warnings: &[unit_syntax::Warning]) {
+    const SHOWN: usize = 3;
+    let what = format!("Unit {unit} of image {label}");
+    for w in warnings.iter().take(SHOWN) {
+        let message = format!("{what}: line {}: {}", w.line, w.message);
+        log.say_unit(unit, Level::Warn, false, message.clone(), message);
+    }
+    if warnings.len() > SHOWN {
+        let message = format!("{what}: {} more lines ignored.", warnings.len() - SHOWN);
+        log.say_unit(unit, Level::Warn, false, message.clone(), message);
     }
 }
 
@@ -1104,6 +1181,7 @@ mod tests {
             os_release: "/etc/os-release",
             keep: Keep::All,
             systemd_version: version,
+            specifiers: &|c| (c == 'H').then(|| Ok("host".to_string())),
             not_mounted: &[],
         })
     }
@@ -1170,6 +1248,7 @@ mod tests {
                     os_release: "/etc/os-release",
                     keep: Keep::All,
                     systemd_version: 257,
+                    specifiers: &|_| None,
                     not_mounted,
                 },
             )
@@ -1547,6 +1626,67 @@ mod tests {
                 .last()
                 .unwrap()
                 .contains("84 more lines like these")
+        );
+    }
+
+    /// The lines systemd ignores in a unit are said once, at warning level, naming the unit
+    /// and the line, without failing the run; and however many units have them, one image
+    /// says at most so many.
+    #[test]
+    fn ignored_lines_are_warned_of_once() {
+        let text =
+            "[Service]\nExecStart=/bin/true\nNoEquals\n[Install]\nWantedBy=a.target\nBogus=1\n";
+        let p = run(
+            &[att(
+                "/var/lib/portables/foo",
+                vec![unit("foo.service", text)],
+            )],
+            &[],
+        );
+        let warned: Vec<&str> = p
+            .diagnostics
+            .iter()
+            .filter(|d| d.level == Level::Warn)
+            .map(|d| d.message.as_str())
+            .collect();
+        assert_eq!(
+            warned,
+            [
+                "Unit foo.service of image /var/lib/portables/foo: line 3: Missing '=', ignoring line.",
+                "Unit foo.service of image /var/lib/portables/foo: line 6: unknown key Bogus= in [Install], ignoring.",
+            ],
+            "{:?}",
+            messages(&p)
+        );
+        assert!(!p.failed());
+        assert!(
+            p.nodes
+                .contains_key(&OutPath::from("a.target.wants/foo.service"))
+        );
+
+        let units: Vec<UnitSource> = (0..100)
+            .map(|i| {
+                unit(
+                    &format!("foo-{i:03}.service"),
+                    "[Install]\nA=1\nB=2\nC=3\nD=4\n",
+                )
+            })
+            .collect();
+        let p = run(&[att("/var/lib/portables/foo", units)], &[]);
+        let loud = p
+            .diagnostics
+            .iter()
+            .filter(|n| n.level <= Level::Info)
+            .count();
+        assert!(
+            loud <= 2 * MAX_LINES_PER_IMAGE + 2,
+            "{loud}: {:?}",
+            messages(&p)
+        );
+        assert!(
+            messages(&p)
+                .iter()
+                .any(|m| m.contains("more lines about its units' [Install] sections"))
         );
     }
 

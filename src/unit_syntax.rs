@@ -172,7 +172,7 @@ pub fn split_words(value: &str) -> Result<Vec<String>, String> {
 
 /// The words `extract_first_word()` returns before it fails, and why it failed, because
 /// `config_parse_strv()` keeps the words it already has when a later one is malformed.
-fn split_words_partial(value: &str) -> (Vec<String>, Option<String>) {
+pub fn split_words_partial(value: &str) -> (Vec<String>, Option<String>) {
     let is_separator = |c: char| c.is_ascii() && WHITESPACE.contains(&(c as u8));
     let mut words = Vec::new();
     let mut chars = value.chars().peekable();

@@ -29,6 +29,8 @@ fuzz_target!(init: panic_policy(), |data: &[u8]| {
         }
     }
     for name in NAMES {
-        let _ = install::enablement(name, &file);
+        for version in [252, 257] {
+            let _ = install::enablement(name, &file, version, &portables_generator_fuzz::fuzz_host);
+        }
     }
 });

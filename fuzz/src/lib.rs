@@ -112,6 +112,16 @@ pub fn resign_gpt(img: &mut [u8]) {
 ///
 /// With `FUZZ_VERBOSE=1` what was read is printed, to check that seeds get through (run a
 /// target binary with file names as arguments to execute just those inputs).
+/// A host whose `%H` and `%m` have values and whose `%o` cannot be had.
+pub fn fuzz_host(c: char) -> Option<Result<String, String>> {
+    match c {
+        'H' => Some(Ok("fuzz.example".into())),
+        'm' => Some(Ok("0123456789abcdef0123456789abcdef".into())),
+        'o' => Some(Err("no os-release".into())),
+        _ => None,
+    }
+}
+
 pub fn drive_tree(tree: &Tree) {
     let newest = portables_generator::systemd_version::NEWEST;
     let os_release = read_os_release(tree, newest);
@@ -123,7 +133,7 @@ pub fn drive_tree(tree: &Tree) {
     if let Ok(units) = &units {
         for unit in &units.found {
             if let Ok((file, _)) = unit_syntax::parse(&unit.bytes) {
-                let _ = install::enablement(&unit.name, &file);
+                let _ = install::enablement(&unit.name, &file, newest, &fuzz_host);
             }
         }
     }
