@@ -8,21 +8,16 @@ usage: differential.py --generator BIN --version N --systemctl CMD [--show K] UN
 CMD is the systemctl to run, as words (a loader and its library path for a guest root's
 own). Prints agree/differ per class, then up to K differences with both sides.
 
-A first step of issue 13, not yet run by the test command. `cases/` holds one unit per
-difference the issue lists (c01 to c11) and UpheldBy= (c12). Run with the host's systemd 252:
-
-    tests/enablement/differential.py --generator BIN --version 252 --systemctl systemctl \
-        tests/enablement/cases/*
-
-and with Debian 13's 257 from the cached guest root T:
-
-    --version 257 --systemctl "T/lib64/ld-linux-x86-64.so.2 --library-path \
-        T/usr/lib/x86_64-linux-gnu:T/usr/lib/x86_64-linux-gnu/systemd T/usr/bin/systemctl"
+tests/enablement/run runs it over every corpus for systemd 252 and 257. `cases/` holds one
+unit per difference issue 13 listed (c01 to c11), UpheldBy= (c12), and six more (c13 to c18).
+With --random N it makes N units with seeded random [Install] sections; with --corpus each
+file given is used as four units (a service, a socket, a timer, a template).
 """
 
 import argparse
 import collections
 import os
+import random
 import re
 import shlex
 import shutil
@@ -166,6 +161,98 @@ def generator_links(binary, version, name, text, work):
     return r.returncode, links, r.stderr.strip()
 
 
+def random_units(count, seed, out_dir):
+    """`count` unit files with seeded random [Install] sections, written to `out_dir`: the
+    kinds of name and of entry systemctl treats apart, and the syntax around them."""
+    rnd = random.Random(seed)
+    kinds = ("service", "socket", "timer", "target", "path")
+    words = ("multi-user", "sockets", "timers", "container@", "getty@tty1", "default",
+             "graphical", "x@y", "a-b-c", "%p", "%N", "%i", "%j", "%n", "%H", "%m", "%o",
+             "%u", "%U", "%a", "%Z", "%%", "%", "%-", "foo/bar", "", "\\", "..", "@")
+    suffixes = (".target", ".service", ".socket", ".timer", ".path", ".mount", "", ".bogus")
+
+    def name_word():
+        if rnd.random() < 0.75:
+            # Mostly names a unit could have, or that specifiers make one.
+            return rnd.choice(("multi-user", "sockets", "timers", "container@", "getty@tty1",
+                               "x@y", "a-b-c", "%p", "%N", "%p-%i", "%j", "x@%i", "%H",
+                               "%m", "%o", "%u", "%n-x")) + rnd.choice(
+                (".target", ".target", ".target", ".service", ".socket", ".mount"))
+        w = "".join(rnd.choice(words) for _ in range(rnd.randint(1, 2)))
+        return w + rnd.choice(suffixes)
+
+    def quoted(w):
+        r = rnd.random()
+        if r < 0.05:
+            return '"' + w
+        if r < 0.15:
+            return '"%s"' % w
+        if r < 0.2:
+            return "'%s'" % w
+        return w
+
+    paths = []
+    for i in range(count):
+        kind = rnd.choice(kinds)
+        shape = rnd.random()
+        stem = "r%04d" % i + rnd.choice(("", "-x", "-a-b"))
+        if shape < 0.3:
+            name = "%s@.%s" % (stem, kind)
+        elif shape < 0.4:
+            name = "%s@%s.%s" % (stem, rnd.choice(("one", "a-b", "x:y")), kind)
+        else:
+            name = "%s.%s" % (stem, kind)
+        lines = ["[Unit]", "Description=random %d" % i]
+        if kind == "service":
+            lines += ["[Service]", "ExecStart=/bin/true"]
+        lines.append(rnd.choice(("[Install]", "[Install]", "[Install]", "[install]", "")))
+        for _ in range(rnd.randint(0, 6)):
+            key = rnd.choice(("WantedBy", "WantedBy", "RequiredBy", "UpheldBy", "Alias",
+                              "Alias", "Also", "DefaultInstance", "DefaultInstance",
+                              "Bogus", "wantedby"))
+            if key == "DefaultInstance":
+                value = rnd.choice(("one", "%p-x", "%H", "", "-bad/", "a b", "%i", "%m",
+                                    "two", "x@y"))
+            elif key == "Alias":
+                pre = rnd.choice((stem, "other", "r%04d" % rnd.randrange(count)))
+                tail = rnd.choice(("", "@", "@x", "@%i", "@%p"))
+                value = rnd.choice((
+                    "%s%s.%s" % (pre, tail, kind),
+                    "%s%s.%s" % (pre, tail, rnd.choice(kinds)),
+                    "multi-user.target.wants/%n",
+                    "x@.target.wants/%s" % name,
+                    "%n", name, name_word(),
+                ))
+            else:
+                value = " ".join(quoted(name_word()) for _ in range(rnd.randint(0, 3)))
+            if rnd.random() < 0.1 and " " in value:
+                value = value.replace(" ", " \\\n  ", 1)
+            lines.append("%s=%s" % (key, value))
+        if rnd.random() < 0.05:
+            lines.append("NoEquals")
+        path = os.path.join(out_dir, name)
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        paths.append(path)
+    return paths
+
+
+def corpus_variants(paths, out_dir):
+    """Each file of systemd's fuzz corpus as four units: a service, a socket, a timer and a
+    template service, named after it."""
+    out = []
+    for i, path in enumerate(paths):
+        with open(path, "rb") as f:
+            data = f.read()
+        for name in ("c%03d.service" % i, "c%03d.socket" % i, "c%03d.timer" % i,
+                     "c%03d@.service" % i):
+            p = os.path.join(out_dir, name)
+            with open(p, "wb") as f:
+                f.write(data)
+            out.append(p)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--generator", required=True)
@@ -173,14 +260,25 @@ def main():
     ap.add_argument("--systemctl", required=True)
     ap.add_argument("--show", type=int, default=10)
     ap.add_argument("--label", default="")
-    ap.add_argument("units", nargs="+")
+    ap.add_argument("--random", type=int, default=0, help="this many random units too")
+    ap.add_argument("--seed", type=int, default=13)
+    ap.add_argument("--corpus", action="store_true", help="the files are a corpus: four units each")
+    ap.add_argument("--allow", type=int, default=0, help="differences tolerated (exit 0)")
+    ap.add_argument("units", nargs="*")
     a = ap.parse_args()
     cmd = shlex.split(a.systemctl)
     agree, differ = collections.Counter(), collections.Counter()
     shown = []
-    total = skipped = 0
+    total = skipped = linked = 0
     with tempfile.TemporaryDirectory() as work:
-        for path in a.units:
+        units = list(a.units)
+        gen_dir = os.path.join(work, "units")
+        os.makedirs(gen_dir)
+        if a.corpus:
+            units = corpus_variants(units, gen_dir)
+        if a.random:
+            units += random_units(a.random, a.seed, gen_dir)
+        for path in units:
             name = os.path.basename(path)
             if name.rsplit(".", 1)[-1] not in PORTABLE_TYPES:
                 skipped += 1
@@ -191,19 +289,22 @@ def main():
             _, sc, sc_out = systemctl_links(cmd, name, text, work)
             _, gen, gen_out = generator_links(a.generator, a.version, name, text, work)
             same = sc == gen
+            linked += bool(sc)
             (agree if same else differ)["(all)"] += 1
             for c in classes(name, text):
                 (agree if same else differ)[c] += 1
             if not same and len(shown) < a.show:
-                shown.append((path, sc, sc_out, gen, gen_out))
-    print("## %s: %d units (%d of other types left out)" % (a.label, total, skipped))
+                shown.append((path, text, sc, sc_out, gen, gen_out))
+    print("## %s: %d units, %d of them linked by systemctl (%d of other types left out)" % (
+        a.label, total, linked, skipped))
     print("| class | agree | differ |")
     print("|---|---:|---:|")
     for c in sorted(set(agree) | set(differ)):
         print("| %s | %d | %d |" % (c, agree[c], differ[c]))
-    for path, sc, sc_out, gen, gen_out in shown:
-        print("\n### %s\nsystemctl: %s\n  %s\ngenerator: %s\n  %s" % (path, sc, sc_out[:300], gen, gen_out[:300]))
-    return 0
+    for path, text, sc, sc_out, gen, gen_out in shown:
+        print("\n### %s\n%s\nsystemctl: %s\n  %s\ngenerator: %s\n  %s" % (
+            os.path.basename(path), text[:600], sc, sc_out[:300], gen, gen_out[:300]))
+    return 0 if differ["(all)"] <= a.allow else 1
 
 
 if __name__ == "__main__":
