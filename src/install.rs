@@ -244,6 +244,7 @@ fn read_section(
     host: HostSpecifiers,
     out: &mut Enablement,
 ) -> Result<Section, String> {
+    let shown = crate::kmsg::shorten;
     let mut section = Section::default();
     let Some(install) = file.section("Install") else {
         return Ok(section);
@@ -266,14 +267,14 @@ fn read_section(
                 continue;
             }
             let (words, error) = split_words_partial(value);
-            match error {
-                None => list.extend(words),
-                Some(error) => {
-                    if systemd < 257 {
-                        list.extend(words);
-                    }
-                    warn(format!("{key}={value}: {error}, ignoring"));
-                }
+            if error.is_none() || systemd < 257 {
+                list.extend(words);
+            }
+            if error.is_some() {
+                warn(format!(
+                    "{key}={}: unbalanced quotes, ignoring",
+                    shown(value)
+                ));
             }
             continue;
         }
@@ -291,31 +292,40 @@ fn read_section(
                     Some(_) => {}
                 }
                 let instance = expand(value, names, host)
-                    .map_err(|e| format!("DefaultInstance={value}: {e}"))?;
+                    .map_err(|e| format!("DefaultInstance={}: {e}", shown(value)))?;
                 if instance.is_empty() {
                     names.default_instance = None;
                 } else if instantiate(unit, &instance).is_some() {
                     names.default_instance = Some(instance);
                 } else {
-                    return Err(format!("invalid DefaultInstance= value \"{instance}\""));
+                    return Err(format!(
+                        "invalid DefaultInstance= value \"{}\"",
+                        shown(&instance)
+                    ));
                 }
             }
             "Also" => {
                 // Each name must be a unit name; the unit named is enabled by its own
                 // [Install] if this image attaches it (README, "Enablement").
-                for word in split_plain(value).map_err(|e| format!("Also={value}: {e}"))? {
-                    let name =
-                        expand(&word, names, host).map_err(|e| format!("Also={word}: {e}"))?;
+                let words =
+                    split_plain(value).map_err(|e| format!("Also={}: {e}", shown(value)))?;
+                for word in words {
+                    let name = expand(&word, names, host)
+                        .map_err(|e| format!("Also={}: {e}", shown(&word)))?;
                     if parse_unit_name(&name).is_none() {
-                        return Err(format!("Also={word}: \"{name}\" is not a valid unit name"));
+                        return Err(format!("Also={}: not a valid unit name", shown(&word)));
                     }
                 }
             }
-            other => warn(format!("unknown key {other}= in [Install], ignoring")),
+            other => warn(format!(
+                "unknown key {}= in [Install], ignoring",
+                shown(other)
+            )),
         }
     }
     Ok(section)
 }
+
 /// The links `systemctl enable` of systemd `systemd` makes for `unit` from its parsed
 /// file, specifiers of the host taken from `host`.
 pub fn enablement(unit: &str, file: &UnitFile, systemd: u32, host: HostSpecifiers) -> Enablement {

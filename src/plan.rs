@@ -900,17 +900,12 @@ fn place_links(plan: &mut Plan, later: &mut Vec<Later>, unit: &Linked, host: &Ho
             return;
         }
     };
-    // One line per problem, but never a flood: a crafted unit can hold thousands.
-    const SHOWN: usize = 3;
-    for w in en.warnings.iter().take(SHOWN) {
-        let message = format!("{what}: line {}: {}.", w.line, w.message);
-        tell(later, Level::Warn, false, message.clone(), message);
-    }
-    if en.warnings.len() > SHOWN {
-        let message = format!(
-            "{what}: [Install] {} more lines ignored.",
-            en.warnings.len() - SHOWN
-        );
+    let warned = few_then_count(
+        &en.warnings,
+        |w| format!("{what}: line {}: {}.", w.line, w.message),
+        |n| format!("{what}: [Install] {n} more lines ignored."),
+    );
+    for message in warned {
         tell(later, Level::Warn, false, message.clone(), message);
     }
     if let Some(why) = &en.refused {
@@ -919,15 +914,12 @@ fn place_links(plan: &mut Plan, later: &mut Vec<Later>, unit: &Linked, host: &Ho
         tell(later, Level::Warn, true, message.clone(), message);
         return;
     }
-    for problem in en.problems.iter().take(SHOWN) {
-        let message = format!("{what}: [Install] {problem}, ignoring.");
-        tell(later, Level::Warn, true, message.clone(), message);
-    }
-    if en.problems.len() > SHOWN {
-        let message = format!(
-            "{what}: [Install] {} more invalid entries, ignoring.",
-            en.problems.len() - SHOWN
-        );
+    let problems = few_then_count(
+        &en.problems,
+        |problem| format!("{what}: [Install] {problem}, ignoring."),
+        |n| format!("{what}: [Install] {n} more invalid entries, ignoring."),
+    );
+    for message in problems {
         tell(later, Level::Warn, true, message.clone(), message);
     }
     if en.links.len() > MAX_LINKS_PER_UNIT {
@@ -972,16 +964,32 @@ fn place_links(plan: &mut Plan, later: &mut Vec<Later>, unit: &Linked, host: &Ho
 /// The lines of a unit file systemd ignores, as it will say when it loads the unit: a few,
 /// then how many more.
 fn tell_warnings(log: &mut ImageLog, unit: &str, label: &str, warnings: &[unit_syntax::Warning]) {
-    const SHOWN: usize = 3;
     let what = format!("Unit {unit} of image {label}");
-    for w in warnings.iter().take(SHOWN) {
-        let message = format!("{what}: line {}: {}", w.line, w.message);
+    let lines = few_then_count(
+        warnings,
+        |w| format!("{what}: line {}: {}", w.line, w.message),
+        |n| format!("{what}: {n} more lines ignored."),
+    );
+    for message in lines {
         log.say_unit(unit, Level::Warn, false, message.clone(), message);
     }
-    if warnings.len() > SHOWN {
-        let message = format!("{what}: {} more lines ignored.", warnings.len() - SHOWN);
-        log.say_unit(unit, Level::Warn, false, message.clone(), message);
+}
+
+/// Most lines told of one kind about one unit: a crafted unit can hold thousands of
+/// entries.
+const SHOWN_PER_UNIT: usize = 3;
+
+/// A line for each of the first [`SHOWN_PER_UNIT`] `items`, then one with how many more.
+fn few_then_count<T>(
+    items: &[T],
+    line: impl Fn(&T) -> String,
+    more: impl FnOnce(usize) -> String,
+) -> Vec<String> {
+    let mut lines: Vec<String> = items.iter().take(SHOWN_PER_UNIT).map(line).collect();
+    if items.len() > SHOWN_PER_UNIT {
+        lines.push(more(items.len() - SHOWN_PER_UNIT));
     }
+    lines
 }
 
 /// An alias of a unit, made once every image is placed, unless its name is taken.
@@ -1412,6 +1420,14 @@ mod tests {
         }
     }
 
+    /// How many of the plan's lines are logged at the default level.
+    fn loud_lines(p: &Plan) -> usize {
+        p.diagnostics
+            .iter()
+            .filter(|n| n.level <= Level::Info)
+            .count()
+    }
+
     fn messages(p: &Plan) -> Vec<&str> {
         p.diagnostics.iter().map(|n| n.message.as_str()).collect()
     }
@@ -1615,11 +1631,7 @@ mod tests {
             .map(|i| unit(&format!("foo-{i:03}.service"), "[Service]\nRootImage=/x\n"))
             .collect();
         let p = run(&[att("/var/lib/portables/foo", units)], &[]);
-        let loud = p
-            .diagnostics
-            .iter()
-            .filter(|n| n.level <= Level::Info)
-            .count();
+        let loud = loud_lines(&p);
         assert_eq!(loud, MAX_LINES_PER_IMAGE + 1, "{:?}", messages(&p));
         assert!(
             messages(&p)
@@ -1673,11 +1685,7 @@ mod tests {
             })
             .collect();
         let p = run(&[att("/var/lib/portables/foo", units)], &[]);
-        let loud = p
-            .diagnostics
-            .iter()
-            .filter(|n| n.level <= Level::Info)
-            .count();
+        let loud = loud_lines(&p);
         assert!(
             loud <= 2 * MAX_LINES_PER_IMAGE + 2,
             "{loud}: {:?}",
