@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 
-use crate::names::{instantiate, parse_unit_name};
+use crate::names::{instantiate, parse_unit_name, template_of};
 use crate::unit_syntax::{UnitFile, Warning, split_words_partial};
 
 /// A symlink to create, relative to the output directory.
@@ -176,15 +176,13 @@ fn split_plain(value: &str) -> Result<Vec<String>, String> {
 /// `unit_symlink_name_compatible()`: whether `link`, in a `.wants/` or `.requires/`
 /// directory, may stand for `unit`.
 fn symlink_name_compatible(link: &str, unit: &str, instance_propagation: bool) -> bool {
-    let (Some(l), Some(u)) = (parse_unit_name(link), parse_unit_name(unit)) else {
+    let Some(l) = parse_unit_name(link) else {
         return false;
     };
-    if link == unit && !l.is_template() {
-        return true;
-    }
-    let template_of_link = l.instance.is_some() && l.prefix == u.prefix && l.kind == u.kind;
-    (template_of_link && u.is_template() && !l.is_template())
-        || (instance_propagation && l.is_template() && u.is_template() && link == unit)
+    // The unit's own name (a template's only in a template's directory, whose instance is
+    // given on the way), or an instance standing for its template.
+    (link == unit && (!l.is_template() || instance_propagation))
+        || template_of(link).as_deref() == Some(unit)
 }
 
 /// `unit_validate_alias_symlink_or_warn()`: why the alias `alias` may not stand for
@@ -234,10 +232,10 @@ struct Section {
     dependencies: [Vec<String>; 3],
 }
 
-/// Read the `[Install]` section of `unit` as `unit_file_load()` of systemd `systemd` does,
-/// into `section`; warnings into `out`. `Err`: systemctl refuses the unit.
+/// Read the `[Install]` section of `names.unit` as `unit_file_load()` of systemd `systemd`
+/// does, its `DefaultInstance=` into `names`; warnings into `out`. `Err`: systemctl refuses
+/// the unit.
 fn read_section(
-    unit: &str,
     names: &mut Names,
     file: &UnitFile,
     systemd: u32,
@@ -295,7 +293,7 @@ fn read_section(
                     .map_err(|e| format!("DefaultInstance={}: {e}", shown(value)))?;
                 if instance.is_empty() {
                     names.default_instance = None;
-                } else if instantiate(unit, &instance).is_some() {
+                } else if instantiate(names.unit, &instance).is_some() {
                     names.default_instance = Some(instance);
                 } else {
                     return Err(format!(
@@ -340,7 +338,7 @@ pub fn enablement(unit: &str, file: &UnitFile, systemd: u32, host: HostSpecifier
         instance: parsed.instance,
         default_instance: None,
     };
-    let section = match read_section(unit, &mut names, file, systemd, host, &mut out) {
+    let section = match read_section(&mut names, file, systemd, host, &mut out) {
         Ok(section) => section,
         Err(why) => {
             out.refused = Some(why);
@@ -402,21 +400,12 @@ pub fn enablement(unit: &str, file: &UnitFile, systemd: u32, host: HostSpecifier
         }
     }
 
-    // install_info_symlink_wants(), for each key in turn.
-    for ((key, suffix, since), list) in DEPENDENCIES.iter().zip(&section.dependencies) {
-        if systemd < *since || list.is_empty() {
-            continue;
-        }
-        // What is linked: the unit, a template's default instance; a template without one
-        // only into a template's or an instance's directory.
-        let (link_name, any_target) = match (parsed.instance, &names.default_instance) {
-            (Some(""), Some(d)) => match instantiate(unit, d) {
-                Some(name) => (name, true),
-                None => continue,
-            },
-            (Some(""), None) => (unit.to_string(), false),
-            _ => (unit.to_string(), true),
-        };
+    // install_info_symlink_wants(), for each key in turn (a key the version does not know
+    // was not read). What is linked: the unit, a template's default instance (`%n`); a
+    // template without one only into a template's or an instance's directory.
+    let link_name = names.name();
+    let any_target = !(parsed.is_template() && names.default_instance.is_none());
+    for ((key, suffix, _), list) in DEPENDENCIES.iter().zip(&section.dependencies) {
         for raw in list {
             let target = match expand(raw, &names, host) {
                 Ok(t) => t,
