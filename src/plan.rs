@@ -195,12 +195,7 @@ impl ImageLog<'_> {
 
     fn tell(&mut self, mut d: Diagnostic) {
         self.failed |= d.fails;
-        if d.level <= Level::Info && self.shown >= MAX_LINES_PER_IMAGE {
-            self.hidden += 1;
-            d.level = Level::Debug;
-        } else if d.level <= Level::Info {
-            self.shown += 1;
-        }
+        cap_line(&mut d, &mut self.shown, &mut self.hidden);
         self.plan.notice(d);
     }
 
@@ -398,20 +393,27 @@ impl<'h> Planner<'h> {
     }
 }
 
+/// One more line about an image, `shown` of its lines told above debug level so far: past
+/// [`MAX_LINES_PER_IMAGE`] it is told at debug level, and counted in `hidden`.
+fn cap_line(d: &mut Diagnostic, shown: &mut usize, hidden: &mut usize) {
+    if d.level > Level::Info {
+        return;
+    }
+    if *shown >= MAX_LINES_PER_IMAGE {
+        d.level = Level::Debug;
+        *hidden += 1;
+    } else {
+        *shown += 1;
+    }
+}
+
 /// At most [`MAX_LINES_PER_IMAGE`] of the notices of one image's links above debug level:
 /// the others are shown at debug level. Returns how many.
 fn cap_lines(later: &mut [Later]) -> usize {
     let (mut shown, mut hidden) = (0, 0);
     for l in later {
-        if let Later::Tell(d) = l
-            && d.level <= Level::Info
-        {
-            if shown >= MAX_LINES_PER_IMAGE {
-                d.level = Level::Debug;
-                hidden += 1;
-            } else {
-                shown += 1;
-            }
+        if let Later::Tell(d) = l {
+            cap_line(d, &mut shown, &mut hidden);
         }
     }
     hidden
